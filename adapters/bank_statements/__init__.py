@@ -1,0 +1,31 @@
+"""Bank-statement parsers: camt.053, OFX and mapped CSV, into plain records.
+
+Pure functions over bytes, no database; reconciliation consumes the result.
+Each format has `parse_*` (raises the first StatementError) and `read_*`
+(returns the statements with every problem found, as values).
+"""
+
+from .camt053 import parse_camt053, read_camt053
+from .csv_mapping import CsvMapping, parse_csv, read_csv
+from .detect import detect_format, parse_statement, read_statement
+from .model import ErrorCode, Statement, StatementError, StatementLine
+from .ofx import parse_ofx, read_ofx
+from .validation import validate_statement
+
+__all__ = [
+    "CsvMapping",
+    "ErrorCode",
+    "Statement",
+    "StatementError",
+    "StatementLine",
+    "detect_format",
+    "parse_camt053",
+    "parse_csv",
+    "parse_ofx",
+    "parse_statement",
+    "read_camt053",
+    "read_csv",
+    "read_ofx",
+    "read_statement",
+    "validate_statement",
+]

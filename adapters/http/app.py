@@ -1,0 +1,74 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from litestar import Litestar, Request, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from adapters.database import DatabaseSettings
+from adapters.http.auth import KeyCache, bearer_key
+from adapters.http.commands import JSON, encode
+from adapters.http.ledger_api import LedgerController
+from adapters.http.problems import EXCEPTION_HANDLERS, problem
+from adapters.keys import Principal
+from adapters.runtime import Runtime
+
+log = logging.getLogger("activebilling.http")
+
+
+def _runtime(state: State) -> Runtime:
+    runtime: Runtime = state.runtime
+    return runtime
+
+
+def _principal(request: Request[Any, Any, Any], state: State) -> Principal:
+    cache: KeyCache = state.key_cache
+    return cache.principal(state.runtime, bearer_key(request))
+
+
+@get("/health", operation_id="health", sync_to_thread=True, include_in_schema=True)
+def health(state: State) -> Response[bytes]:
+    runtime: Runtime = state.runtime
+    try:
+        with runtime.connection() as conn:
+            conn.execute("select 1")
+    except psycopg.OperationalError as exc:
+        return problem(503, "database_unavailable", "Database unavailable", str(exc))
+    return Response(content=encode({"status": "ok"}), media_type=JSON)
+
+
+def create_app(
+    runtime: Runtime | None = None, *, run_sealer: bool = True, debug: bool = False
+) -> Litestar:
+    """Build the app; with no runtime given, settings come from the environment."""
+    owned = runtime is None
+    live = runtime or Runtime(DatabaseSettings.from_environment())
+
+    def on_startup(app: Litestar) -> None:
+        app.state.runtime = live
+        app.state.key_cache = KeyCache()
+        if run_sealer:
+            live.start_sealer()
+
+    def on_shutdown(app: Litestar) -> None:
+        if owned:
+            live.close()
+
+    return Litestar(
+        route_handlers=[health, LedgerController],
+        dependencies={
+            "runtime": Provide(_runtime, sync_to_thread=False),
+            "principal": Provide(_principal, sync_to_thread=True),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        openapi_config=OpenAPIConfig(title="Active Billing", version="0.1.0"),
+        debug=debug,
+    )

@@ -1,0 +1,450 @@
+"""Ledger endpoints: accounts, journal entries, balances, trial balance, periods, clock."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any
+
+import msgspec
+import psycopg
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+
+from adapters.http.commands import JSON, encode, require, run_command
+from adapters.http.problems import ApiError
+from adapters.keys import Permission, Principal
+from adapters.runtime import Runtime
+from ledger.accounts import AccountType
+from ledger.balances import totals_by_currency
+from ledger.entries import JournalEntry, Posting, build_entry
+from ledger.errors import InvalidEntry, InvalidMoney
+from ledger.money import Money, parse_amount
+from ledger.periods import PeriodStatus, parse_period
+from ledger.postgres import books as book_store
+from ledger.postgres import posting as entry_store
+from ledger.postgres import queries
+
+MAX_BATCH = 1000
+
+
+class PostingIn(msgspec.Struct, forbid_unknown_fields=True):
+    account: str
+    amount: str
+    currency: str
+    customer: str | None = None
+    document: str | None = None
+    dimensions: dict[str, str] = {}
+
+
+class JournalEntryIn(msgspec.Struct, forbid_unknown_fields=True):
+    postings: list[PostingIn]
+    effective_date: date | None = None
+    memo: str = ""
+    metadata: dict[str, Any] = {}
+    idempotency_key: str | None = None
+
+
+class JournalEntryBatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    entries: list[JournalEntryIn]
+
+
+class ReverseIn(msgspec.Struct, forbid_unknown_fields=True):
+    effective_date: date | None = None
+    memo: str | None = None
+
+
+class AccountIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    type: str | None = None
+    currencies: list[str] = []
+    code: str | None = None
+    min_balance: str | None = None
+    metadata: dict[str, Any] = {}
+
+
+class ClockIn(msgspec.Struct, forbid_unknown_fields=True):
+    now: date
+
+
+def account_json(account: book_store.Account) -> dict[str, Any]:
+    return {
+        "id": str(account.id),
+        "name": account.name,
+        "type": account.type.value,
+        "currencies": list(account.currencies),
+        "code": account.code,
+        "min_balance": None if account.min_balance is None else str(account.min_balance),
+        "metadata": account.metadata,
+        "status": "closed" if account.closed_at else "open",
+        "opened_at": account.opened_at.isoformat(),
+        "closed_at": account.closed_at.isoformat() if account.closed_at else None,
+    }
+
+
+def entry_json(entry: entry_store.PostedEntry) -> dict[str, Any]:
+    return {
+        "id": str(entry.id),
+        "effective_date": entry.effective_date.isoformat(),
+        "recorded_at": entry.recorded_at.isoformat(),
+        "memo": entry.memo,
+        "metadata": entry.metadata,
+        "idempotency_key": entry.idempotency_key,
+        "reverses": str(entry.reverses) if entry.reverses else None,
+        "sequence": entry.sequence,
+        "postings": [
+            {
+                "account": p.account,
+                "amount": str(p.money.quantized().amount),
+                "currency": p.currency,
+                "customer": p.customer,
+                "document": p.document,
+                "dimensions": dict(p.dimensions),
+            }
+            for p in entry.postings
+        ],
+    }
+
+
+def to_entry(body: JournalEntryIn, today: date, header_key: str | None) -> JournalEntry:
+    postings = []
+    for index, p in enumerate(body.postings):
+        try:
+            money = Money.exact(parse_amount(p.amount), p.currency)
+        except InvalidMoney as exc:
+            exc.fields["posting"] = index
+            raise
+        postings.append(Posting(p.account, money, p.customer, p.document, p.dimensions))
+    return build_entry(
+        body.effective_date or today,
+        body.memo,
+        postings,
+        metadata=body.metadata,
+        idempotency_key=body.idempotency_key or header_key,
+    )
+
+
+def book_today(conn: psycopg.Connection, runtime: Runtime, principal: Principal) -> date:
+    return book_store.get_book(conn, principal.book_id).today(runtime.today())
+
+
+class Reader:
+    """A read-only connection for GET handlers, returned to the pool afterwards."""
+
+    def __init__(self, runtime: Runtime, principal: Principal) -> None:
+        require(principal, Permission.READ)
+        self.runtime = runtime
+
+    def __enter__(self) -> psycopg.Connection:
+        self.conn = self.runtime.pool.getconn()
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.rollback()
+        self.runtime.pool.putconn(self.conn)
+
+
+def json_response(payload: Any, status: int = 200) -> Response[bytes]:
+    return Response(content=encode(payload), status_code=status, media_type=JSON)
+
+
+def _cursor(entry: entry_store.PostedEntry) -> str:
+    raw = f"{entry.recorded_at.isoformat()}|{entry.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if not cursor:
+        return None
+    try:
+        at, _, entry_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(entry_id)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None
+
+
+class LedgerController(Controller):
+    path = "/v1"
+
+    @post("/accounts", operation_id="createAccount", sync_to_thread=True)
+    def create_account(
+        self,
+        request: Request[Any, Any, Any],
+        data: AccountIn,
+        principal: Principal,
+        runtime: Runtime,
+    ) -> Response[bytes]:
+        require(principal, Permission.MANAGE_ACCOUNTS)
+        spec = book_store.AccountSpec(
+            name=data.name,
+            type=_account_type(data.type),
+            currencies=data.currencies,
+            code=data.code,
+            min_balance=None if data.min_balance is None else parse_amount(data.min_balance),
+            metadata=data.metadata,
+        )
+
+        def work(conn: psycopg.Connection) -> tuple[int, Any]:
+            return 201, account_json(book_store.create_account(conn, principal.book_id, spec))
+
+        return run_command(runtime, request, principal, data, work)
+
+    @get("/accounts", operation_id="listAccounts", sync_to_thread=True)
+    def list_accounts(self, principal: Principal, runtime: Runtime) -> Response[bytes]:
+        with Reader(runtime, principal) as conn:
+            accounts = book_store.list_accounts(conn, principal.book_id)
+        return json_response({"data": [account_json(a) for a in accounts]})
+
+    @get("/accounts/{account_id:str}", operation_id="getAccount", sync_to_thread=True)
+    def get_account(
+        self, account_id: str, principal: Principal, runtime: Runtime
+    ) -> Response[bytes]:
+        with Reader(runtime, principal) as conn:
+            account = book_store.get_account(conn, principal.book_id, account_id)
+        return json_response(account_json(account))
+
+    @post("/accounts/{account_id:str}/close", operation_id="closeAccount", sync_to_thread=True)
+    def close_account(
+        self,
+        account_id: str,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        runtime: Runtime,
+    ) -> Response[bytes]:
+        require(principal, Permission.MANAGE_ACCOUNTS)
+
+        def work(conn: psycopg.Connection) -> tuple[int, Any]:
+            return 200, account_json(book_store.close_account(conn, principal.book_id, account_id))
+
+        return run_command(runtime, request, principal, {"close": account_id}, work)
+
+    @post("/journal-entries", operation_id="postJournalEntry", sync_to_thread=True)
+    def post_journal_entry(
+        self,
+        request: Request[Any, Any, Any],
+        data: JournalEntryIn,
+        principal: Principal,
+        runtime: Runtime,
+    ) -> Response[bytes]:
+        require(principal, Permission.POST_JOURNAL)
+        header_key = request.headers.get("idempotency-key")
+
+        def work(conn: psycopg.Connection) -> tuple[int, Any]:
+            today = (
+                book_today(conn, runtime, principal) if data.effective_date is None else date.min
+            )
+            entry = to_entry(data, today, header_key)
+            posted = entry_store.post_entry(conn, principal.book_id, entry)
+            return (201 if posted.created else 200), entry_json(posted)
+
+        return run_command(runtime, request, principal, data, work)
+
+    @post("/journal-entries/batch", operation_id="postJournalEntryBatch", sync_to_thread=True)
+    def post_journal_entry_batch(
+        self,
+        request: Request[Any, Any, Any],
+        data: JournalEntryBatchIn,
+        principal: Principal,
+        runtime: Runtime,
+    ) -> Response[bytes]:
+        require(principal, Permission.POST_JOURNAL)
+        if not 0 < len(data.entries) <= MAX_BATCH:
+            raise InvalidEntry(f"a batch holds 1 to {MAX_BATCH} entries")
+
+        def work(conn: psycopg.Connection) -> tuple[int, Any]:
+            today = book_today(conn, runtime, principal)
+            entries = []
+            for index, body in enumerate(data.entries):
+                try:
+                    entries.append(to_entry(body, today, None))
+                except InvalidEntry as exc:  # say which entry of the batch is wrong
+                    exc.fields["entry"] = index
+                    raise
+            posted = entry_store.post_entries(conn, principal.book_id, entries)
+            return 201, {"data": [entry_json(e) for e in posted]}
+
+        return run_command(runtime, request, principal, data, work)
+
+    @get("/journal-entries", operation_id="listJournalEntries", sync_to_thread=True)
+    def list_journal_entries(
+        self,
+        principal: Principal,
+        runtime: Runtime,
+        cursor: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        date_from: Annotated[date | None, Parameter(query="from")] = None,
+        date_to: Annotated[date | None, Parameter(query="to")] = None,
+        account: str | None = None,
+        customer: str | None = None,
+        document: str | None = None,
+    ) -> Response[bytes]:
+        after = _after(cursor)
+        with Reader(runtime, principal) as conn:
+            account_id = (
+                book_store.get_account(conn, principal.book_id, account).id if account else None
+            )
+            filters = entry_store.EntryFilter(date_from, date_to, account_id, customer, document)
+            entries = entry_store.list_entries(
+                conn, principal.book_id, filters, after=after, limit=limit
+            )
+        next_cursor = _cursor(entries[-1]) if len(entries) == limit else None
+        return json_response({"data": [entry_json(e) for e in entries], "next_cursor": next_cursor})
+
+    @get("/journal-entries/{entry_id:str}", operation_id="getJournalEntry", sync_to_thread=True)
+    def get_journal_entry(
+        self, entry_id: str, principal: Principal, runtime: Runtime
+    ) -> Response[bytes]:
+        with Reader(runtime, principal) as conn:
+            entry = entry_store.get_entry(conn, principal.book_id, entry_id)
+        return json_response(entry_json(entry))
+
+    @post(
+        "/journal-entries/{entry_id:str}/reverse",
+        operation_id="reverseJournalEntry",
+        sync_to_thread=True,
+    )
+    def reverse_journal_entry(
+        self,
+        entry_id: str,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        runtime: Runtime,
+        data: ReverseIn | None = None,
+    ) -> Response[bytes]:
+        require(principal, Permission.POST_JOURNAL)
+        body = data or ReverseIn()
+
+        def work(conn: psycopg.Connection) -> tuple[int, Any]:
+            posted = entry_store.reverse_entry(
+                conn,
+                principal.book_id,
+                entry_id,
+                effective_date=body.effective_date,
+                memo=body.memo,
+            )
+            return (201 if posted.created else 200), entry_json(posted)
+
+        return run_command(runtime, request, principal, {"reverse": entry_id, "body": body}, work)
+
+    @get("/balances", operation_id="getBalances", sync_to_thread=True)
+    def balances(
+        self, principal: Principal, runtime: Runtime, account: str, as_of: date | None = None
+    ) -> Response[bytes]:
+        with Reader(runtime, principal) as conn:
+            found = book_store.get_account(conn, principal.book_id, account)
+            day = as_of or book_today(conn, runtime, principal)
+            totals = queries.account_balance(conn, principal.book_id, found.id, day)
+        return json_response(
+            {
+                "account": found.name,
+                "account_id": str(found.id),
+                "as_of": day.isoformat(),
+                "balances": [
+                    {"currency": c, "balance": str(Money(a, c).round_to_minor().amount)}
+                    for c, a in totals.items()
+                ],
+            }
+        )
+
+    @get("/reports/trial-balance", operation_id="getTrialBalance", sync_to_thread=True)
+    def trial_balance(
+        self, principal: Principal, runtime: Runtime, as_of: date | None = None
+    ) -> Response[bytes]:
+        with Reader(runtime, principal) as conn:
+            day = as_of or book_today(conn, runtime, principal)
+            lines = queries.trial_balance_as_of(conn, principal.book_id, day)
+        return json_response(trial_balance_json(day, lines))
+
+    @post("/periods/{period:str}/close", operation_id="closePeriod", sync_to_thread=True)
+    def close_period(
+        self, period: str, request: Request[Any, Any, Any], principal: Principal, runtime: Runtime
+    ) -> Response[bytes]:
+        return self._set_period(period, PeriodStatus.CLOSED, request, principal, runtime)
+
+    @post("/periods/{period:str}/reopen", operation_id="reopenPeriod", sync_to_thread=True)
+    def reopen_period(
+        self, period: str, request: Request[Any, Any, Any], principal: Principal, runtime: Runtime
+    ) -> Response[bytes]:
+        return self._set_period(period, PeriodStatus.OPEN, request, principal, runtime)
+
+    def _set_period(
+        self,
+        period: str,
+        status: PeriodStatus,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        runtime: Runtime,
+    ) -> Response[bytes]:
+        require(principal, Permission.CLOSE_PERIODS)
+        parse_period(period)
+
+        def work(conn: psycopg.Connection) -> tuple[int, Any]:
+            book_store.set_period_status(conn, principal.book_id, period, status)
+            return 200, {"period": period, "status": status.value}
+
+        return run_command(runtime, request, principal, {"period": period, "to": status}, work)
+
+    @get("/periods", operation_id="listPeriods", sync_to_thread=True)
+    def list_periods(self, principal: Principal, runtime: Runtime) -> Response[bytes]:
+        with Reader(runtime, principal) as conn:
+            statuses = book_store.period_statuses(conn, principal.book_id)
+        return json_response(
+            {"data": [{"period": p, "status": s.value} for p, s in statuses.items()]}
+        )
+
+    @get("/clock", operation_id="getClock", sync_to_thread=True)
+    def get_clock(self, principal: Principal, runtime: Runtime) -> Response[bytes]:
+        with Reader(runtime, principal) as conn:
+            book = book_store.get_book(conn, principal.book_id)
+        return json_response(clock_json(book, runtime.today()))
+
+    @post("/clock", operation_id="advanceClock", sync_to_thread=True)
+    def advance_clock(
+        self, request: Request[Any, Any, Any], data: ClockIn, principal: Principal, runtime: Runtime
+    ) -> Response[bytes]:
+        require(principal, Permission.MOVE_CLOCK)
+
+        def work(conn: psycopg.Connection) -> tuple[int, Any]:
+            book = book_store.set_clock(conn, principal.book_id, data.now)
+            return 200, clock_json(book, runtime.today())
+
+        return run_command(runtime, request, principal, data, work)
+
+
+def clock_json(book: book_store.Book, wall_today: date) -> dict[str, Any]:
+    return {"mode": book.clock_mode, "now": book.today(wall_today).isoformat()}
+
+
+def trial_balance_json(day: date, lines: list[Any]) -> dict[str, Any]:
+    totals = totals_by_currency(lines)
+    return {
+        "as_of": day.isoformat(),
+        "lines": [
+            {
+                "account": line.account,
+                "currency": line.currency,
+                "debit": str(line.debit),
+                "credit": str(line.credit),
+                "balance": str(line.balance),
+            }
+            for line in lines
+        ],
+        "totals": {
+            currency: {"debit": str(debit), "credit": str(credit)}
+            for currency, (debit, credit) in sorted(totals.items())
+        },
+    }
+
+
+def _account_type(value: str | None) -> AccountType | None:
+    if value is None:
+        return None
+    try:
+        return AccountType(value)
+    except ValueError:
+        raise ApiError(
+            422,
+            "invalid_account_type",
+            f"type must be one of {', '.join(t.value for t in AccountType)}",
+        ) from None

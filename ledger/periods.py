@@ -1,0 +1,34 @@
+"""Accounting periods: calendar months named YYYY-MM."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from enum import StrEnum
+
+from ledger.errors import InvalidEntry
+
+_PERIOD_RE = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+
+
+class PeriodStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def period_of(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def parse_period(name: str) -> str:
+    if not _PERIOD_RE.fullmatch(name):
+        raise InvalidEntry(f"{name!r} is not a period: write it as YYYY-MM, e.g. 2026-01")
+    return name
+
+
+def period_bounds(name: str) -> tuple[date, date]:
+    """First day and the first day after the period: [start, end)."""
+    year, month = (int(x) for x in parse_period(name).split("-"))
+    start = date(year, month, 1)
+    end = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+    return start, end

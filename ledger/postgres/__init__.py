@@ -1,0 +1,1 @@
+"""PostgreSQL persistence of the ledger: tables, the posting store, the sealer."""

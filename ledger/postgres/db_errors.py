@@ -1,0 +1,62 @@
+"""Turning the database's refusals into the ledger's errors.
+
+The triggers raise SQLSTATE 23514 with a named constraint; this module is the
+one place that knows those names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import errors as pg
+
+from ledger import errors
+
+_BY_CONSTRAINT: dict[str, type[errors.LedgerError]] = {
+    "journal_entries_balanced": errors.UnbalancedEntry,
+    "journal_entries_open_period": errors.PeriodClosed,
+    "postings_open_account": errors.AccountClosed,
+    "postings_account_currency": errors.CurrencyNotAllowed,
+    "postings_minor_unit": errors.TooPrecise,
+    "postings_min_balance": errors.BalanceLimitExceeded,
+    "postings_open_entry": errors.InvalidEntry,
+    "postings_entry_date": errors.InvalidEntry,
+    "journal_entries_txid": errors.InvalidEntry,
+    "accounts_immutable": errors.Conflict,
+    "uq_accounts_book_id_name": errors.Conflict,
+    "uq_accounts_book_id_code": errors.Conflict,
+    "uq_journal_entries_book_id_reverses_entry_id": errors.AlreadyReversed,
+    "fk_postings_currency_currencies": errors.UnknownCurrency,
+    "fk_books_base_currency_currencies": errors.UnknownCurrency,
+}
+
+_MESSAGES: dict[str, str] = {
+    "uq_accounts_book_id_name": "an account with that name already exists in this book",
+    "uq_accounts_book_id_code": "an account with that code already exists in this book",
+    "uq_journal_entries_book_id_reverses_entry_id": "that entry has already been reversed",
+    "fk_postings_currency_currencies": "unknown currency",
+    "fk_books_base_currency_currencies": "unknown currency",
+}
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Re-raise integrity errors from the database as LedgerErrors."""
+    try:
+        yield
+    except (pg.CheckViolation, pg.UniqueViolation, pg.ForeignKeyViolation) as exc:
+        name = exc.diag.constraint_name or ""
+        kind = _BY_CONSTRAINT.get(name)
+        if kind is None:
+            raise
+        message = _MESSAGES.get(name) or exc.diag.message_primary or str(exc)
+        raise kind(message, constraint=name) from exc
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, pg.SerializationFailure | pg.DeadlockDetected)
+
+
+__all__ = ["is_retryable", "psycopg", "translated"]

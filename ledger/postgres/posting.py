@@ -1,0 +1,355 @@
+"""Posting journal entries: one SQL statement for any number of entries.
+
+Entries and their postings are inserted by a single statement built from
+arrays (`unnest`), so a batch of 1,000 entries costs one round trip. The
+database checks every invariant; this module resolves account names, makes
+idempotent replays return the original entry, and reads entries back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ledger.entries import JournalEntry, Posting, build_entry, reversal_postings
+from ledger.errors import IdempotencyConflict, InvalidEntry, NotFound
+from ledger.money import Money
+
+
+@dataclass(frozen=True, slots=True)
+class PostedEntry:
+    id: uuid.UUID
+    book_id: uuid.UUID
+    effective_date: date
+    recorded_at: datetime
+    memo: str
+    metadata: dict[str, Any]
+    idempotency_key: str
+    reverses: uuid.UUID | None
+    postings: tuple[Posting, ...]
+    created: bool = True  # False when an idempotent replay returned the original
+    sequence: int | None = None  # the seal's sequence number, once sealed
+    account_ids: tuple[uuid.UUID, ...] = field(default=())
+
+
+def request_hash(entry: JournalEntry) -> str:
+    """Fingerprint of what was asked, to tell a replay from a conflicting reuse of a key."""
+    document = {
+        "date": entry.effective_date.isoformat(),
+        "memo": entry.memo,
+        "metadata": entry.metadata,
+        "reverses": entry.reverses,
+        "postings": [
+            [
+                p.account,
+                format(p.amount.normalize(), "f"),
+                p.currency,
+                p.customer,
+                p.document,
+                dict(p.dimensions),
+            ]
+            for p in entry.postings
+        ],
+    }
+    raw = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class AccountDirectory:
+    """Account name → id, per book. Names and ids never change once created
+    (a trigger forbids it), so a process can keep what it has looked up."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
+
+    def resolve(
+        self, conn: psycopg.Connection, book_id: uuid.UUID, names: Sequence[str]
+    ) -> dict[str, uuid.UUID]:
+        wanted = set(names)
+        found = {n: self._ids[(book_id, n)] for n in wanted if (book_id, n) in self._ids}
+        missing = sorted(wanted - found.keys())
+        if missing:
+            rows = conn.execute(
+                "select name, id from accounts where book_id = %s and name = any(%s)",
+                (book_id, missing),
+            ).fetchall()
+            for name, account_id in rows:
+                self._ids[(book_id, name)] = account_id
+                found[name] = account_id
+            unknown = sorted(wanted - found.keys())
+            if unknown:
+                raise NotFound(
+                    f"unknown account(s): {', '.join(unknown)}; create them first "
+                    "(POST /v1/accounts)",
+                    accounts=unknown,
+                )
+        return found
+
+
+DIRECTORY = AccountDirectory()
+
+_INSERT = """
+with entry_rows as (
+  select * from unnest(%(ids)s::uuid[], %(dates)s::date[], %(memos)s::text[],
+                       %(metadata)s::jsonb[], %(keys)s::text[], %(hashes)s::text[],
+                       %(reverses)s::uuid[])
+         as t(id, effective_date, memo, metadata, idempotency_key, request_hash, reverses)
+), inserted as (
+  insert into journal_entries
+         (book_id, id, effective_date, memo, metadata, idempotency_key, request_hash,
+          reverses_entry_id)
+  select %(book)s, id, effective_date, memo, metadata, idempotency_key, request_hash, reverses
+    from entry_rows
+  on conflict (book_id, idempotency_key) do nothing
+  returning id, recorded_at, effective_date
+), posting_rows as (
+  insert into postings
+         (book_id, entry_id, line_no, account_id, amount, currency, effective_date,
+          customer_id, document, dimensions)
+  select %(book)s, p.entry_id, p.line_no, p.account_id, p.amount, p.currency,
+         i.effective_date, p.customer_id, p.document, p.dimensions
+    from unnest(%(p_entry)s::uuid[], %(p_line)s::int[], %(p_account)s::uuid[],
+                %(p_amount)s::numeric[], %(p_currency)s::text[], %(p_customer)s::text[],
+                %(p_document)s::text[], %(p_dimensions)s::jsonb[])
+         as p(entry_id, line_no, account_id, amount, currency, customer_id, document, dimensions)
+    join inserted i on i.id = p.entry_id
+  returning 1
+)
+select id, recorded_at, (select count(*) from posting_rows) from inserted
+"""
+
+
+def post_entries(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    entries: Sequence[JournalEntry],
+    directory: AccountDirectory = DIRECTORY,
+) -> list[PostedEntry]:
+    """Insert entries in the caller's transaction; replays return the originals.
+
+    Each entry needs an idempotency key (one is made up when it has none). A
+    key already used with other content raises IdempotencyConflict.
+    """
+    if not entries:
+        return []
+    account_ids = directory.resolve(conn, book_id, [p.account for e in entries for p in e.postings])
+    ids = [uuid.uuid4() for _ in entries]
+    keys = [e.idempotency_key or f"auto:{i}" for e, i in zip(entries, ids, strict=True)]
+    hashes = [request_hash(e) for e in entries]
+    p_entry: list[uuid.UUID] = []
+    p_line: list[int] = []
+    p_account: list[uuid.UUID] = []
+    p_amount: list[Decimal] = []
+    p_currency: list[str] = []
+    p_customer: list[str | None] = []
+    p_document: list[str | None] = []
+    p_dimensions: list[str] = []
+    for entry_id, entry in zip(ids, entries, strict=True):
+        for line_no, posting in enumerate(entry.postings, start=1):
+            p_entry.append(entry_id)
+            p_line.append(line_no)
+            p_account.append(account_ids[posting.account])
+            p_amount.append(posting.money.quantized().amount)
+            p_currency.append(posting.currency)
+            p_customer.append(posting.customer)
+            p_document.append(posting.document)
+            p_dimensions.append(json.dumps(dict(posting.dimensions), sort_keys=True))
+    params = {
+        "book": book_id,
+        "ids": ids,
+        "dates": [e.effective_date for e in entries],
+        "memos": [e.memo for e in entries],
+        "metadata": [json.dumps(e.metadata, sort_keys=True, default=str) for e in entries],
+        "keys": keys,
+        "hashes": hashes,
+        "reverses": [uuid.UUID(e.reverses) if e.reverses else None for e in entries],
+        "p_entry": p_entry,
+        "p_line": p_line,
+        "p_account": p_account,
+        "p_amount": p_amount,
+        "p_currency": p_currency,
+        "p_customer": p_customer,
+        "p_document": p_document,
+        "p_dimensions": p_dimensions,
+    }
+    rows = conn.execute(_INSERT, params).fetchall()
+    recorded = {row[0]: row[1] for row in rows}
+    results: list[PostedEntry | None] = []
+    replayed: dict[str, int] = {}
+    for index, (entry_id, entry) in enumerate(zip(ids, entries, strict=True)):
+        if entry_id in recorded:
+            results.append(
+                PostedEntry(
+                    id=entry_id,
+                    book_id=book_id,
+                    effective_date=entry.effective_date,
+                    recorded_at=recorded[entry_id],
+                    memo=entry.memo,
+                    metadata=dict(entry.metadata),
+                    idempotency_key=keys[index],
+                    reverses=uuid.UUID(entry.reverses) if entry.reverses else None,
+                    postings=entry.postings,
+                )
+            )
+        else:
+            results.append(None)
+            replayed[keys[index]] = index
+    if replayed:
+        originals = load_entries_by_key(conn, book_id, list(replayed))
+        for key, index in replayed.items():
+            original, stored_hash = originals[key]
+            if stored_hash != hashes[index]:
+                raise IdempotencyConflict(
+                    f"idempotency key {key!r} was already used for a different entry "
+                    f"({original.id}); use a new key for a new entry",
+                    idempotency_key=key,
+                    entry_id=str(original.id),
+                )
+            results[index] = original
+    return [r for r in results if r is not None]
+
+
+def post_entry(conn: psycopg.Connection, book_id: uuid.UUID, entry: JournalEntry) -> PostedEntry:
+    return post_entries(conn, book_id, [entry])[0]
+
+
+_SELECT_ENTRIES = """
+select e.id, e.book_id, e.effective_date, e.recorded_at, e.memo, e.metadata,
+       e.idempotency_key, e.request_hash, e.reverses_entry_id, s.seq,
+       coalesce(
+         (select json_agg(json_build_array(a.name, p.amount::text, p.currency, p.customer_id,
+                                           p.document, p.dimensions, a.id) order by p.line_no)
+            from postings p join accounts a on a.book_id = p.book_id and a.id = p.account_id
+           where p.book_id = e.book_id and p.entry_id = e.id), '[]') as postings
+  from journal_entries e
+  left join seals s on s.book_id = e.book_id and s.entry_id = e.id
+ where e.book_id = %(book)s
+"""
+
+
+def _posted(row: dict[str, Any], created: bool = False) -> PostedEntry:
+    postings = tuple(
+        Posting(name, Money(Decimal(amount), currency), customer, document, dims)
+        for name, amount, currency, customer, document, dims, _ in row["postings"]
+    )
+    return PostedEntry(
+        id=row["id"],
+        book_id=row["book_id"],
+        effective_date=row["effective_date"],
+        recorded_at=row["recorded_at"],
+        memo=row["memo"],
+        metadata=row["metadata"],
+        idempotency_key=row["idempotency_key"],
+        reverses=row["reverses_entry_id"],
+        postings=postings,
+        created=created,
+        sequence=row["seq"],
+        account_ids=tuple(uuid.UUID(p[6]) for p in row["postings"]),
+    )
+
+
+def load_entries_by_key(
+    conn: psycopg.Connection, book_id: uuid.UUID, keys: Sequence[str]
+) -> dict[str, tuple[PostedEntry, str]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            _SELECT_ENTRIES + " and e.idempotency_key = any(%(keys)s)",
+            {"book": book_id, "keys": list(keys)},
+        ).fetchall()
+    return {r["idempotency_key"]: (_posted(r), r["request_hash"]) for r in rows}
+
+
+def get_entry(conn: psycopg.Connection, book_id: uuid.UUID, entry_id: str) -> PostedEntry:
+    try:
+        parsed = uuid.UUID(entry_id)
+    except ValueError:
+        raise NotFound(f"journal entry {entry_id!r} does not exist") from None
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            _SELECT_ENTRIES + " and e.id = %(id)s", {"book": book_id, "id": parsed}
+        ).fetchone()
+    if row is None:
+        raise NotFound(f"journal entry {entry_id} does not exist in this book")
+    return _posted(row)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilter:
+    date_from: date | None = None
+    date_to: date | None = None
+    account: uuid.UUID | None = None
+    customer: str | None = None
+    document: str | None = None
+
+
+def list_entries(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    filters: EntryFilter,
+    *,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 100,
+) -> list[PostedEntry]:
+    """Entries in recorded order, keyset-paginated by (recorded_at, id)."""
+    clauses: list[str] = []
+    params: dict[str, Any] = {"book": book_id, "limit": limit}
+    if filters.date_from:
+        clauses.append("e.effective_date >= %(date_from)s")
+        params["date_from"] = filters.date_from
+    if filters.date_to:
+        clauses.append("e.effective_date <= %(date_to)s")
+        params["date_to"] = filters.date_to
+    for column, value in (
+        ("account_id", filters.account),
+        ("customer_id", filters.customer),
+        ("document", filters.document),
+    ):
+        if value is not None:
+            clauses.append(
+                f"exists (select 1 from postings f where f.book_id = e.book_id"
+                f" and f.entry_id = e.id and f.{column} = %({column})s)"
+            )
+            params[column] = value
+    if after is not None:
+        clauses.append("(e.recorded_at, e.id) > (%(after_at)s, %(after_id)s)")
+        params["after_at"], params["after_id"] = after
+    where = "".join(f" and {c}" for c in clauses)
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            _SELECT_ENTRIES + where + " order by e.recorded_at, e.id limit %(limit)s", params
+        ).fetchall()
+    return [_posted(r) for r in rows]
+
+
+def reverse_entry(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    entry_id: str,
+    *,
+    effective_date: date | None = None,
+    memo: str | None = None,
+    idempotency_key: str | None = None,
+) -> PostedEntry:
+    """Post the entry that undoes `entry_id`, dated as given or on the original's date."""
+    original = get_entry(conn, book_id, entry_id)
+    when = effective_date or original.effective_date
+    if when < original.effective_date:
+        raise InvalidEntry("a reversal cannot be dated before the entry it reverses")
+    entry = build_entry(
+        when,
+        memo if memo is not None else f"Reversal of {original.id}",
+        reversal_postings(original.postings),
+        metadata={"reverses": str(original.id)},
+        idempotency_key=idempotency_key or f"reversal:{original.id}",
+        reverses=str(original.id),
+    )
+    return post_entry(conn, book_id, entry)

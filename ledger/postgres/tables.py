@@ -1,0 +1,226 @@
+"""The ledger's tables, as SQLAlchemy Core metadata.
+
+Alembic revisions create them (with hand-written SQL for the triggers that
+enforce the invariants); a test checks that this metadata and the migrated
+database agree. `book_id` leads every primary key and unique constraint so
+the schema can be distributed by book (Citus needs the distribution column in
+every unique constraint). `currencies` is reference data shared by all books.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TIMESTAMPTZ = TIMESTAMP(timezone=True)
+
+currencies = Table(
+    "currencies",
+    metadata,
+    Column("code", Text, primary_key=True),
+    Column("minor_unit", SmallInteger, nullable=False),
+    CheckConstraint("code ~ '^[A-Z]{3}$'", name="code_format"),
+    CheckConstraint("minor_unit between 0 and 4", name="minor_unit_range"),
+)
+
+books = Table(
+    "books",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("base_currency", Text, ForeignKey("currencies.code"), nullable=False),
+    Column("clock_mode", Text, nullable=False, server_default="real"),
+    Column("clock_date", Date),
+    Column("settings", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    CheckConstraint("clock_mode in ('real', 'simulated')", name="clock_mode"),
+    CheckConstraint("(clock_mode = 'simulated') = (clock_date is not null)", name="clock_date"),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("book_id", Uuid, ForeignKey("books.id"), nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("code", Text),
+    # Empty means any currency; otherwise the only currencies it may hold.
+    Column("currencies", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+    # Read in the account's normal direction (credits for a liability).
+    Column("min_balance", Numeric),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("opened_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    Column("closed_at", TIMESTAMPTZ),
+    PrimaryKeyConstraint("book_id", "id"),
+    UniqueConstraint("book_id", "name"),
+    UniqueConstraint("book_id", "code"),
+    CheckConstraint(
+        "name ~ '^(Assets|Liabilities|Equity|Income|Expenses)(:[A-Z0-9][A-Za-z0-9-]*)+$'",
+        name="name_format",
+    ),
+    CheckConstraint(
+        "type = case split_part(name, ':', 1) when 'Assets' then 'asset' "
+        "when 'Liabilities' then 'liability' when 'Equity' then 'equity' "
+        "when 'Income' then 'income' when 'Expenses' then 'expense' end",
+        name="type_matches_root",
+    ),
+)
+
+periods = Table(
+    "periods",
+    metadata,
+    Column("book_id", Uuid, ForeignKey("books.id"), nullable=False),
+    Column("period", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("changed_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("book_id", "period"),
+    CheckConstraint("period ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'", name="period_format"),
+    CheckConstraint("status in ('open', 'closed')", name="status"),
+)
+
+journal_entries = Table(
+    "journal_entries",
+    metadata,
+    Column("book_id", Uuid, ForeignKey("books.id"), nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("effective_date", Date, nullable=False),
+    Column("recorded_at", TIMESTAMPTZ, nullable=False, server_default=text("clock_timestamp()")),
+    Column("memo", Text, nullable=False, server_default=""),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("idempotency_key", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),
+    Column("reverses_entry_id", Uuid),
+    # The writing transaction; postings may join an entry only inside it.
+    Column(
+        "txid",
+        BigInteger,
+        nullable=False,
+        server_default=text("(pg_current_xact_id())::text::bigint"),
+    ),
+    PrimaryKeyConstraint("book_id", "id"),
+    UniqueConstraint("book_id", "idempotency_key"),
+    UniqueConstraint("book_id", "reverses_entry_id"),
+    ForeignKeyConstraint(
+        ["book_id", "reverses_entry_id"], ["journal_entries.book_id", "journal_entries.id"]
+    ),
+    Index(None, "book_id", "effective_date"),
+    Index(None, "book_id", "recorded_at"),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("entry_id", Uuid, nullable=False),
+    Column("line_no", SmallInteger, nullable=False),
+    Column("account_id", Uuid, nullable=False),
+    Column("amount", Numeric, nullable=False),
+    Column("currency", Text, ForeignKey("currencies.code"), nullable=False),
+    # Copied from the entry (a trigger checks it) so balances need no join.
+    Column("effective_date", Date, nullable=False),
+    Column("customer_id", Text),
+    Column("document", Text),
+    Column("dimensions", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    PrimaryKeyConstraint("book_id", "entry_id", "line_no"),
+    ForeignKeyConstraint(
+        ["book_id", "entry_id"], ["journal_entries.book_id", "journal_entries.id"]
+    ),
+    ForeignKeyConstraint(["book_id", "account_id"], ["accounts.book_id", "accounts.id"]),
+    Index(None, "book_id", "account_id", "effective_date"),
+    Index(
+        "ix_postings_book_id_customer_id",
+        "book_id",
+        "customer_id",
+        postgresql_where=text("customer_id is not null"),
+    ),
+    Index(
+        "ix_postings_book_id_document",
+        "book_id",
+        "document",
+        postgresql_where=text("document is not null"),
+    ),
+)
+
+# Materialized balances, maintained by the postings trigger: one row per
+# account, currency, day and slot. Concurrent writers land on different slots
+# (chosen by backend), so a hot revenue account does not serialize them.
+account_balances = Table(
+    "account_balances",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("account_id", Uuid, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("balance_date", Date, nullable=False),
+    Column("slot", SmallInteger, nullable=False),
+    Column("amount", Numeric, nullable=False),
+    Column("postings_count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("book_id", "account_id", "currency", "balance_date", "slot"),
+)
+
+# Running balances of accounts with a minimum: one row per account and
+# currency, updated under its row lock so concurrent debits cannot overdraw.
+guarded_balances = Table(
+    "guarded_balances",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("account_id", Uuid, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("balance", Numeric, nullable=False),
+    PrimaryKeyConstraint("book_id", "account_id", "currency"),
+)
+
+seals = Table(
+    "seals",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("entry_id", Uuid, nullable=False),
+    Column("prev_hash", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+    Column("sealed_at", TIMESTAMPTZ, nullable=False, server_default=text("clock_timestamp()")),
+    PrimaryKeyConstraint("book_id", "seq"),
+    UniqueConstraint("book_id", "entry_id"),
+    ForeignKeyConstraint(
+        ["book_id", "entry_id"], ["journal_entries.book_id", "journal_entries.id"]
+    ),
+    CheckConstraint("seq > 0", name="seq_positive"),
+)
+
+# Committed entries waiting for the sealer.
+unsealed_entries = Table(
+    "unsealed_entries",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("entry_id", Uuid, nullable=False),
+    Column("queued_at", TIMESTAMPTZ, nullable=False, server_default=text("clock_timestamp()")),
+    PrimaryKeyConstraint("book_id", "entry_id"),
+)

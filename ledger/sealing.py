@@ -1,0 +1,77 @@
+"""Tamper evidence: a hash chain over each book's entries in sealed order.
+
+Writers never wait for the seal: a committed entry waits in a queue until the
+sealer (one per book at a time) gives it the next sequence number and the
+hash `sha256(previous hash || sha256(canonical entry))`. Because sequence
+numbers are handed out after commit, an entry that commits late simply gets a
+later number, and a reader following the sequence never skips it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class SealedPosting:
+    line_no: int
+    account_id: str
+    amount: Decimal
+    currency: str
+    customer: str | None
+    document: str | None
+    dimensions: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SealedEntry:
+    entry_id: str
+    effective_date: date
+    memo: str
+    metadata: Mapping[str, Any]
+    idempotency_key: str
+    reverses: str | None
+    postings: Sequence[SealedPosting]
+
+
+def _amount(value: Decimal) -> str:
+    # The exact value, independent of how many trailing zeros were stored.
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def canonical_bytes(entry: SealedEntry) -> bytes:
+    document = {
+        "id": entry.entry_id,
+        "date": entry.effective_date.isoformat(),
+        "memo": entry.memo,
+        "metadata": entry.metadata,
+        "key": entry.idempotency_key,
+        "reverses": entry.reverses,
+        "postings": [
+            [
+                p.line_no,
+                p.account_id,
+                _amount(p.amount),
+                p.currency,
+                p.customer,
+                p.document,
+                p.dimensions,
+            ]
+            for p in sorted(entry.postings, key=lambda p: p.line_no)
+        ],
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(previous_hash: str, entry: SealedEntry) -> str:
+    content = hashlib.sha256(canonical_bytes(entry)).hexdigest()
+    return hashlib.sha256(f"{previous_hash}{content}".encode()).hexdigest()
