@@ -84,7 +84,9 @@ class BookFixture:
 
 def make_book(runtime: Runtime, currency: str = "USD", simulated: Any = None) -> BookFixture:
     with unit_of_work(runtime.connection) as uow:
-        book, key = create_book_with_chart(uow.conn, f"test {uuid.uuid4().hex[:6]}", currency, simulated)
+        book, key = create_book_with_chart(
+            uow.conn, f"test {uuid.uuid4().hex[:6]}", currency, simulated
+        )
         uow.commit()
     return BookFixture(book, key)
 

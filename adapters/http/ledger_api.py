@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import msgspec
 import psycopg
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from adapters.http.commands import JSON, encode, require, run_command
 from adapters.http.problems import ApiError
@@ -171,9 +172,9 @@ class LedgerController(Controller):
     def create_account(
         self,
         request: Request[Any, Any, Any],
-        data: AccountIn,
-        principal: Principal,
-        runtime: Runtime,
+        data: JSONBody[AccountIn],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
     ) -> Response[bytes]:
         require(principal, Permission.MANAGE_ACCOUNTS)
         spec = book_store.AccountSpec(
@@ -191,14 +192,19 @@ class LedgerController(Controller):
         return run_command(runtime, request, principal, data, work)
 
     @get("/accounts", operation_id="listAccounts", sync_to_thread=True)
-    def list_accounts(self, principal: Principal, runtime: Runtime) -> Response[bytes]:
+    def list_accounts(
+        self, principal: NamedDependency[Principal], runtime: NamedDependency[Runtime]
+    ) -> Response[bytes]:
         with Reader(runtime, principal) as conn:
             accounts = book_store.list_accounts(conn, principal.book_id)
         return json_response({"data": [account_json(a) for a in accounts]})
 
     @get("/accounts/{account_id:str}", operation_id="getAccount", sync_to_thread=True)
     def get_account(
-        self, account_id: str, principal: Principal, runtime: Runtime
+        self,
+        account_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
     ) -> Response[bytes]:
         with Reader(runtime, principal) as conn:
             account = book_store.get_account(conn, principal.book_id, account_id)
@@ -207,10 +213,10 @@ class LedgerController(Controller):
     @post("/accounts/{account_id:str}/close", operation_id="closeAccount", sync_to_thread=True)
     def close_account(
         self,
-        account_id: str,
+        account_id: FromPath[str],
         request: Request[Any, Any, Any],
-        principal: Principal,
-        runtime: Runtime,
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
     ) -> Response[bytes]:
         require(principal, Permission.MANAGE_ACCOUNTS)
 
@@ -223,9 +229,9 @@ class LedgerController(Controller):
     def post_journal_entry(
         self,
         request: Request[Any, Any, Any],
-        data: JournalEntryIn,
-        principal: Principal,
-        runtime: Runtime,
+        data: JSONBody[JournalEntryIn],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
     ) -> Response[bytes]:
         require(principal, Permission.POST_JOURNAL)
         header_key = request.headers.get("idempotency-key")
@@ -244,9 +250,9 @@ class LedgerController(Controller):
     def post_journal_entry_batch(
         self,
         request: Request[Any, Any, Any],
-        data: JournalEntryBatchIn,
-        principal: Principal,
-        runtime: Runtime,
+        data: JSONBody[JournalEntryBatchIn],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
     ) -> Response[bytes]:
         require(principal, Permission.POST_JOURNAL)
         if not 0 < len(data.entries) <= MAX_BATCH:
@@ -269,15 +275,15 @@ class LedgerController(Controller):
     @get("/journal-entries", operation_id="listJournalEntries", sync_to_thread=True)
     def list_journal_entries(
         self,
-        principal: Principal,
-        runtime: Runtime,
-        cursor: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        date_from: Annotated[date | None, Parameter(query="from")] = None,
-        date_to: Annotated[date | None, Parameter(query="to")] = None,
-        account: str | None = None,
-        customer: str | None = None,
-        document: str | None = None,
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        cursor: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        date_from: Annotated[date | None, QueryParameter(name="from")] = None,
+        date_to: Annotated[date | None, QueryParameter(name="to")] = None,
+        account: FromQuery[str | None] = None,
+        customer: FromQuery[str | None] = None,
+        document: FromQuery[str | None] = None,
     ) -> Response[bytes]:
         after = _after(cursor)
         with Reader(runtime, principal) as conn:
@@ -293,7 +299,10 @@ class LedgerController(Controller):
 
     @get("/journal-entries/{entry_id:str}", operation_id="getJournalEntry", sync_to_thread=True)
     def get_journal_entry(
-        self, entry_id: str, principal: Principal, runtime: Runtime
+        self,
+        entry_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
     ) -> Response[bytes]:
         with Reader(runtime, principal) as conn:
             entry = entry_store.get_entry(conn, principal.book_id, entry_id)
@@ -306,11 +315,11 @@ class LedgerController(Controller):
     )
     def reverse_journal_entry(
         self,
-        entry_id: str,
+        entry_id: FromPath[str],
         request: Request[Any, Any, Any],
-        principal: Principal,
-        runtime: Runtime,
-        data: ReverseIn | None = None,
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        data: JSONBody[ReverseIn | None] = None,
     ) -> Response[bytes]:
         require(principal, Permission.POST_JOURNAL)
         body = data or ReverseIn()
@@ -329,7 +338,11 @@ class LedgerController(Controller):
 
     @get("/balances", operation_id="getBalances", sync_to_thread=True)
     def balances(
-        self, principal: Principal, runtime: Runtime, account: str, as_of: date | None = None
+        self,
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        account: FromQuery[str],
+        as_of: FromQuery[date | None] = None,
     ) -> Response[bytes]:
         with Reader(runtime, principal) as conn:
             found = book_store.get_account(conn, principal.book_id, account)
@@ -349,7 +362,10 @@ class LedgerController(Controller):
 
     @get("/reports/trial-balance", operation_id="getTrialBalance", sync_to_thread=True)
     def trial_balance(
-        self, principal: Principal, runtime: Runtime, as_of: date | None = None
+        self,
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        as_of: FromQuery[date | None] = None,
     ) -> Response[bytes]:
         with Reader(runtime, principal) as conn:
             day = as_of or book_today(conn, runtime, principal)
@@ -358,13 +374,21 @@ class LedgerController(Controller):
 
     @post("/periods/{period:str}/close", operation_id="closePeriod", sync_to_thread=True)
     def close_period(
-        self, period: str, request: Request[Any, Any, Any], principal: Principal, runtime: Runtime
+        self,
+        period: FromPath[str],
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
     ) -> Response[bytes]:
         return self._set_period(period, PeriodStatus.CLOSED, request, principal, runtime)
 
     @post("/periods/{period:str}/reopen", operation_id="reopenPeriod", sync_to_thread=True)
     def reopen_period(
-        self, period: str, request: Request[Any, Any, Any], principal: Principal, runtime: Runtime
+        self,
+        period: FromPath[str],
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
     ) -> Response[bytes]:
         return self._set_period(period, PeriodStatus.OPEN, request, principal, runtime)
 
@@ -386,7 +410,9 @@ class LedgerController(Controller):
         return run_command(runtime, request, principal, {"period": period, "to": status}, work)
 
     @get("/periods", operation_id="listPeriods", sync_to_thread=True)
-    def list_periods(self, principal: Principal, runtime: Runtime) -> Response[bytes]:
+    def list_periods(
+        self, principal: NamedDependency[Principal], runtime: NamedDependency[Runtime]
+    ) -> Response[bytes]:
         with Reader(runtime, principal) as conn:
             statuses = book_store.period_statuses(conn, principal.book_id)
         return json_response(
@@ -394,14 +420,20 @@ class LedgerController(Controller):
         )
 
     @get("/clock", operation_id="getClock", sync_to_thread=True)
-    def get_clock(self, principal: Principal, runtime: Runtime) -> Response[bytes]:
+    def get_clock(
+        self, principal: NamedDependency[Principal], runtime: NamedDependency[Runtime]
+    ) -> Response[bytes]:
         with Reader(runtime, principal) as conn:
             book = book_store.get_book(conn, principal.book_id)
         return json_response(clock_json(book, runtime.today()))
 
     @post("/clock", operation_id="advanceClock", sync_to_thread=True)
     def advance_clock(
-        self, request: Request[Any, Any, Any], data: ClockIn, principal: Principal, runtime: Runtime
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ClockIn],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
     ) -> Response[bytes]:
         require(principal, Permission.MOVE_CLOCK)
 

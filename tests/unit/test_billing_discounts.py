@@ -28,9 +28,10 @@ def test_percent_discount_is_rounded_once_then_allocated() -> None:
     result = allocate_discount(PercentDiscount(Decimal("10")), [usd("3.33")] * 3)
     assert result.applied == usd("1.00")  # 10 % of 9.99 = 0.999
     assert [str(d.amount) for d in result.per_line] == ["0.34", "0.33", "0.33"]
-    assert allocate_discount(PercentDiscount(Decimal("100")), lines).discounted(lines) == [
-        usd("0")
-    ] * 3
+    assert (
+        allocate_discount(PercentDiscount(Decimal("100")), lines).discounted(lines)
+        == [usd("0")] * 3
+    )
 
 
 def test_amount_discount_is_capped_and_reports_the_rest() -> None:
@@ -89,7 +90,7 @@ discounts = st.one_of(
 )
 
 
-@given(units=st.lists(st.integers(-10**8, 10**8), min_size=1, max_size=15), discount=discounts)
+@given(units=st.lists(st.integers(-(10**8), 10**8), min_size=1, max_size=15), discount=discounts)
 def test_allocation_sums_and_never_exceeds_lines(units: list[int], discount: object) -> None:
     assert isinstance(discount, PercentDiscount | AmountDiscount)
     lines = [Money.from_minor_units(u, "USD") for u in units]
@@ -102,8 +103,11 @@ def test_allocation_sums_and_never_exceeds_lines(units: list[int], discount: obj
         assert result.applied + result.unused == discount.amount
 
 
-@given(units=st.lists(st.integers(0, 10**8), min_size=1, max_size=15), currency=currencies,
-       percent=st.decimals(min_value=0, max_value=100, places=3))
+@given(
+    units=st.lists(st.integers(0, 10**8), min_size=1, max_size=15),
+    currency=currencies,
+    percent=st.decimals(min_value=0, max_value=100, places=3),
+)
 def test_percent_discount_matches_the_rounded_subtotal(
     units: list[int], currency: str, percent: Decimal
 ) -> None:

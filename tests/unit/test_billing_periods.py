@@ -133,8 +133,13 @@ def test_periods_are_contiguous_and_on_anchor_days(
         assert next_period_end(anchor, p.start, interval, count) == p.end
 
 
-@given(start=dates, anchor=dates, interval=intervals, count=st.integers(1, 13),
-       offset=st.integers(0, 2000))
+@given(
+    start=dates,
+    anchor=dates,
+    interval=intervals,
+    count=st.integers(1, 13),
+    offset=st.integers(0, 2000),
+)
 def test_period_containing_contains(
     start: date, anchor: date, interval: Interval, count: int, offset: int
 ) -> None:

@@ -96,7 +96,7 @@ def test_change_outside_the_period_is_refused() -> None:
         cancel(usd("90.00"), APRIL, date(2026, 5, 2))
 
 
-minor_units = st.integers(-10**9, 10**9)
+minor_units = st.integers(-(10**9), 10**9)
 currencies = st.sampled_from(["USD", "JPY", "KWD"])
 
 
@@ -109,9 +109,7 @@ def period_and_day(draw: st.DrawFn) -> tuple[Period, date]:
 
 
 @given(units=minor_units, currency=currencies, pd=period_and_day())
-def test_same_price_change_nets_to_zero(
-    units: int, currency: str, pd: tuple[Period, date]
-) -> None:
+def test_same_price_change_nets_to_zero(units: int, currency: str, pd: tuple[Period, date]) -> None:
     period, day = pd
     price = Money.from_minor_units(units, currency)
     lines = change_price(price, price, period, day)

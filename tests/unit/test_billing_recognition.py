@@ -96,7 +96,7 @@ def test_total_finer_than_the_minor_unit_is_refused() -> None:
 @st.composite
 def lines(draw: st.DrawFn) -> tuple[Money, Period]:
     currency = draw(st.sampled_from(["USD", "JPY", "KWD"]))
-    total = Money.from_minor_units(draw(st.integers(-10**12, 10**12)), currency)
+    total = Money.from_minor_units(draw(st.integers(-(10**12), 10**12)), currency)
     start = draw(st.dates(min_value=date(2000, 1, 1), max_value=date(2099, 1, 1)))
     return total, Period(start, start + timedelta(days=draw(st.integers(1, 1100))))
 

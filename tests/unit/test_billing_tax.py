@@ -114,12 +114,17 @@ def test_invalid_rates_and_empty_invoices() -> None:
         compute_tax([])
 
 
-line_amounts = st.lists(st.integers(-10**8, 10**8), min_size=1, max_size=12)
+line_amounts = st.lists(st.integers(-(10**8), 10**8), min_size=1, max_size=12)
 percents = st.sampled_from([Decimal(p) for p in ("0", "4", "5.5", "7.25", "19", "21", "33.3")])
 
 
-@given(units=line_amounts, percent=percents, inclusive=st.booleans(),
-       level=st.sampled_from(list(TaxLevel)), currency=st.sampled_from(["USD", "JPY", "KWD"]))
+@given(
+    units=line_amounts,
+    percent=percents,
+    inclusive=st.booleans(),
+    level=st.sampled_from(list(TaxLevel)),
+    currency=st.sampled_from(["USD", "JPY", "KWD"]),
+)
 def test_lines_add_up_to_rate_totals(
     units: list[int], percent: Decimal, inclusive: bool, level: TaxLevel, currency: str
 ) -> None:
