@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any
 
 from adapters.database import DatabaseSettings
-from adapters.keys import create_key, parse_role
+from adapters.keys import Role, create_key, parse_role
 from adapters.migrate import upgrade
 from adapters.runtime import Runtime, open_runtime, utc_today
 from adapters.services import create_book_with_chart, single_book_id
@@ -193,6 +193,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = DatabaseSettings.from_environment()
     upgrade(settings.url)
+    if args.bootstrap:
+        _bootstrap(settings, f"http://{args.host}:{args.port}")
     # Workers are separate processes: they reach the (possibly embedded) server by URL.
     os.environ["DATABASE_URL"] = settings.url
     print(f"Active Billing listening on http://{args.host}:{args.port}", file=sys.stderr)
@@ -208,6 +210,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def _bootstrap(settings: DatabaseSettings, url: str) -> None:
+    """Make the service usable at once: a book (created on first start) and a new admin key."""
+    with open_runtime(settings) as runtime, unit_of_work(runtime.connection) as uow:
+        row = uow.conn.execute("select id from books order by created_at limit 1").fetchone()
+        if row is None:
+            book, key = create_book_with_chart(uow.conn, "Demo", "USD")
+            book_id = book.id
+        else:
+            book_id = row[0]
+            _, key = create_key(uow.conn, book_id, Role.ADMIN, label="serve --bootstrap")
+        uow.commit()
+    print(f"URL:      {url}  (OpenAPI: {url}/schema/openapi.json)")
+    print(f"Book:     {book_id}")
+    print(f"API key:  {key}   (admin; shown once)")
+    print(f"Try:      curl -H 'Authorization: Bearer {key}' {url}/v1/reports/trial-balance")
+    sys.stdout.flush()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -230,6 +250,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=2)
     serve.add_argument("--log-level", default="warning")
+    serve.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="create a book on first start and print a fresh admin API key",
+    )
 
     db = sub.add_parser("db", help="database administration").add_subparsers(
         dest="db_command", required=True

