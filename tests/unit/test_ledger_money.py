@@ -60,9 +60,7 @@ class TestMoney:
 
     def test_rounding_is_explicit(self) -> None:
         assert Money.of("2.345", "USD").round_to_minor().amount == Decimal("2.35")
-        assert Money.of("2.345", "USD").round_to_minor(Rounding.HALF_EVEN).amount == Decimal(
-            "2.34"
-        )
+        assert Money.of("2.345", "USD").round_to_minor(Rounding.HALF_EVEN).amount == Decimal("2.34")
         assert Money.of("-2.345", "USD").round_to_minor().amount == Decimal("-2.35")
         assert Money.of("2.5", "JPY").round_to_minor().amount == Decimal("3")
 
