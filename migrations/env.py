@@ -5,9 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-import adapters.db_tables  # noqa: F401  (registers the edge's tables on the metadata)
 from adapters.database import DatabaseSettings, sqlalchemy_url
-from ledger.postgres.tables import metadata
+from adapters.schema import metadata
 
 config = context.config
 target_metadata = metadata

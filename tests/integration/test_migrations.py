@@ -11,10 +11,9 @@ from alembic.migration import MigrationContext
 from psycopg import sql
 from sqlalchemy import create_engine, pool
 
-import adapters.db_tables  # noqa: F401  (registers the edge's tables)
 from adapters.database import sqlalchemy_url, with_database
 from adapters.migrate import alembic_config, upgrade
-from ledger.postgres.tables import metadata
+from adapters.schema import metadata
 
 
 def test_models_match_the_migrated_schema(database_url: str) -> None:

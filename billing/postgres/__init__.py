@@ -1,0 +1,1 @@
+"""PostgreSQL persistence of the billing domain."""
