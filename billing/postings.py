@@ -1,0 +1,184 @@
+"""What each billing event posts (ACCOUNTING.md), as pure entry builders.
+
+Conventions every billing module relies on, so that every billing figure is
+a query over postings:
+
+- `Posting.customer` is the customer id on every receivable, customer-credit
+  and revenue posting.
+- `Posting.document` names the document the posting belongs to:
+  `invoice:<id>`, `payment:<id>`, `credit_note:<id>`, `refund:<id>`.
+  Receivable postings always carry the *invoice* they settle.
+- `dimensions["line"]` is the invoice line number on revenue and
+  deferred-revenue postings; `dimensions["via"]` says what moved the money:
+  `finalization`, `payment:<id>`, `credit:<source document>`,
+  `credit_note:<id>`, `write_off`, `recognition`, `refund:<id>`.
+
+So an invoice's amount due is the sum of its receivable postings; its amount
+paid is minus the sum of those `via` a payment or applied credit; a
+customer's credit balance is minus the sum of their Customer-Credit postings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from ledger.entries import JournalEntry, Posting, build_entry
+from ledger.money import Money
+
+AR = "Assets:Receivable:Trade"
+DEFERRED = "Liabilities:Deferred-Revenue"
+CUSTOMER_CREDIT = "Liabilities:Customer-Credit"
+TAX = "Liabilities:Tax-Payable"
+BANK = "Assets:Bank:Operating"
+CONTRA_REFUNDS = "Income:Contra:Refunds"
+CONTRA_CREDIT_NOTES = "Income:Contra:Credit-Notes"
+CREDIT_LOSSES = "Expenses:Credit-Losses"
+
+PAYMENT_ACCOUNTS = {
+    "bank_transfer": BANK,
+    "check": BANK,
+    "cash": BANK,
+    "card": "Assets:Clearing:Manual",
+}
+
+
+def invoice_doc(invoice_id: object) -> str:
+    return f"invoice:{invoice_id}"
+
+
+def payment_doc(payment_id: object) -> str:
+    return f"payment:{payment_id}"
+
+
+def credit_note_doc(credit_note_id: object) -> str:
+    return f"credit_note:{credit_note_id}"
+
+
+def refund_doc(refund_id: object) -> str:
+    return f"refund:{refund_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class FinalLine:
+    """An invoice line as finalized: net after discount, its tax, where revenue goes."""
+
+    line_no: int
+    net: Money
+    tax: Money
+    tax_code: str
+    revenue_account: str
+    service_start: date | None = None
+    service_end: date | None = None  # exclusive
+
+    def deferred_at(self, issue_date: date) -> bool:
+        """Revenue waits in Deferred-Revenue while any of the service is still to come."""
+        return self.service_end is not None and self.service_end > issue_date
+
+
+def finalization_entry(
+    invoice_id: object,
+    number: str,
+    customer: str,
+    issue_date: date,
+    lines: Sequence[FinalLine],
+) -> JournalEntry | None:
+    """AR for the total; revenue (or deferred revenue) per line; tax per code.
+
+    A zero invoice moves no money and posts nothing. A negative total (more
+    credits than charges) becomes customer credit instead of a negative AR.
+    """
+    doc = invoice_doc(invoice_id)
+    currency = lines[0].net.currency
+    total = sum((line.net + line.tax for line in lines), Money.zero(currency))
+    postings: list[Posting] = []
+    for line in lines:
+        if line.net.is_zero():
+            continue
+        account = DEFERRED if line.deferred_at(issue_date) else line.revenue_account
+        postings.append(
+            Posting(
+                account,
+                -line.net,
+                customer,
+                doc,
+                {"line": str(line.line_no), "via": "finalization"},
+            )
+        )
+    taxes: dict[str, Money] = {}
+    for line in lines:
+        taxes[line.tax_code] = taxes.get(line.tax_code, Money.zero(currency)) + line.tax
+    for code, tax in sorted(taxes.items()):
+        if not tax.is_zero():
+            postings.append(Posting(TAX, -tax, customer, doc, {"tax": code, "via": "finalization"}))
+    if total.is_zero() and not postings:
+        return None
+    receiving = AR if total.amount >= 0 else CUSTOMER_CREDIT
+    if not total.is_zero():
+        postings.insert(0, Posting(receiving, total, customer, doc, {"via": "finalization"}))
+    return build_entry(
+        issue_date,
+        f"Invoice {number}",
+        postings,
+        metadata={"kind": "invoice", "invoice": str(invoice_id), "number": number},
+        idempotency_key=f"invoice:{invoice_id}:finalize",
+    )
+
+
+def credit_application_entry(
+    invoice_id: object, number: str, customer: str, on: date, amount: Money, source: str
+) -> JournalEntry:
+    """Customer credit applied to an invoice: Customer-Credit → AR."""
+    doc = invoice_doc(invoice_id)
+    via = f"credit:{source}"
+    return build_entry(
+        on,
+        f"Customer credit applied to {number}",
+        [
+            Posting(CUSTOMER_CREDIT, amount, customer, doc, {"via": via}),
+            Posting(AR, -amount, customer, doc, {"via": via}),
+        ],
+        metadata={"kind": "credit_application", "invoice": str(invoice_id), "number": number},
+        idempotency_key=f"invoice:{invoice_id}:apply-credit:{source}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    invoice_id: str
+    amount: Money
+
+
+def payment_entry(
+    payment_id: object,
+    customer: str,
+    received_on: date,
+    amount: Money,
+    cash_account: str,
+    allocations: Sequence[Allocation],
+    reference: str | None = None,
+) -> JournalEntry:
+    """Cash in; AR settled per invoice; what is left becomes customer credit."""
+    doc = payment_doc(payment_id)
+    via = {"via": f"payment:{payment_id}"}
+    postings = [Posting(cash_account, amount, customer, doc, via)]
+    applied = Money.zero(amount.currency)
+    for allocation in allocations:
+        postings.append(
+            Posting(AR, -allocation.amount, customer, invoice_doc(allocation.invoice_id), via)
+        )
+        applied = applied + allocation.amount
+    left = amount - applied
+    if not left.is_zero():
+        postings.append(Posting(CUSTOMER_CREDIT, -left, customer, doc, via))
+    metadata = {"kind": "payment", "payment": str(payment_id)}
+    if reference:
+        metadata["bank_reference"] = reference
+    return build_entry(
+        received_on,
+        f"Payment {payment_id}",
+        postings,
+        metadata=metadata,
+        idempotency_key=f"payment:{payment_id}",
+    )
