@@ -79,3 +79,33 @@ def recognition_schedule(
         schedule.append(MonthlyRecognition(month, through, cumulative - before))
         before = cumulative
     return schedule
+
+
+@dataclass(frozen=True, slots=True)
+class LineProgress:
+    """What the ledger says of one deferred line, for a recognition run."""
+
+    total: Money  # the net amount deferred at finalization (negative for credit lines)
+    period: Period
+    recognized: Money  # moved to income by earlier runs
+    removed: Money  # taken out of deferred revenue by credit notes, refunds, write-offs
+
+    @property
+    def remaining(self) -> Money:
+        return self.total - self.recognized - self.removed
+
+
+def due_for_line(line: LineProgress, through: date, rounding: Rounding = Rounding.HALF_UP) -> Money:
+    """What to recognize now: the schedule of what is still owed to the line
+    (its total less what credits removed), minus what was recognized, never past
+    what remains deferred and never backwards."""
+    base = line.total - line.removed
+    target = recognized_through(base, line.period, through, rounding)
+    due = target - line.recognized
+    remaining = line.remaining
+    sign = 1 if line.total.amount >= 0 else -1
+    if due.amount * sign <= 0:
+        return Money.zero(due.currency)
+    if abs(due.amount) > abs(remaining.amount):
+        return remaining if remaining.amount * sign > 0 else Money.zero(due.currency)
+    return due
