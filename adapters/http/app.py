@@ -14,8 +14,11 @@ from litestar.openapi import OpenAPIConfig
 from adapters.database import DatabaseSettings
 from adapters.http.auth import KeyCache, bearer_key
 from adapters.http.commands import JSON, encode
+from adapters.http.exports_api import ExportsController
 from adapters.http.ledger_api import LedgerController
 from adapters.http.problems import EXCEPTION_HANDLERS, problem
+from adapters.http.reports_api import ReportsController
+from adapters.http.revenue_api import RevenueController
 from adapters.keys import Principal
 from adapters.runtime import Runtime
 
@@ -61,7 +64,13 @@ def create_app(
             live.close()
 
     return Litestar(
-        route_handlers=[health, LedgerController],
+        route_handlers=[
+            health,
+            LedgerController,
+            RevenueController,
+            ExportsController,
+            ReportsController,
+        ],
         dependencies={
             "runtime": Provide(_runtime, sync_to_thread=False),
             "principal": Provide(_principal, sync_to_thread=True),

@@ -121,3 +121,71 @@ def test_whole_schedule_sums_to_the_total_in_jpy(runtime: Runtime) -> None:
         run_recognition(runtime.connection, jpy.id, day)
     assert income(runtime, jpy, date(2027, 1, 31)) == Decimal("10000")
     assert deferred(runtime, jpy, date(2027, 1, 31)) == Decimal("0")
+
+
+def test_reports_over_http(runtime: Runtime, book: BookFixture) -> None:
+    from litestar.testing import TestClient
+
+    from adapters.http.app import create_app
+
+    invoice(runtime, book, "1200.00", date(2026, 1, 1), date(2027, 1, 1), tax_rate="0.10")
+    headers = {"Authorization": f"Bearer {book.admin_key}"}
+    with TestClient(create_app(runtime, run_sealer=False)) as client:
+        r = client.post(
+            "/v1/revenue-recognition-runs", json={"through": "2026-02-28"}, headers=headers
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["recognized"] == {"USD": "193.97"}
+        r = client.get(
+            "/v1/reports/deferred-revenue", params={"as_of": "2026-02-28"}, headers=headers
+        )
+        body = r.json()
+        assert body["balances"] == [{"currency": "USD", "balance": "1006.03"}]
+        assert body["waterfall"][0] == {"currency": "USD", "month": "2026-03", "amount": "101.92"}
+        total = sum(Decimal(row["amount"]) for row in body["waterfall"])
+        assert total == Decimal("1006.03")
+        r = client.get(
+            "/v1/reports/deferred-revenue/roll-forward",
+            params={"from": "2026-01-01", "to": "2026-02-28"},
+            headers=headers,
+        )
+        assert r.json()["currencies"]["USD"] == {
+            "opening": "0.00",
+            "billed": "1200.00",
+            "recognized": "193.97",
+            "other": "0.00",
+            "closing": "1006.03",
+        }
+        r = client.get("/v1/reports/ar-aging", params={"as_of": "2026-03-15"}, headers=headers)
+        aging = r.json()
+        # Issued Jan 1 on net 30: due Jan 31, so 43 days past due on Mar 15.
+        assert aging["totals"]["USD"] == {
+            "current": "0.00",
+            "1-30": "0.00",
+            "31-60": "1320.00",
+            "61-90": "0.00",
+            "90+": "0.00",
+            "total": "1320.00",
+        }
+        assert [i["bucket"] for i in aging["invoices"]] == ["31-60"]
+        r = client.get("/v1/reports/ar-aging", params={"as_of": "2026-01-31"}, headers=headers)
+        assert r.json()["totals"]["USD"]["current"] == "1320.00"
+        r = client.get(
+            "/v1/reports/revenue",
+            params={"from": "2026-02-01", "to": "2026-02-28"},
+            headers=headers,
+        )
+        assert r.json()["lines"] == [
+            {
+                "month": "2026-02",
+                "account": "Income:Subscriptions",
+                "currency": "USD",
+                "amount": "92.05",
+            }
+        ]
+        r = client.get(
+            "/v1/reports/revenue",
+            params={"from": "2026-03-01", "to": "2026-02-28"},
+            headers=headers,
+        )
+        assert r.status_code == 400
