@@ -131,11 +131,12 @@ def test_reports_over_http(runtime: Runtime, book: BookFixture) -> None:
     invoice(runtime, book, "1200.00", date(2026, 1, 1), date(2027, 1, 1), tax_rate="0.10")
     headers = {"Authorization": f"Bearer {book.admin_key}"}
     with TestClient(create_app(runtime, run_sealer=False)) as client:
-        r = client.post(
-            "/v1/revenue-recognition-runs", json={"through": "2026-02-28"}, headers=headers
-        )
-        assert r.status_code == 201, r.text
-        assert r.json()["recognized"] == {"USD": "193.97"}
+        for through, amount in (("2026-01-31", "101.92"), ("2026-02-28", "92.05")):
+            r = client.post(
+                "/v1/revenue-recognition-runs", json={"through": through}, headers=headers
+            )
+            assert r.status_code == 201, r.text
+            assert r.json()["recognized"] == {"USD": amount}
         r = client.get(
             "/v1/reports/deferred-revenue", params={"as_of": "2026-02-28"}, headers=headers
         )
