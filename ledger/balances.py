@@ -16,11 +16,16 @@ class TrialBalanceLine:
 
     @property
     def debit(self) -> Decimal:
-        return self.balance if self.balance > 0 else Decimal(0)
+        return self.balance if self.balance > 0 else _zero_like(self.balance)
 
     @property
     def credit(self) -> Decimal:
-        return -self.balance if self.balance < 0 else Decimal(0)
+        return -self.balance if self.balance < 0 else _zero_like(self.balance)
+
+
+def _zero_like(amount: Decimal) -> Decimal:
+    """Zero written with the amount's decimal places ("0.00" beside "60.00", not "0")."""
+    return Decimal(0).quantize(amount)
 
 
 def fold(amounts: Iterable[tuple[str, str, Decimal]]) -> dict[tuple[str, str], Decimal]:

@@ -20,7 +20,13 @@ from adapters.runtime import Runtime
 from ledger.accounts import AccountType
 from ledger.balances import totals_by_currency
 from ledger.entries import JournalEntry, Posting, build_entry
-from ledger.errors import InvalidEntry, InvalidMoney
+from ledger.errors import (
+    AlreadyReversed,
+    IdempotencyConflict,
+    InvalidEntry,
+    InvalidMoney,
+    LedgerError,
+)
 from ledger.money import Money, parse_amount
 from ledger.periods import PeriodStatus, parse_period
 from ledger.postgres import books as book_store
@@ -264,7 +270,7 @@ class LedgerController(Controller):
             for index, body in enumerate(data.entries):
                 try:
                     entries.append(to_entry(body, today, None))
-                except InvalidEntry as exc:  # say which entry of the batch is wrong
+                except LedgerError as exc:  # say which entry of the batch is wrong
                     exc.fields["entry"] = index
                     raise
             posted = entry_store.post_entries(conn, principal.book_id, entries)
@@ -325,14 +331,21 @@ class LedgerController(Controller):
         body = data or ReverseIn()
 
         def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            posted = entry_store.reverse_entry(
-                conn,
-                principal.book_id,
-                entry_id,
-                effective_date=body.effective_date,
-                memo=body.memo,
-            )
-            return (201 if posted.created else 200), entry_json(posted)
+            # The reversal's own key is `reversal:<id>`: a second reversal finds it taken.
+            # A retry of the same request replays through its Idempotency-Key instead.
+            try:
+                posted = entry_store.reverse_entry(
+                    conn,
+                    principal.book_id,
+                    entry_id,
+                    effective_date=body.effective_date,
+                    memo=body.memo,
+                )
+            except IdempotencyConflict as exc:
+                raise _already_reversed(entry_id, exc.fields.get("entry_id")) from exc
+            if not posted.created:
+                raise _already_reversed(entry_id, str(posted.id))
+            return 201, entry_json(posted)
 
         return run_command(runtime, request, principal, {"reverse": entry_id, "body": body}, work)
 
@@ -467,6 +480,15 @@ def trial_balance_json(day: date, lines: list[Any]) -> dict[str, Any]:
             for currency, (debit, credit) in sorted(totals.items())
         },
     }
+
+
+def _already_reversed(entry_id: str, reversal_id: str | None) -> AlreadyReversed:
+    return AlreadyReversed(
+        f"journal entry {entry_id} has already been reversed"
+        + (f" by {reversal_id}" if reversal_id else ""),
+        entry_id=entry_id,
+        reversal_id=reversal_id,
+    )
 
 
 def _account_type(value: str | None) -> AccountType | None:
