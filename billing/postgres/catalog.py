@@ -162,6 +162,18 @@ def get_product(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Produ
     return Product(**row)
 
 
+def list_products(
+    conn: psycopg.Connection, book_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+) -> list[Product]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "select id, name, description, revenue_account, active, metadata from products"
+            " where book_id = %s and (%s::uuid is null or id > %s) order by id limit %s",
+            (book_id, after, after, limit),
+        ).fetchall()
+    return [Product(**r) for r in rows]
+
+
 _PRICE_COLUMNS = (
     "id, product_id, currency, charge_model, unit_amount, tiers, package_size, interval,"
     " interval_count, metric, aggregation, tax_behavior, customer_id, overrides_price_id,"
@@ -203,15 +215,18 @@ def create_price(conn: psycopg.Connection, book_id: uuid.UUID, spec: PriceSpec) 
         raise InvalidBillingRequest("tax_behavior must be exclusive or inclusive")
     charge_of(model, spec.currency, spec.unit_amount, spec.tiers, spec.package_size)
     product = get_product(conn, book_id, spec.product)
-    customer_id = _uuid(spec.customer, "customer") if spec.customer else None
+    customer_id: uuid.UUID | None = None
     overrides = get_price(conn, book_id, spec.overrides_price) if spec.overrides_price else None
-    if customer_id is not None:
+    if spec.customer:
         from billing.postgres.customers import get_customer
 
-        customer = get_customer(conn, book_id, str(customer_id))
+        customer = get_customer(conn, book_id, spec.customer)  # its id or external id
+        customer_id = customer.id
         if customer.currency != spec.currency:
             raise InvalidBillingRequest(
-                f"customer bills in {customer.currency}, the price is in {spec.currency}"
+                f"customer bills in {customer.currency}, the price is in {spec.currency}",
+                customer_currency=customer.currency,
+                price_currency=spec.currency,
             )
     if overrides is not None and overrides.product_id != product.id:
         raise InvalidBillingRequest("an override must be for the same product")

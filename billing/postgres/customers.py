@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,8 +13,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from billing.errors import InvalidBillingRequest
-from billing.postings import CUSTOMER_CREDIT
-from ledger.errors import NotFound
+from billing.postings import AR, CUSTOMER_CREDIT
+from ledger.errors import Conflict, NotFound
 from ledger.money import check_currency
 
 TERMS = ("net", "due_on_receipt", "end_of_month")
@@ -180,3 +180,209 @@ def credit_balance(
         (book_id, CUSTOMER_CREDIT, str(customer_id), currency),
     ).fetchone()
     return Decimal(row[0]) if row else Decimal(0)
+
+
+_UPDATABLE = (
+    "name",
+    "email",
+    "external_id",
+    "payment_terms",
+    "payment_terms_days",
+    "tax_rate",
+    "tax_treatment",
+    "address",
+    "metadata",
+)
+
+
+def update_customer(
+    conn: psycopg.Connection, book_id: uuid.UUID, ref: str, changes: dict[str, Any]
+) -> Customer:
+    """Change some fields of a customer (its currency never changes).
+
+    Setting an `external_id` that another customer of the book already has is
+    a conflict: one CRM record maps to one customer.
+    """
+    unknown = sorted(set(changes) - set(_UPDATABLE))
+    if unknown:
+        raise InvalidBillingRequest(f"these customer fields cannot change: {', '.join(unknown)}")
+    current = get_customer(conn, book_id, ref)
+    merged = {name: changes.get(name, getattr(current, name)) for name in ("currency", *_UPDATABLE)}
+    CustomerSpec(**merged).validate()
+    external_id = merged["external_id"]
+    if external_id is not None and external_id != current.external_id:
+        other = conn.execute(
+            "select id from customers where book_id = %s and external_id = %s and id <> %s",
+            (book_id, external_id, current.id),
+        ).fetchone()
+        if other is not None:
+            raise Conflict(
+                f"external_id {external_id!r} already belongs to customer {other[0]}",
+                external_id=external_id,
+                customer=str(other[0]),
+            )
+    assignments = ", ".join(f"{name} = %({name})s" for name in _UPDATABLE)
+    params = {
+        **merged,
+        "address": Jsonb(merged["address"]),
+        "metadata": Jsonb(merged["metadata"]),
+        "book": book_id,
+        "id": current.id,
+    }
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            f"update customers set {assignments} where book_id = %(book)s and id = %(id)s"
+            f" returning {_COLUMNS}",
+            params,
+        ).fetchone()
+    assert row is not None
+    return Customer(**row)
+
+
+def receivable_balance(
+    conn: psycopg.Connection, book_id: uuid.UUID, customer_id: uuid.UUID, currency: str
+) -> Decimal:
+    """What the customer owes on invoices (their AR postings), from the ledger."""
+    row = conn.execute(
+        "select coalesce(sum(p.amount), 0) from postings p"
+        " join accounts a on a.book_id = p.book_id and a.id = p.account_id"
+        " where p.book_id = %s and a.name = %s and p.customer_id = %s and p.currency = %s",
+        (book_id, AR, str(customer_id), currency),
+    ).fetchone()
+    return Decimal(row[0]) if row else Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    entry_id: uuid.UUID
+    effective_date: date
+    kind: str  # invoice, payment, credit_note, refund, void, credit_application, other
+    document: str | None
+    reference: str | None  # the document's own number (invoice, credit note), if it has one
+    invoices: tuple[str, ...]  # numbers of the invoices this entry touched
+    description: str
+    amount: Decimal  # positive: the customer owes more; negative: less
+    balance: Decimal  # running balance after this line
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    customer_id: uuid.UUID
+    currency: str
+    date_from: date
+    date_to: date
+    opening_balance: Decimal
+    lines: tuple[StatementLine, ...]
+    closing_balance: Decimal
+
+
+_STATEMENT = """
+select e.id, e.effective_date, e.memo, e.metadata, e.reverses_entry_id,
+       array_agg(distinct p.document) filter (where p.document is not null) as documents,
+       sum(p.amount) as amount
+  from postings p
+  join accounts a on a.book_id = p.book_id and a.id = p.account_id
+  join journal_entries e on e.book_id = p.book_id and e.id = p.entry_id
+ where p.book_id = %(book)s and p.customer_id = %(customer)s and p.currency = %(currency)s
+   and a.name in (%(ar)s, %(credit)s)
+   and p.effective_date between %(from)s and %(to)s
+ group by e.id, e.effective_date, e.memo, e.metadata, e.reverses_entry_id, e.recorded_at
+ order by e.effective_date, e.recorded_at, e.id
+"""
+
+
+def statement(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    currency: str,
+    date_from: date,
+    date_to: date,
+) -> Statement:
+    """The customer's account between two dates (inclusive), from their receivable
+    and customer-credit postings: what they owe net of the credit they hold.
+
+    Entries that only move value between the two (credit applied to an
+    invoice) change nothing for the customer and are left out.
+    """
+    if date_to < date_from:
+        raise InvalidBillingRequest("`to` must not be before `from`")
+    params = {
+        "book": book_id,
+        "customer": str(customer_id),
+        "currency": currency,
+        "ar": AR,
+        "credit": CUSTOMER_CREDIT,
+        "from": date_from,
+        "to": date_to,
+    }
+    row = conn.execute(
+        "select coalesce(sum(p.amount), 0) from postings p"
+        " join accounts a on a.book_id = p.book_id and a.id = p.account_id"
+        " where p.book_id = %(book)s and p.customer_id = %(customer)s"
+        " and p.currency = %(currency)s and a.name in (%(ar)s, %(credit)s)"
+        " and p.effective_date < %(from)s",
+        params,
+    ).fetchone()
+    opening = Decimal(row[0]) if row else Decimal(0)
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_STATEMENT, params).fetchall()
+    numbers = _document_numbers(conn, book_id, [d for r in rows for d in r["documents"] or ()])
+    balance = opening
+    lines: list[StatementLine] = []
+    for r in rows:
+        amount = Decimal(r["amount"])
+        if amount == 0:
+            continue
+        balance += amount
+        documents = sorted(r["documents"] or ())
+        invoices = [d for d in documents if d.startswith("invoice:")]
+        kind = _kind(r["metadata"], r["reverses_entry_id"], invoices)
+        own = [d for d in documents if d.startswith(f"{kind}:")]
+        document = (own or invoices or documents or [None])[0]
+        lines.append(
+            StatementLine(
+                entry_id=r["id"],
+                effective_date=r["effective_date"],
+                kind=kind,
+                document=document,
+                reference=numbers.get(document) if document else None,
+                invoices=tuple(numbers[d] for d in invoices if d in numbers),
+                description=r["memo"],
+                amount=amount,
+                balance=balance,
+            )
+        )
+    return Statement(customer_id, currency, date_from, date_to, opening, tuple(lines), balance)
+
+
+def _kind(metadata: dict[str, Any], reverses: uuid.UUID | None, invoices: list[str]) -> str:
+    if reverses is not None:
+        return "void" if invoices else "reversal"
+    kind = metadata.get("kind") if isinstance(metadata, dict) else None
+    return kind if isinstance(kind, str) and kind else "other"
+
+
+def _document_numbers(
+    conn: psycopg.Connection, book_id: uuid.UUID, documents: list[str | None]
+) -> dict[str, str]:
+    """Invoice and credit-note numbers for `invoice:<id>` / `credit_note:<id>` documents."""
+    wanted: dict[str, list[uuid.UUID]] = {"invoice": [], "credit_note": []}
+    for document in documents:
+        if not document:
+            continue
+        kind, _, raw = document.partition(":")
+        if kind in wanted:
+            try:
+                wanted[kind].append(uuid.UUID(raw))
+            except ValueError:
+                continue
+    found: dict[str, str] = {}
+    for kind, table in (("invoice", "invoices"), ("credit_note", "credit_notes")):
+        if wanted[kind]:
+            rows = conn.execute(
+                f"select id, number from {table} where book_id = %s and id = any(%s)",
+                (book_id, wanted[kind]),
+            ).fetchall()
+            found.update({f"{kind}:{r[0]}": r[1] for r in rows if r[1]})
+    return found

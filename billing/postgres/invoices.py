@@ -25,8 +25,15 @@ from billing.invoicing import (
     line_amount,
     tax_rate_of,
 )
-from billing.postgres.customers import credit_balance, get_customer
-from billing.postings import AR, credit_application_entry, finalization_entry, invoice_doc
+from billing.postgres.customers import Customer, credit_balance, get_customer
+from billing.postings import (
+    AR,
+    FinalLine,
+    credit_application_entry,
+    finalization_entry,
+    invoice_doc,
+)
+from billing.tax import TaxRate
 from ledger.errors import NotFound
 from ledger.money import Money, minor_unit
 from ledger.postgres.posting import post_entry, reverse_entry
@@ -106,6 +113,7 @@ def create_draft(
         raise InvalidBillingRequest("an invoice may have at most 1000 lines")
     for spec in lines:
         check_line(spec.description, spec.quantity, spec.service_start, spec.service_end)
+    _check_accounts(conn, book_id, {s.revenue_account for s in lines})
     invoice_id = uuid.uuid4()
     starts = [s.service_start for s in lines if s.service_start]
     ends = [s.service_end for s in lines if s.service_end]
@@ -163,6 +171,22 @@ def create_draft(
     return get_invoice(conn, book_id, str(invoice_id))
 
 
+def _check_accounts(conn: psycopg.Connection, book_id: uuid.UUID, names: set[str]) -> None:
+    """Refuse a line whose revenue account does not exist now, not at finalization."""
+    if not names:
+        return
+    rows = conn.execute(
+        "select name from accounts where book_id = %s and name = any(%s) and closed_at is null",
+        (book_id, sorted(names)),
+    ).fetchall()
+    missing = sorted(names - {r[0] for r in rows})
+    if missing:
+        raise InvalidBillingRequest(
+            f"revenue account(s) {', '.join(missing)} do not exist in this book or are closed",
+            accounts=missing,
+        )
+
+
 def _lock_invoice(conn: psycopg.Connection, book_id: uuid.UUID, invoice_ref: str) -> dict[str, Any]:
     invoice_id = _uuid(invoice_ref)
     with conn.cursor(row_factory=dict_row) as cur:
@@ -206,14 +230,9 @@ def finalize_invoice(
         )
     customer = get_customer(conn, book_id, str(row["customer_id"]))
     settings = _settings(conn, book_id)
-    drafts = _draft_lines(conn, book_id, row["id"], row["currency"])
-    rate = tax_rate_of(customer.tax_rate, customer.tax_treatment)
-    finals = final_lines(drafts, rate, per_invoice=settings.get("tax_level") == "per_invoice")
-    zero = Money.zero(row["currency"])
-    subtotal = sum((d.amount for d in drafts), zero)
-    discount = sum((d.discount or zero for d in drafts), zero)
-    tax = sum((f.tax for f in finals), zero)
-    total = subtotal - discount + tax
+    totals = _compute(conn, book_id, row["id"], row["currency"], customer, settings)
+    rate, finals = totals.rate, totals.finals
+    subtotal, discount, tax, total = totals.subtotal, totals.discount, totals.tax, totals.total
     number = next_number(conn, book_id, "INV", issue_date.year)
     # Lines are taxed while the invoice is still a draft (its lines are frozen after).
     with conn.cursor() as cur:
@@ -248,6 +267,41 @@ def finalize_invoice(
     if total.amount > 0 and settings.get("auto_apply_credit", True):
         apply_credit(conn, book_id, str(row["id"]), issue_date)
     return get_invoice(conn, book_id, str(row["id"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    rate: TaxRate
+    finals: list[FinalLine]
+    subtotal: Money
+    discount: Money
+    tax: Money
+    total: Money
+
+
+def _compute(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    currency: str,
+    customer: Customer,
+    settings: dict[str, Any],
+) -> Totals:
+    drafts = _draft_lines(conn, book_id, invoice_id, currency)
+    rate = tax_rate_of(customer.tax_rate, customer.tax_treatment)
+    finals = final_lines(drafts, rate, per_invoice=settings.get("tax_level") == "per_invoice")
+    zero = Money.zero(currency)
+    subtotal = sum((d.amount for d in drafts), zero)
+    discount = sum((d.discount or zero for d in drafts), zero)
+    tax = sum((f.tax for f in finals), zero)
+    return Totals(rate, finals, subtotal, discount, tax, subtotal - discount + tax)
+
+
+def preview_totals(conn: psycopg.Connection, book_id: uuid.UUID, invoice: Invoice) -> Totals:
+    """What finalizing a draft now would compute (the customer's tax settings may still
+    change before then); the stored figures of a draft are zero until finalization."""
+    customer = get_customer(conn, book_id, str(invoice.customer_id))
+    return _compute(conn, book_id, invoice.id, invoice.currency, customer, _settings(conn, book_id))
 
 
 def apply_credit(
