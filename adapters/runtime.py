@@ -34,6 +34,19 @@ def _configure(role: str | None) -> Callable[[psycopg.Connection], None]:
     return configure
 
 
+def _login(url: str, role: str | None) -> tuple[dict[str, str], str | None]:
+    """Log in as the application role when the server lets us (trust, or a
+    password in the environment); otherwise log in as given and SET ROLE."""
+    if not role:
+        return {}, None
+    try:
+        psycopg.connect(url, user=role, connect_timeout=5).close()
+    except psycopg.OperationalError:
+        log.warning("cannot log in as %s; using SET ROLE from the configured user", role)
+        return {}, role
+    return {"user": role}, None
+
+
 class Runtime:
     def __init__(
         self,
@@ -45,11 +58,14 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.today = today
+        url = libpq_url(settings.url)
+        login, set_role = _login(url, settings.app_role)
         self.pool = ConnectionPool(
-            libpq_url(settings.url),
+            url,
+            kwargs=login,
             min_size=min_size,
             max_size=max_size,
-            configure=_configure(settings.app_role),
+            configure=_configure(set_role),
             open=True,
             name="activebilling",
         )
@@ -71,10 +87,21 @@ class Runtime:
                 log.exception("sealing failed")
 
     def seal_all(self, *, wait: bool) -> int:
+        """Seal every book's queue; one book's failure does not stop the others."""
         with self.pool.connection() as conn:
             books = books_with_pending_seals(conn)
             conn.commit()
-        return sum(seal_pending(self.pool.connection, book, wait=wait) for book in books)
+        sealed = 0
+        failures: list[Exception] = []
+        for book in books:
+            try:
+                sealed += seal_pending(self.pool.connection, book, wait=wait)
+            except psycopg.Error as exc:
+                log.exception("sealing book %s failed", book)
+                failures.append(exc)
+        if failures and wait:
+            raise failures[0]
+        return sealed
 
     def close(self) -> None:
         self._stop.set()

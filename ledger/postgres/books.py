@@ -191,8 +191,18 @@ def get_account(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Accou
     return _account(row)
 
 
+def _lock_book_writers(conn: psycopg.Connection, book_id: uuid.UUID) -> None:
+    """Wait for entries being written in this book to commit, and hold new ones
+    back until this transaction ends (writers take the same lock shared)."""
+    conn.execute(
+        "select pg_advisory_xact_lock(hashtextextended('ab_periods:' || %s::text, 0))",
+        (book_id,),
+    )
+
+
 def close_account(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Account:
     account = get_account(conn, book_id, ref)
+    _lock_book_writers(conn, book_id)
     conn.execute(
         "update accounts set closed_at = coalesce(closed_at, now()) where book_id = %s and id = %s",
         (book_id, account.id),
@@ -209,10 +219,7 @@ def set_period_status(
     the per-book lock shared), so none can land in the period after it closes.
     """
     parse_period(period)
-    conn.execute(
-        "select pg_advisory_xact_lock(hashtextextended('ab_periods:' || %s::text, 0))",
-        (book_id,),
-    )
+    _lock_book_writers(conn, book_id)
     conn.execute(
         "insert into periods (book_id, period, status) values (%s, %s, %s)"
         " on conflict (book_id, period) do update"

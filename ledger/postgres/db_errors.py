@@ -24,6 +24,7 @@ _BY_CONSTRAINT: dict[str, type[errors.LedgerError]] = {
     "postings_open_entry": errors.InvalidEntry,
     "postings_entry_date": errors.InvalidEntry,
     "journal_entries_txid": errors.InvalidEntry,
+    "journal_entries_isolation": errors.InvalidEntry,
     "accounts_immutable": errors.Conflict,
     "uq_accounts_book_id_name": errors.Conflict,
     "uq_accounts_book_id_code": errors.Conflict,

@@ -77,6 +77,23 @@ def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> i
         if not queued:
             return 0
         ids = [row[0] for row in queued]
+        # An entry sealed behind the sealer's back (a forged seal) leaves the
+        # queue without a second seal; `verify` reports the forged one.
+        already = {
+            row[0]
+            for row in conn.execute(
+                "select entry_id from seals where book_id = %s and entry_id = any(%s)",
+                (book_id, ids),
+            )
+        }
+        if already:
+            conn.execute(
+                "delete from unsealed_entries where book_id = %s and entry_id = any(%s)",
+                (book_id, list(already)),
+            )
+            ids = [i for i in ids if i not in already]
+            if not ids:
+                return len(already)
         last = conn.execute(
             "select seq, hash from seals where book_id = %s order by seq desc limit 1", (book_id,)
         ).fetchone()
@@ -101,7 +118,7 @@ def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> i
             "delete from unsealed_entries where book_id = %s and entry_id = any(%s)",
             (book_id, ids),
         )
-    return len(ids)
+    return len(ids) + len(already)
 
 
 def seal_pending(

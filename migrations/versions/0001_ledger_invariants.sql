@@ -48,6 +48,13 @@ declare
   bad record;
   book uuid;
 begin
+  -- The checks below read other rows with the statement's snapshot; under
+  -- REPEATABLE READ that snapshot could predate a period close.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'ledger entries are written at READ COMMITTED isolation, not %',
+      current_setting('transaction_isolation')
+      using errcode = 'check_violation', constraint = 'journal_entries_isolation';
+  end if;
   if exists (select 1 from new_entries
              where txid <> (pg_current_xact_id())::text::bigint) then
     raise exception 'txid of a journal entry is set by the database'
@@ -107,18 +114,35 @@ create function ab_postings_inserted() returns trigger language plpgsql
 security definer set search_path = public, pg_temp as $$
 declare
   bad record;
+  book uuid;
 begin
-  select p.entry_id, p.effective_date, e.effective_date as entry_date,
-         e.txid = (pg_current_xact_id())::text::bigint as own
+  -- Writers hold the per-book lock shared; closing a period or an account
+  -- takes it exclusively, so neither can slip past an entry being written.
+  for book in select distinct book_id from new_postings loop
+    perform pg_advisory_xact_lock_shared(hashtextextended('ab_periods:' || book::text, 0));
+  end loop;
+  -- Postings are inserted by the statement that inserts their entry (cmin is
+  -- the command that wrote a row), so the balance check, even when made
+  -- IMMEDIATE, always sees the whole entry.
+  select n.entry_id, n.effective_date, e.effective_date as entry_date,
+         e.txid = (pg_current_xact_id())::text::bigint as own,
+         p.cmin::text = e.cmin::text as same_statement
     into bad
-    from new_postings p
-    join journal_entries e on e.book_id = p.book_id and e.id = p.entry_id
+    from new_postings n
+    join journal_entries e on e.book_id = n.book_id and e.id = n.entry_id
+    join postings p on p.book_id = n.book_id and p.entry_id = n.entry_id and p.line_no = n.line_no
    where e.txid <> (pg_current_xact_id())::text::bigint
-      or p.effective_date <> e.effective_date
+      or p.cmin::text <> e.cmin::text
+      or n.effective_date <> e.effective_date
    limit 1;
   if found then
     if not bad.own then
       raise exception 'journal entry % was committed by an earlier transaction; postings cannot be added to it',
+        bad.entry_id
+        using errcode = 'check_violation', constraint = 'postings_open_entry';
+    end if;
+    if not bad.same_statement then
+      raise exception 'postings of journal entry % must be inserted by the statement that inserts the entry',
         bad.entry_id
         using errcode = 'check_violation', constraint = 'postings_open_entry';
     end if;
@@ -248,11 +272,17 @@ do $$
 begin
   if not exists (select 1 from pg_roles where rolname = 'activebilling_app') then
     begin
-      create role activebilling_app nologin;
+      create role activebilling_app login;
     exception when duplicate_object or unique_violation then
       null;  -- created by a concurrent migration of another database
     end;
   end if;
+  -- The service logs in as this role (no superuser session to RESET ROLE back to).
+  begin
+    alter role activebilling_app login;
+  exception when insufficient_privilege then
+    null;  -- the migrating user may not alter roles; the service then uses SET ROLE
+  end;
 end $$;
 grant usage on schema public to activebilling_app;
 grant select on all tables in schema public to activebilling_app;

@@ -1,0 +1,396 @@
+"""`verify` finds what a superuser changed behind the triggers' backs.
+
+Tampering needs the owner's session with triggers off (the application's role
+cannot do it, see test_invariants.py); verify must then name what changed,
+both as `verify_book` and as `activebilling verify` (exit code 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import date
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from adapters.runtime import Runtime
+from ledger.entries import Posting, build_entry
+from ledger.money import Money
+from ledger.postgres.posting import PostedEntry, post_entries
+from ledger.postgres.sealer import seal_pending
+from ledger.postgres.unit_of_work import unit_of_work
+from ledger.postgres.verify import Discrepancy, verify_book
+from tests.conftest import APP_ROLE, BookFixture, make_book
+
+DAY = date(2026, 3, 10)
+CLI = Path(sys.executable).with_name("activebilling")
+
+
+def post_three(runtime: Runtime, book_id: uuid.UUID) -> list[PostedEntry]:
+    entries = [
+        build_entry(
+            DAY,
+            f"sale {n}",
+            [
+                Posting("Assets:Bank:Operating", Money.exact(f"{n}0.00", "USD")),
+                Posting("Income:Services", Money.exact(f"-{n}0.00", "USD")),
+            ],
+            idempotency_key=f"v{n}",
+        )
+        for n in (1, 2, 3)
+    ]
+    with unit_of_work(runtime.connection) as uow:
+        posted = post_entries(uow.conn, book_id, entries)
+        uow.commit()
+    return posted
+
+
+@pytest.fixture
+def sealed(runtime: Runtime, book: BookFixture) -> list[PostedEntry]:
+    posted = post_three(runtime, book.id)
+    assert seal_pending(runtime.connection, book.id) == 3
+    with runtime.connection() as conn:
+        assert verify_book(conn, book.id) == []
+    return posted
+
+
+def verify(runtime: Runtime, book_id: uuid.UUID) -> list[Discrepancy]:
+    with runtime.connection() as conn:
+        return verify_book(conn, book_id)
+
+
+def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url, "ACTIVEBILLING_APP_ROLE": APP_ROLE}
+    return subprocess.run(
+        [str(CLI), *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def tamper(owner_conn: psycopg.Connection, statement: str, *params: object) -> int:
+    """Run a change as superuser with user triggers off for this transaction only."""
+    with owner_conn.transaction():
+        owner_conn.execute("set local session_replication_role = replica")
+        changed = owner_conn.execute(statement, params).rowcount
+    assert owner_conn.execute("show session_replication_role").fetchone() == ("origin",)
+    return changed
+
+
+def unpoison(conn: psycopg.Connection, book_id: uuid.UUID, entry_id: uuid.UUID) -> None:
+    """Take a forged-sealed entry off the sealing queue, so that sealing every
+    book (Runtime.seal_all, used by other tests) does not trip over it."""
+    conn.execute(
+        "delete from unsealed_entries where book_id = %s and entry_id = %s", (book_id, entry_id)
+    )
+
+
+def checks_for(found: list[Discrepancy], subject: object) -> set[str]:
+    return {d.check for d in found if d.subject == str(subject)}
+
+
+def test_an_untampered_book_verifies(
+    runtime: Runtime, book: BookFixture, sealed: list[PostedEntry]
+) -> None:
+    assert verify(runtime, book.id) == []
+
+
+def test_a_balanced_change_to_posting_amounts_breaks_the_seal(
+    runtime: Runtime, book: BookFixture, sealed: list[PostedEntry], owner_conn: psycopg.Connection
+) -> None:
+    """Both postings moved by the same amount: the entry still balances, so only
+    the seal chain (and the balance projection) can tell."""
+    victim = sealed[1]
+    changed = tamper(
+        owner_conn,
+        "update postings set amount = amount + sign(amount) * 5"
+        " where book_id = %s and entry_id = %s",
+        book.id,
+        victim.id,
+    )
+    assert changed == 2
+    found = verify(runtime, book.id)
+    assert "seal_chain" in checks_for(found, victim.id)
+    assert "balanced" not in {d.check for d in found}
+    assert any(d.check == "daily_balances" for d in found)
+    chain_subjects = {d.subject for d in found if d.check == "seal_chain"}
+    assert chain_subjects == {str(victim.id)}  # the other entries are not blamed
+    detail = next(d.detail for d in found if d.check == "seal_chain")
+    assert str(victim.id) in detail and "seq 2" in detail
+
+
+def test_tampering_with_triggers_disabled_by_alter_table(
+    runtime: Runtime, book: BookFixture, sealed: list[PostedEntry], owner_conn: psycopg.Connection
+) -> None:
+    victim = sealed[0]
+    with owner_conn.transaction():
+        owner_conn.execute("alter table postings disable trigger user")
+        owner_conn.execute(
+            "update postings set amount = amount + 0.01 where book_id = %s and entry_id = %s"
+            " and line_no = 1",
+            (book.id, victim.id),
+        )
+        owner_conn.execute("alter table postings enable trigger user")
+    found = verify(runtime, book.id)
+    assert checks_for(found, victim.id) >= {"seal_chain", "balanced"}
+
+
+def test_a_changed_memo_breaks_the_seal(
+    runtime: Runtime, book: BookFixture, sealed: list[PostedEntry], owner_conn: psycopg.Connection
+) -> None:
+    victim = sealed[2]
+    tamper(
+        owner_conn,
+        "update journal_entries set memo = 'nothing to see' where book_id = %s and id = %s",
+        book.id,
+        victim.id,
+    )
+    found = verify(runtime, book.id)
+    assert [(d.check, d.subject) for d in found] == [("seal_chain", str(victim.id))]
+
+
+def test_a_deleted_seal_is_a_gap(
+    runtime: Runtime, book: BookFixture, sealed: list[PostedEntry], owner_conn: psycopg.Connection
+) -> None:
+    tamper(owner_conn, "delete from seals where book_id = %s and seq = 2", book.id)
+    found = verify(runtime, book.id)
+    assert Discrepancy("seal_chain", "seq 2", "gap: next is 3") in found
+    assert "sealed" in checks_for(found, sealed[1].id)  # its entry is no longer sealed
+
+
+def test_a_forged_seal_by_the_app_role_is_caught(
+    runtime: Runtime, book: BookFixture, sealed: list[PostedEntry], app_conn: psycopg.Connection
+) -> None:
+    """The role may append seals (the sealer runs as it): a seal that extends the
+    chain but does not hash the entry passes the trigger and fails verify."""
+    with unit_of_work(runtime.connection) as uow:
+        (late,) = post_entries(
+            uow.conn,
+            book.id,
+            [
+                build_entry(
+                    DAY,
+                    "late",
+                    [
+                        Posting("Assets:Bank:Operating", Money.exact("1.00", "USD")),
+                        Posting("Income:Services", Money.exact("-1.00", "USD")),
+                    ],
+                )
+            ],
+        )
+        uow.commit()
+    last = app_conn.execute(
+        "select hash from seals where book_id = %s and seq = 3", (book.id,)
+    ).fetchone()
+    assert last is not None
+    app_conn.execute(
+        "insert into seals (book_id, seq, entry_id, prev_hash, hash) values (%s, 4, %s, %s, %s)",
+        (book.id, late.id, last[0], "f" * 64),
+    )
+    try:
+        found = verify(runtime, book.id)
+        assert "seal_chain" in checks_for(found, late.id)
+    finally:
+        unpoison(app_conn, book.id, late.id)
+
+
+def test_an_entry_dropped_from_the_sealing_queue_is_reported(
+    runtime: Runtime, book: BookFixture, app_conn: psycopg.Connection
+) -> None:
+    """The role may delete from unsealed_entries (the sealer does); an entry
+    removed behind the sealer's back is neither sealed nor queued."""
+    posted = post_three(runtime, book.id)
+    removed = app_conn.execute(
+        "delete from unsealed_entries where book_id = %s and entry_id = %s",
+        (book.id, posted[0].id),
+    ).rowcount
+    assert removed == 1
+    assert seal_pending(runtime.connection, book.id) == 2
+    found = verify(runtime, book.id)
+    assert [(d.check, d.subject) for d in found] == [("sealed", str(posted[0].id))]
+
+
+def test_a_tampered_daily_balance_is_reported(
+    runtime: Runtime, book: BookFixture, sealed: list[PostedEntry], owner_conn: psycopg.Connection
+) -> None:
+    with runtime.connection() as conn:
+        row = conn.execute(
+            "select id from accounts where book_id = %s and name = 'Income:Services'", (book.id,)
+        ).fetchone()
+    assert row is not None
+    revenue = row[0]
+    changed = tamper(
+        owner_conn,
+        "update account_balances set amount = amount - 0.01 where book_id = %s"
+        " and account_id = %s and slot = (select min(slot) from account_balances"
+        " where book_id = %s and account_id = %s)",
+        book.id,
+        revenue,
+        book.id,
+        revenue,
+    )
+    assert changed == 1
+    found = verify(runtime, book.id)
+    assert [(d.check, d.subject) for d in found] == [("daily_balances", str(revenue))]
+    assert "-60.00" in found[0].detail and "-60.01" in found[0].detail
+
+
+def test_a_tampered_guarded_balance_is_reported(
+    runtime: Runtime, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    entry = build_entry(
+        DAY,
+        "top-up",
+        [
+            Posting("Assets:Bank:Operating", Money.exact("50.00", "USD")),
+            Posting("Liabilities:Prepaid-Wallet", Money.exact("-50.00", "USD")),
+        ],
+    )
+    with unit_of_work(runtime.connection) as uow:
+        post_entries(uow.conn, book.id, [entry])
+        uow.commit()
+    seal_pending(runtime.connection, book.id)
+    tamper(
+        owner_conn,
+        "update guarded_balances set balance = balance - 1000 where book_id = %s",
+        book.id,
+    )
+    found = verify(runtime, book.id)
+    assert [d.check for d in found] == ["guarded_balances"]
+
+
+# -- the CLI -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_cli_verify_exits_0_on_an_untampered_book(
+    database_url: str, book: BookFixture, sealed: list[PostedEntry]
+) -> None:
+    result = run_cli(database_url, "verify", "--book", str(book.id))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: 3 entries, 6 postings")
+    as_json = run_cli(database_url, "verify", "--book", str(book.id), "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert document["ok"] is True
+    assert document["discrepancies"] == []
+    assert (document["entries"], document["postings"]) == (3, 6)
+
+
+@pytest.mark.slow
+def test_cli_verify_names_the_tampered_entry_and_exits_1(
+    database_url: str,
+    book: BookFixture,
+    sealed: list[PostedEntry],
+    owner_conn: psycopg.Connection,
+) -> None:
+    victim = sealed[1]
+    tamper(
+        owner_conn,
+        "update postings set amount = amount * 2 where book_id = %s and entry_id = %s",
+        book.id,
+        victim.id,
+    )
+    result = run_cli(database_url, "verify", "--book", str(book.id))
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert f"FAIL seal_chain {victim.id}" in result.stdout
+    for other in (sealed[0], sealed[2]):
+        assert f"seal_chain {other.id}" not in result.stdout
+
+    as_json = run_cli(database_url, "verify", "--book", str(book.id), "--format", "json")
+    assert as_json.returncode == 1
+    document = json.loads(as_json.stdout)
+    assert document["ok"] is False
+    assert {"check", "subject", "detail"} <= set(document["discrepancies"][0])
+    assert {"check": "seal_chain", "subject": str(victim.id)} in [
+        {"check": d["check"], "subject": d["subject"]} for d in document["discrepancies"]
+    ]
+
+
+@pytest.mark.slow
+def test_cli_verify_reports_an_entry_dropped_from_the_queue(
+    database_url: str, runtime: Runtime, book: BookFixture, app_conn: psycopg.Connection
+) -> None:
+    posted = post_three(runtime, book.id)
+    app_conn.execute(
+        "delete from unsealed_entries where book_id = %s and entry_id = %s",
+        (book.id, posted[2].id),
+    )
+    result = run_cli(database_url, "verify", "--book", str(book.id), "--format", "json")
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    assert document["newly_sealed"] == 2  # the CLI seals the book's queue before checking
+    assert [(d["check"], d["subject"]) for d in document["discrepancies"]] == [
+        ("sealed", str(posted[2].id))
+    ]
+
+
+def _forge_seal(runtime: Runtime, book_id: uuid.UUID, app_conn: psycopg.Connection) -> uuid.UUID:
+    """Append a seal for a queued entry with a hash that is not the entry's."""
+    entry = build_entry(
+        DAY,
+        "late",
+        [
+            Posting("Assets:Bank:Operating", Money.exact("1.00", "USD")),
+            Posting("Income:Services", Money.exact("-1.00", "USD")),
+        ],
+    )
+    with unit_of_work(runtime.connection) as uow:
+        (late,) = post_entries(uow.conn, book_id, [entry])
+        uow.commit()
+    last = app_conn.execute(
+        "select seq, hash from seals where book_id = %s order by seq desc limit 1", (book_id,)
+    ).fetchone()
+    assert last is not None
+    app_conn.execute(
+        "insert into seals (book_id, seq, entry_id, prev_hash, hash) values (%s, %s, %s, %s, %s)",
+        (book_id, last[0] + 1, late.id, last[1], "f" * 64),
+    )
+    return late.id
+
+
+@pytest.mark.slow
+def test_cli_verify_of_one_book_is_not_stopped_by_another(
+    database_url: str,
+    runtime: Runtime,
+    book: BookFixture,
+    sealed: list[PostedEntry],
+    app_conn: psycopg.Connection,
+) -> None:
+    """A book whose sealing queue is poisoned must not break verify of another."""
+    other = make_book(runtime)
+    post_three(runtime, other.id)
+    seal_pending(runtime.connection, other.id)
+    forged = _forge_seal(runtime, other.id, app_conn)
+    try:
+        result = run_cli(database_url, "verify", "--book", str(book.id))
+    finally:
+        unpoison(app_conn, other.id, forged)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_cli_verify_reports_a_forged_seal_instead_of_crashing(
+    database_url: str,
+    runtime: Runtime,
+    book: BookFixture,
+    sealed: list[PostedEntry],
+    app_conn: psycopg.Connection,
+) -> None:
+    forged = _forge_seal(runtime, book.id, app_conn)
+    try:
+        result = run_cli(database_url, "verify", "--book", str(book.id))
+    finally:
+        unpoison(app_conn, book.id, forged)
+    assert result.returncode == 1, result.stderr
+    assert f"FAIL seal_chain {forged}" in result.stdout
+
+
+@pytest.mark.slow
+def test_cli_verify_refuses_an_unknown_book(database_url: str, book: BookFixture) -> None:
+    result = run_cli(database_url, "verify", "--book", str(uuid.uuid4()))
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "does not exist" in result.stderr
