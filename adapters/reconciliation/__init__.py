@@ -1,0 +1,1 @@
+"""Bank statements in the ledger: import, matching, reconciliation reports."""
