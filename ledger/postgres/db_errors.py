@@ -30,6 +30,9 @@ _BY_CONSTRAINT: dict[str, type[errors.LedgerError]] = {
     "uq_accounts_book_id_code": errors.Conflict,
     "uq_journal_entries_book_id_reverses_entry_id": errors.AlreadyReversed,
     "fk_postings_currency_currencies": errors.UnknownCurrency,
+    "fk_postings_book_id_account_id_accounts": errors.NotFound,
+    "fk_postings_book_id_entry_id_journal_entries": errors.NotFound,
+    "fk_journal_entries_book_id_books": errors.NotFound,
     "fk_books_base_currency_currencies": errors.UnknownCurrency,
 }
 

@@ -9,20 +9,20 @@ idempotent replays return the original entry, and reads entries back.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
 from ledger.entries import JournalEntry, Posting, build_entry, reversal_postings
 from ledger.errors import IdempotencyConflict, InvalidEntry, NotFound
-from ledger.money import Money
+from ledger.money import Money, minor_unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,27 +41,29 @@ class PostedEntry:
     account_ids: tuple[uuid.UUID, ...] = field(default=())
 
 
+def _default(value: object) -> object:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+# Decimals as strings (never floats), keys sorted so equal content hashes equally.
+_ENCODER = msgspec.json.Encoder(decimal_format="string", order="sorted", enc_hook=_default)
+
+
 def request_hash(entry: JournalEntry) -> str:
     """Fingerprint of what was asked, to tell a replay from a conflicting reuse of a key."""
-    document = {
-        "date": entry.effective_date.isoformat(),
-        "memo": entry.memo,
-        "metadata": entry.metadata,
-        "reverses": entry.reverses,
-        "postings": [
-            [
-                p.account,
-                format(p.amount.normalize(), "f"),
-                p.currency,
-                p.customer,
-                p.document,
-                dict(p.dimensions),
-            ]
+    document = (
+        entry.effective_date,
+        entry.memo,
+        entry.metadata,
+        entry.reverses,
+        [
+            (p.account, p.amount.normalize(), p.currency, p.customer, p.document, p.dimensions)
             for p in entry.postings
         ],
-    }
-    raw = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(raw.encode()).hexdigest()
+    )
+    return hashlib.sha256(_ENCODER.encode(document)).hexdigest()
 
 
 class AccountDirectory:
@@ -97,17 +99,19 @@ class AccountDirectory:
 
 DIRECTORY = AccountDirectory()
 
+# Entries and postings travel as two JSON documents: PostgreSQL parses them
+# faster than psycopg can adapt a dozen Python lists to arrays.
 _INSERT = """
 with entry_rows as (
-  select * from unnest(%(ids)s::uuid[], %(dates)s::date[], %(memos)s::text[],
-                       %(metadata)s::jsonb[], %(keys)s::text[], %(hashes)s::text[],
-                       %(reverses)s::uuid[])
-         as t(id, effective_date, memo, metadata, idempotency_key, request_hash, reverses)
+  select * from json_to_recordset(%(entries)s::json)
+         as t(id uuid, effective_date date, memo text, metadata jsonb, idempotency_key text,
+              request_hash text, reverses uuid)
 ), inserted as (
   insert into journal_entries
          (book_id, id, effective_date, memo, metadata, idempotency_key, request_hash,
           reverses_entry_id)
-  select %(book)s, id, effective_date, memo, metadata, idempotency_key, request_hash, reverses
+  select %(book)s, id, effective_date, memo, coalesce(metadata, '{}'), idempotency_key,
+         request_hash, reverses
     from entry_rows
   on conflict (book_id, idempotency_key) do nothing
   returning id, recorded_at, effective_date
@@ -116,16 +120,25 @@ with entry_rows as (
          (book_id, entry_id, line_no, account_id, amount, currency, effective_date,
           customer_id, document, dimensions)
   select %(book)s, p.entry_id, p.line_no, p.account_id, p.amount, p.currency,
-         i.effective_date, p.customer_id, p.document, p.dimensions
-    from unnest(%(p_entry)s::uuid[], %(p_line)s::int[], %(p_account)s::uuid[],
-                %(p_amount)s::numeric[], %(p_currency)s::text[], %(p_customer)s::text[],
-                %(p_document)s::text[], %(p_dimensions)s::jsonb[])
-         as p(entry_id, line_no, account_id, amount, currency, customer_id, document, dimensions)
+         i.effective_date, p.customer_id, p.document, coalesce(p.dimensions, '{}')
+    from json_to_recordset(%(postings)s::json)
+         as p(entry_id uuid, line_no int, account_id uuid, amount numeric, currency text,
+              customer_id text, document text, dimensions jsonb)
     join inserted i on i.id = p.entry_id
   returning 1
 )
 select id, recorded_at, (select count(*) from posting_rows) from inserted
 """
+
+_QUANTUM: dict[str, Decimal] = {}
+
+
+def _stored(money: Money) -> str:
+    """The amount written with the currency's places (build_entry checked it fits)."""
+    quantum = _QUANTUM.get(money.currency)
+    if quantum is None:
+        quantum = _QUANTUM[money.currency] = Decimal(1).scaleb(-minor_unit(money.currency))
+    return str(money.amount.quantize(quantum))
 
 
 def post_entries(
@@ -145,41 +158,37 @@ def post_entries(
     ids = [uuid.uuid4() for _ in entries]
     keys = [e.idempotency_key or f"auto:{i}" for e, i in zip(entries, ids, strict=True)]
     hashes = [request_hash(e) for e in entries]
-    p_entry: list[uuid.UUID] = []
-    p_line: list[int] = []
-    p_account: list[uuid.UUID] = []
-    p_amount: list[Decimal] = []
-    p_currency: list[str] = []
-    p_customer: list[str | None] = []
-    p_document: list[str | None] = []
-    p_dimensions: list[str] = []
-    for entry_id, entry in zip(ids, entries, strict=True):
+    entry_rows = []
+    posting_rows = []
+    for entry_id, entry, key, digest in zip(ids, entries, keys, hashes, strict=True):
+        entry_rows.append(
+            {
+                "id": entry_id,
+                "effective_date": entry.effective_date,
+                "memo": entry.memo,
+                "metadata": entry.metadata or None,
+                "idempotency_key": key,
+                "request_hash": digest,
+                "reverses": entry.reverses,
+            }
+        )
         for line_no, posting in enumerate(entry.postings, start=1):
-            p_entry.append(entry_id)
-            p_line.append(line_no)
-            p_account.append(account_ids[posting.account])
-            p_amount.append(posting.money.quantized().amount)
-            p_currency.append(posting.currency)
-            p_customer.append(posting.customer)
-            p_document.append(posting.document)
-            p_dimensions.append(json.dumps(dict(posting.dimensions), sort_keys=True))
+            posting_rows.append(
+                {
+                    "entry_id": entry_id,
+                    "line_no": line_no,
+                    "account_id": account_ids[posting.account],
+                    "amount": _stored(posting.money),
+                    "currency": posting.currency,
+                    "customer_id": posting.customer,
+                    "document": posting.document,
+                    "dimensions": posting.dimensions or None,
+                }
+            )
     params = {
         "book": book_id,
-        "ids": ids,
-        "dates": [e.effective_date for e in entries],
-        "memos": [e.memo for e in entries],
-        "metadata": [json.dumps(e.metadata, sort_keys=True, default=str) for e in entries],
-        "keys": keys,
-        "hashes": hashes,
-        "reverses": [uuid.UUID(e.reverses) if e.reverses else None for e in entries],
-        "p_entry": p_entry,
-        "p_line": p_line,
-        "p_account": p_account,
-        "p_amount": p_amount,
-        "p_currency": p_currency,
-        "p_customer": p_customer,
-        "p_document": p_document,
-        "p_dimensions": p_dimensions,
+        "entries": _ENCODER.encode(entry_rows).decode(),
+        "postings": _ENCODER.encode(posting_rows).decode(),
     }
     rows = conn.execute(_INSERT, params).fetchall()
     recorded = {row[0]: row[1] for row in rows}

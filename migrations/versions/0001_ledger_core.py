@@ -117,7 +117,6 @@ def upgrade() -> None:
     sa.Column('reverses_entry_id', sa.Uuid(), nullable=True),
     sa.Column('txid', sa.BigInteger(), server_default=sa.text('(pg_current_xact_id())::text::bigint'), nullable=False),
     sa.ForeignKeyConstraint(['book_id', 'reverses_entry_id'], ['journal_entries.book_id', 'journal_entries.id'], name=op.f('fk_journal_entries_book_id_reverses_entry_id_journal_entries')),
-    sa.ForeignKeyConstraint(['book_id'], ['books.id'], name=op.f('fk_journal_entries_book_id_books')),
     sa.PrimaryKeyConstraint('book_id', 'id', name=op.f('pk_journal_entries')),
     sa.UniqueConstraint('book_id', 'idempotency_key', name=op.f('uq_journal_entries_book_id_idempotency_key')),
     sa.UniqueConstraint('book_id', 'reverses_entry_id', name=op.f('uq_journal_entries_book_id_reverses_entry_id'))
@@ -145,9 +144,6 @@ def upgrade() -> None:
     sa.Column('customer_id', sa.Text(), nullable=True),
     sa.Column('document', sa.Text(), nullable=True),
     sa.Column('dimensions', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
-    sa.ForeignKeyConstraint(['book_id', 'account_id'], ['accounts.book_id', 'accounts.id'], name=op.f('fk_postings_book_id_account_id_accounts')),
-    sa.ForeignKeyConstraint(['book_id', 'entry_id'], ['journal_entries.book_id', 'journal_entries.id'], name=op.f('fk_postings_book_id_entry_id_journal_entries')),
-    sa.ForeignKeyConstraint(['currency'], ['currencies.code'], name=op.f('fk_postings_currency_currencies')),
     sa.PrimaryKeyConstraint('book_id', 'entry_id', 'line_no', name=op.f('pk_postings'))
     )
     op.create_index(op.f('ix_postings_book_id_account_id_effective_date'), 'postings', ['book_id', 'account_id', 'effective_date'], unique=False)

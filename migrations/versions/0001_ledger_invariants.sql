@@ -55,6 +55,10 @@ begin
       current_setting('transaction_isolation')
       using errcode = 'check_violation', constraint = 'journal_entries_isolation';
   end if;
+  if exists (select 1 from new_entries n where not exists (select 1 from books b where b.id = n.book_id)) then
+    raise exception 'journal entry names a book that does not exist'
+      using errcode = 'foreign_key_violation', constraint = 'fk_journal_entries_book_id_books';
+  end if;
   if exists (select 1 from new_entries
              where txid <> (pg_current_xact_id())::text::bigint) then
     raise exception 'txid of a journal entry is set by the database'
@@ -121,57 +125,68 @@ begin
   for book in select distinct book_id from new_postings loop
     perform pg_advisory_xact_lock_shared(hashtextextended('ab_periods:' || book::text, 0));
   end loop;
-  -- Postings are inserted by the statement that inserts their entry (cmin is
-  -- the command that wrote a row), so the balance check, even when made
-  -- IMMEDIATE, always sees the whole entry.
-  select n.entry_id, n.effective_date, e.effective_date as entry_date,
-         e.txid = (pg_current_xact_id())::text::bigint as own,
-         p.cmin::text = e.cmin::text as same_statement
+  -- One pass over the new postings checks what foreign keys would (entry,
+  -- account, currency) and the ledger's own rules. Postings are inserted by
+  -- the statement that inserts their entry (cmin is the command that wrote a
+  -- row), so the balance check, even when made IMMEDIATE, sees the whole entry.
+  select n.entry_id, n.currency, n.amount, n.effective_date,
+         e.id is null as no_entry,
+         e.txid <> (pg_current_xact_id())::text::bigint as not_own,
+         p.cmin::text <> e.cmin::text as other_statement,
+         e.effective_date as entry_date,
+         a.id is null as no_account, a.name as account_name,
+         a.closed_at is not null as closed,
+         c.code is null as no_currency, c.minor_unit
     into bad
     from new_postings n
-    join journal_entries e on e.book_id = n.book_id and e.id = n.entry_id
-    join postings p on p.book_id = n.book_id and p.entry_id = n.entry_id and p.line_no = n.line_no
-   where e.txid <> (pg_current_xact_id())::text::bigint
+    left join journal_entries e on e.book_id = n.book_id and e.id = n.entry_id
+    left join postings p on p.book_id = n.book_id and p.entry_id = n.entry_id
+                        and p.line_no = n.line_no
+    left join accounts a on a.book_id = n.book_id and a.id = n.account_id
+    left join currencies c on c.code = n.currency
+   where e.id is null
+      or e.txid <> (pg_current_xact_id())::text::bigint
       or p.cmin::text <> e.cmin::text
       or n.effective_date <> e.effective_date
+      or a.id is null
+      or a.closed_at is not null
+      or (cardinality(a.currencies) > 0 and not n.currency = any (a.currencies))
+      or c.code is null
+      or n.amount <> round(n.amount, c.minor_unit)
    limit 1;
   if found then
-    if not bad.own then
+    if bad.no_entry then
+      raise exception 'posting names journal entry % which does not exist', bad.entry_id
+        using errcode = 'foreign_key_violation',
+              constraint = 'fk_postings_book_id_entry_id_journal_entries';
+    elsif bad.not_own then
       raise exception 'journal entry % was committed by an earlier transaction; postings cannot be added to it',
         bad.entry_id
         using errcode = 'check_violation', constraint = 'postings_open_entry';
-    end if;
-    if not bad.same_statement then
+    elsif bad.other_statement then
       raise exception 'postings of journal entry % must be inserted by the statement that inserts the entry',
         bad.entry_id
         using errcode = 'check_violation', constraint = 'postings_open_entry';
-    end if;
-    raise exception 'posting date % differs from its entry''s date %', bad.effective_date, bad.entry_date
-      using errcode = 'check_violation', constraint = 'postings_entry_date';
-  end if;
-
-  select a.name, p.currency, a.closed_at is not null as closed into bad
-    from new_postings p
-    join accounts a on a.book_id = p.book_id and a.id = p.account_id
-   where a.closed_at is not null
-      or (cardinality(a.currencies) > 0 and not p.currency = any (a.currencies))
-   limit 1;
-  if found then
-    if bad.closed then
-      raise exception 'account % is closed', bad.name
+    elsif bad.effective_date <> bad.entry_date then
+      raise exception 'posting date % differs from its entry''s date %', bad.effective_date, bad.entry_date
+        using errcode = 'check_violation', constraint = 'postings_entry_date';
+    elsif bad.no_account then
+      raise exception 'posting names an account that does not exist in this book'
+        using errcode = 'foreign_key_violation',
+              constraint = 'fk_postings_book_id_account_id_accounts';
+    elsif bad.no_currency then
+      raise exception 'unknown currency %', bad.currency
+        using errcode = 'foreign_key_violation', constraint = 'fk_postings_currency_currencies';
+    elsif bad.closed then
+      raise exception 'account % is closed', bad.account_name
         using errcode = 'check_violation', constraint = 'postings_open_account';
+    elsif bad.amount <> round(bad.amount, bad.minor_unit) then
+      raise exception 'amount % has more decimals than % allows (%)', bad.amount, bad.currency, bad.minor_unit
+        using errcode = 'check_violation', constraint = 'postings_minor_unit';
+    else
+      raise exception 'account % does not allow currency %', bad.account_name, bad.currency
+        using errcode = 'check_violation', constraint = 'postings_account_currency';
     end if;
-    raise exception 'account % does not allow currency %', bad.name, bad.currency
-      using errcode = 'check_violation', constraint = 'postings_account_currency';
-  end if;
-
-  select p.amount, p.currency, c.minor_unit into bad
-    from new_postings p join currencies c on c.code = p.currency
-   where p.amount <> round(p.amount, c.minor_unit)
-   limit 1;
-  if found then
-    raise exception 'amount % has more decimals than % allows (%)', bad.amount, bad.currency, bad.minor_unit
-      using errcode = 'check_violation', constraint = 'postings_minor_unit';
   end if;
 
   -- Daily balances; the slot spreads concurrent writers of one hot account.

@@ -544,7 +544,7 @@ def test_unknown_currency_is_refused(
         "alter table postings disable trigger postings_append_only",
         "alter table postings disable trigger user",
         "alter table journal_entries disable trigger all",
-        "alter table journal_entries alter constraint fk_journal_entries_book_id_books"
+        "alter table seals alter constraint fk_seals_book_id_entry_id_journal_entries"
         " not deferrable",
         "drop trigger journal_entries_balanced on journal_entries",
         "create or replace function ab_forbid_change() returns trigger"
