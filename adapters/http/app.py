@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 import psycopg
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
@@ -13,12 +14,16 @@ from litestar.openapi import OpenAPIConfig
 
 from adapters.database import DatabaseSettings
 from adapters.http.auth import KeyCache, bearer_key
+from adapters.http.billing_api import BILLING_CONTROLLERS
 from adapters.http.commands import JSON, encode
 from adapters.http.exports_api import ExportsController
 from adapters.http.ledger_api import LedgerController
+from adapters.http.payments_api import PaymentsController
 from adapters.http.problems import EXCEPTION_HANDLERS, problem
+from adapters.http.reconciliation_api import ReconciliationController
 from adapters.http.reports_api import ReportsController
 from adapters.http.revenue_api import RevenueController
+from adapters.http.subscriptions_api import SUBSCRIPTION_CONTROLLERS
 from adapters.keys import Principal
 from adapters.runtime import Runtime
 
@@ -30,9 +35,14 @@ def _runtime(state: State) -> Runtime:
     return runtime
 
 
-def _principal(request: Request[Any, Any, Any], state: State) -> Principal:
+async def _principal(request: Request[Any, Any, Any], state: State) -> Principal:
+    # A cached key costs no thread hop; only a miss goes to the database.
     cache: KeyCache = state.key_cache
-    return cache.principal(state.runtime, bearer_key(request))
+    key = bearer_key(request)
+    found = cache.cached(key)
+    if found is not None:
+        return found
+    return await anyio.to_thread.run_sync(cache.principal, state.runtime, key)
 
 
 @get("/health", operation_id="health", sync_to_thread=True, include_in_schema=True)
@@ -70,10 +80,14 @@ def create_app(
             RevenueController,
             ExportsController,
             ReportsController,
+            ReconciliationController,
+            *BILLING_CONTROLLERS,
+            *SUBSCRIPTION_CONTROLLERS,
+            PaymentsController,
         ],
         dependencies={
             "runtime": Provide(_runtime, sync_to_thread=False),
-            "principal": Provide(_principal, sync_to_thread=True),
+            "principal": Provide(_principal),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[on_startup],

@@ -20,12 +20,18 @@ class KeyCache:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[Principal, float]] = {}
 
-    def principal(self, runtime: Runtime, key: str) -> Principal:
-        now = time.monotonic()
+    def cached(self, key: str) -> Principal | None:
         with self._lock:
             cached = self._entries.get(key)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        return None
+
+    def principal(self, runtime: Runtime, key: str) -> Principal:
+        now = time.monotonic()
+        found_cached = self.cached(key)
+        if found_cached is not None:
+            return found_cached
         with runtime.connection() as conn:
             found = authenticate(conn, key)
             conn.rollback()

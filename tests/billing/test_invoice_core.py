@@ -39,7 +39,8 @@ def test_one_off_invoice_with_tax_posts_ar_revenue_and_tax(
     assert invoice.due_date == date(2026, 2, 9)
     with runtime.connection() as conn:
         lines = {
-            (l.account, l.balance) for l in trial_balance_as_of(conn, book.id, date(2026, 1, 31))
+            (line.account, line.balance)
+            for line in trial_balance_as_of(conn, book.id, date(2026, 1, 31))
         }
     assert lines == {
         ("Assets:Receivable:Trade", Decimal("108.00")),

@@ -88,7 +88,8 @@ def test_annual_1200_with_tax_recognizes_net_only(runtime: Runtime, book: BookFi
     invoice(runtime, book, "1200.00", date(2026, 1, 1), date(2027, 1, 1), tax_rate="0.10")
     with runtime.connection() as conn:
         lines = {
-            (l.account, l.balance) for l in trial_balance_as_of(conn, book.id, date(2026, 1, 1))
+            (line.account, line.balance)
+            for line in trial_balance_as_of(conn, book.id, date(2026, 1, 1))
         }
     assert lines == {
         ("Assets:Receivable:Trade", Decimal("1320.00")),
