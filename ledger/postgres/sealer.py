@@ -1,7 +1,7 @@
 """The sealer: gives committed entries their place in the book's hash chain.
 
 Writers only queue their entries (a trigger does it). One sealer per book at
-a time (an advisory lock) takes queued entries in recorded order, numbers
+a time (an advisory lock) takes queued entries in queue order, numbers
 them after the last seal and chains their hashes. An entry that commits late
 is simply sealed later, so a reader that follows the sequence sees it.
 """
@@ -69,9 +69,8 @@ def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> i
         if not wait and got is not None and got[0] != "true":
             return 0
         queued = conn.execute(
-            "select u.entry_id from unsealed_entries u"
-            " join journal_entries e on e.book_id = u.book_id and e.id = u.entry_id"
-            " where u.book_id = %s order by e.recorded_at, e.id limit %s",
+            "select entry_id from unsealed_entries where book_id = %s"
+            " order by queued_at, entry_id limit %s",
             (book_id, BATCH),
         ).fetchall()
         if not queued:

@@ -61,6 +61,7 @@ def upgrade() -> None:
     sa.Column('queued_at', postgresql.TIMESTAMP(timezone=True), server_default=sa.text('clock_timestamp()'), nullable=False),
     sa.PrimaryKeyConstraint('book_id', 'entry_id', name=op.f('pk_unsealed_entries'))
     )
+    op.create_index(op.f('ix_unsealed_entries_book_id_queued_at_entry_id'), 'unsealed_entries', ['book_id', 'queued_at', 'entry_id'], unique=False)
     op.create_table('books',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('name', sa.Text(), nullable=False),
@@ -121,7 +122,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('book_id', 'idempotency_key', name=op.f('uq_journal_entries_book_id_idempotency_key')),
     sa.UniqueConstraint('book_id', 'reverses_entry_id', name=op.f('uq_journal_entries_book_id_reverses_entry_id'))
     )
-    op.create_index(op.f('ix_journal_entries_book_id_effective_date'), 'journal_entries', ['book_id', 'effective_date'], unique=False)
     op.create_index(op.f('ix_journal_entries_book_id_recorded_at'), 'journal_entries', ['book_id', 'recorded_at'], unique=False)
     op.create_table('periods',
     sa.Column('book_id', sa.Uuid(), nullable=False),
@@ -193,7 +193,6 @@ def downgrade() -> None:
     op.drop_table('postings')
     op.drop_table('periods')
     op.drop_index(op.f('ix_journal_entries_book_id_recorded_at'), table_name='journal_entries')
-    op.drop_index(op.f('ix_journal_entries_book_id_effective_date'), table_name='journal_entries')
     op.drop_table('journal_entries')
     op.drop_table('api_keys')
     op.drop_table('accounts')
