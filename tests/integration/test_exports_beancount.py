@@ -264,3 +264,16 @@ def test_account_name_mapping_is_stable() -> None:
     assert beancount_account("Assets:bank acct:€uro") == "Assets:Bank-acct:X-uro"
     once = beancount_account("Expenses:fees_2024")
     assert beancount_account(once) == once
+
+
+def test_a_twelve_month_billing_demo_book_round_trips(runtime: Runtime) -> None:
+    """Issue 4's round trip on the billing demo: invoices, payments, credit notes,
+    refunds, recognition; zero loader errors and equal balances every month end."""
+    from adapters.demo import run_demo
+
+    summary = run_demo(runtime, customers_count=10, months=12, seed=3, start=date(2026, 1, 1))
+    book_id = uuid.UUID(str(summary["book_id"]))
+    entries = assert_round_trip(
+        runtime, book_id, date(2026, 1, 1), date(2026, 12, 31), ExportRange()
+    )
+    assert sum(isinstance(e, data.Transaction) for e in entries) == summary["entries"]
