@@ -221,6 +221,8 @@ def _pay(
         method,
         demo.today,
         invoice_ref=str(invoice.id),
+        # Transfers carry the bank's reference, as an operator would record it.
+        reference=f"TRF{demo.random.randrange(10**9):09d}" if method == "bank_transfer" else None,
     )
 
 

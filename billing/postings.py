@@ -158,8 +158,15 @@ def payment_entry(
     cash_account: str,
     allocations: Sequence[Allocation],
     reference: str | None = None,
+    *,
+    invoice_numbers: Sequence[str] = (),
+    customer_name: str | None = None,
 ) -> JournalEntry:
-    """Cash in; AR settled per invoice; what is left becomes customer credit."""
+    """Cash in; AR settled per invoice; what is left becomes customer credit.
+
+    The metadata carries what a bank line may echo back (reference, invoice
+    numbers, the payer's name), so reconciliation can match it.
+    """
     doc = payment_doc(payment_id)
     via = {"via": f"payment:{payment_id}"}
     postings = [Posting(cash_account, amount, customer, doc, via)]
@@ -172,9 +179,13 @@ def payment_entry(
     left = amount - applied
     if not left.is_zero():
         postings.append(Posting(CUSTOMER_CREDIT, -left, customer, doc, via))
-    metadata = {"kind": "payment", "payment": str(payment_id)}
+    metadata: dict[str, object] = {"kind": "payment", "payment": str(payment_id)}
     if reference:
         metadata["bank_reference"] = reference
+    if invoice_numbers:
+        metadata["invoice_numbers"] = list(invoice_numbers)
+    if customer_name:
+        metadata["customer_name"] = customer_name
     return build_entry(
         received_on,
         f"Payment {payment_id}",

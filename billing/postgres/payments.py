@@ -204,7 +204,17 @@ def create_payment(
         entries.append(recovery_entry(payment_id, str(customer.id), received_on, recoveries))
     entries.append(
         payment_entry(
-            payment_id, str(customer.id), received_on, money, cash_account, chosen, reference
+            payment_id,
+            str(customer.id),
+            received_on,
+            money,
+            cash_account,
+            chosen,
+            reference,
+            invoice_numbers=[
+                by_id[a.invoice_id].number for a in chosen if by_id[a.invoice_id].number
+            ],
+            customer_name=customer.name,
         )
     )
     posted = post_entries(conn, book_id, entries)
