@@ -73,8 +73,11 @@ def ensure_database(url: str, database: str) -> None:
             "select 1 from pg_database where datname = %s", (database,)
         ).fetchone()
         if not exists:
-            # Another process may create it first.
-            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+            # Another process may create it first: PostgreSQL says so either as a
+            # duplicate database or, when both raced past the check, a unique violation.
+            with contextlib.suppress(
+                psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation
+            ):
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
 
 
