@@ -134,16 +134,27 @@ def deferred_revenue(conn: psycopg.Connection, book_id: uuid.UUID, as_of: date) 
 def revenue(
     conn: psycopg.Connection, book_id: uuid.UUID, date_from: date, date_to: date
 ) -> list[dict[str, Any]]:
-    """Recognized revenue (income accounts, contra-revenue included) by month and account."""
+    """Recognized revenue (income accounts, contra-revenue included) by month,
+    account and product; the product comes from the invoice line's price."""
     rows = conn.execute(
-        "select to_char(p.effective_date, 'YYYY-MM'), a.name, p.currency, -sum(p.amount)"
+        "select to_char(p.effective_date, 'YYYY-MM'), a.name, pr.name, p.currency,"
+        "       -sum(p.amount)"
         "  from postings p join accounts a on a.book_id = p.book_id and a.id = p.account_id"
+        "  left join invoice_lines l on l.book_id = p.book_id"
+        "   and l.invoice_id = case when p.document like 'invoice:%%'"
+        "                      then substr(p.document, 9)::uuid end"
+        "   and l.line_no = (p.dimensions->>'line')::smallint"
+        "  left join prices pc on pc.book_id = l.book_id and pc.id = l.price_id"
+        "  left join products pr on pr.book_id = pc.book_id and pr.id = pc.product_id"
         " where p.book_id = %s and a.type = 'income' and p.effective_date between %s and %s"
         "   and a.name not like 'Income:FX:%%'"
-        " group by 1, 2, 3 order by 1, 2, 3",
+        " group by 1, 2, 3, 4 order by 1, 2, 3 nulls first, 4",
         (book_id, date_from, date_to),
     ).fetchall()
-    return [{"month": m, "account": a, "currency": c, "amount": v} for m, a, c, v in rows]
+    return [
+        {"month": m, "account": a, "product": product, "currency": c, "amount": v}
+        for m, a, product, c, v in rows
+    ]
 
 
 def deferred_roll_forward(

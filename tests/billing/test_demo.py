@@ -63,3 +63,21 @@ def test_every_invoice_ties_to_its_receivable_postings(
     debits = sum((line.debit for line in lines), Decimal(0))
     credits = sum((line.credit for line in lines), Decimal(0))
     assert debits == credits > 0
+
+
+@pytest.mark.slow
+def test_revenue_by_month_and_product_ties_to_the_income_accounts(
+    runtime: Runtime, demo_book: dict[str, object]
+) -> None:
+    from billing.postgres.reports import revenue
+
+    book_id = uuid.UUID(str(demo_book["book_id"]))
+    with runtime.connection() as conn:
+        rows = revenue(conn, book_id, date(2026, 1, 1), date(2026, 12, 31))
+        lines = trial_balance_as_of(conn, book_id, date(2026, 12, 31))
+    products = {row["product"] for row in rows}
+    assert {"SaaS Annual", "SaaS Pro", "MSP retainer"} <= products
+    income = -sum(
+        (line.balance for line in lines if line.account.startswith("Income:")), Decimal(0)
+    )
+    assert sum((row["amount"] for row in rows), Decimal(0)) == income

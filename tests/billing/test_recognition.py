@@ -181,6 +181,7 @@ def test_reports_over_http(runtime: Runtime, book: BookFixture) -> None:
             {
                 "month": "2026-02",
                 "account": "Income:Subscriptions",
+                "product": None,
                 "currency": "USD",
                 "amount": "92.05",
             }
