@@ -18,6 +18,10 @@ the total time. In the same process and database, the same number of
 2-/3-posting entries is posted through `ledger.postgres.posting.post_entries`
 1,000 per call (one transaction each), and the ratio of the two rates says
 what billing adds on top of posting. Goal: 100k invoiced and posted ≤ 30 s.
+
+Then the revenue-recognition run over the same book through the month end
+(`billing.postgres.recognition.run_recognition`, Deferred Revenue → Income for
+every invoice line with a service period): lines/s and its total time.
 """
 
 from __future__ import annotations
@@ -34,10 +38,12 @@ import psycopg
 from benchmarks._common import BenchDatabase, analyze, bench_database, emit, ratio
 from benchmarks.post_batch import make_entries
 from billing.postgres.billing_runs import run_billing
+from billing.postgres.recognition import run_recognition
 from ledger.postgres.posting import post_entries
 
 GOAL_SECONDS = 30.0
 RUN_DATE = date(2026, 3, 1)
+MONTH_END = date(2026, 3, 31)
 
 
 def _setup(db: BenchDatabase, count: int) -> uuid.UUID:
@@ -148,6 +154,10 @@ def main() -> None:
                 "select count(*) from journal_entries where book_id = %s", (book_id,)
             ).fetchone()
         analyze(db)
+        with db.connect(app_role=True) as conn:
+            started = time.perf_counter()
+            recognized = run_recognition(lambda: _one(conn), book_id, MONTH_END)
+            recognition_s = time.perf_counter() - started
         posting_rate = _posting_rate(db, book_id, run.invoices_created, 1000)
         invoice_rate = run.invoices_created / billing_s
         emit(
@@ -164,6 +174,11 @@ def main() -> None:
                 "invoices_per_second": round(invoice_rate, 1),
                 "post_entries_per_second": round(posting_rate, 1),
                 "ratio_billing_to_posting": ratio(invoice_rate, posting_rate),
+                "recognition_through": MONTH_END.isoformat(),
+                "recognition_entries": recognized.entries,
+                "recognition_lines": recognized.lines,
+                "recognition_seconds": round(recognition_s, 2),
+                "recognition_lines_per_second": round(recognized.lines / recognition_s, 1),
                 "goal": f"{100_000} subscriptions in <= {GOAL_SECONDS} s",
                 "projected_seconds_for_100k": round(100_000 / invoice_rate, 1),
                 "meets_goal": 100_000 / invoice_rate <= GOAL_SECONDS,

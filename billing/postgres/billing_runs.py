@@ -10,11 +10,14 @@ before a change, cancel or pause) or for a batch of hundreds (a run):
 3. build every due period's invoice in Python with the pure rules
    (`billing.subscriptions.period_lines`, `billing.invoicing.final_lines`,
    `billing.postings.finalization_entry`, `billing.invoicing.due_date`);
-4. write them with a few set-based statements: the drafts (`ON CONFLICT` on
-   the unique `(book_id, subscription_id, subscription_period_start)` makes a
-   period already invoiced a no-op), their lines, a block of numbers taken
-   from the gapless series at once, one `post_entries` call for all the
-   finalization entries, the drafts turned open, the subscriptions advanced.
+4. write them with a few set-based statements: periods that already have
+   their invoice (the unique `(book_id, subscription_id,
+   subscription_period_start)`; the claimed subscriptions are locked) are
+   skipped, a block of numbers is taken from the gapless series at once for
+   the rest, one `post_entries` call posts every finalization entry, then the
+   lines and the invoices, inserted open and final (the lines' foreign key
+   deferred for the two statements, so no draft row is written and updated),
+   and the subscriptions advanced.
 
 All of it is one transaction per batch, so a crash loses at most the open
 batch (its numbers go back to the series with the rollback) and a re-run
@@ -326,39 +329,29 @@ _SUB_COLUMNS = (
     " trial_end, next_period_start, periods_billed, cancel_at, paused_on, coupon_id"
 )
 
-_INSERT_INVOICES = """
-insert into invoices (book_id, id, customer_id, subscription_id, subscription_period_start,
-                      status, currency, supply_start, supply_end, metadata)
-select %(book)s, t.id, t.customer_id, t.subscription_id, t.period_start, 'draft', t.currency,
-       t.supply_start, t.supply_end, %(metadata)s::jsonb
-  from unnest(%(ids)s::uuid[], %(customers)s::uuid[], %(subs)s::uuid[], %(starts)s::date[],
-              %(currencies)s::text[], %(supply_start)s::date[], %(supply_end)s::date[])
-       as t(id, customer_id, subscription_id, period_start, currency, supply_start, supply_end)
-on conflict (book_id, subscription_id, subscription_period_start) do nothing
-returning id
-"""
+# Finalized at once: lines first (their foreign key deferred), then the invoice, open,
+# with its number and entry; no draft row to update. Lines that never get their
+# invoice fail the key when it is checked again (`IMMEDIATE`) before the commit.
+# COPY: the rows go as text, formatted by psycopg's C code, not as arrays of values.
+_COPY_INVOICES = (
+    "copy invoices (book_id, id, customer_id, subscription_id, subscription_period_start,"
+    " status, number, currency, issue_date, due_date, supply_start, supply_end, subtotal,"
+    " discount_total, tax_total, total, finalization_entry_id, metadata) from stdin"
+)
+_COPY_LINES = (
+    "copy invoice_lines (book_id, invoice_id, line_no, kind, description, quantity,"
+    " unit_amount, amount, discount_amount, tax_rate, tax_amount, service_start, service_end,"
+    " price_id, revenue_account) from stdin"
+)
 
-_INSERT_LINES = """
-insert into invoice_lines (book_id, invoice_id, line_no, kind, description, quantity, unit_amount,
-                           amount, discount_amount, tax_rate, tax_amount, service_start,
-                           service_end, price_id, revenue_account)
-select %(book)s, t.* from unnest(%(invoice)s::uuid[], %(line_no)s::smallint[], %(kind)s::text[],
-       %(description)s::text[], %(quantity)s::numeric[], %(unit)s::numeric[],
-       %(amount)s::numeric[], %(discount)s::numeric[], %(tax_rate)s::numeric[],
-       %(tax)s::numeric[], %(s_start)s::date[], %(s_end)s::date[], %(price)s::uuid[],
-       %(account)s::text[]) as t
-"""
+_LINES_FK = "fk_invoice_lines_book_id_invoice_id_invoices"
 
-_OPEN_INVOICES = """
-update invoices i set status = 'open', number = t.number, issue_date = t.issue_date,
-       due_date = t.due_date, subtotal = t.subtotal, discount_total = t.discount_total,
-       tax_total = t.tax_total, total = t.total, finalization_entry_id = t.entry_id
-  from unnest(%(ids)s::uuid[], %(numbers)s::text[], %(issue)s::date[], %(due)s::date[],
-              %(subtotal)s::numeric[], %(discount)s::numeric[], %(tax)s::numeric[],
-              %(total)s::numeric[], %(entry)s::uuid[])
-       as t(id, number, issue_date, due_date, subtotal, discount_total, tax_total, total,
-            entry_id)
- where i.book_id = %(book)s and i.id = t.id
+# Periods of the claimed subscriptions that already have their invoice (a no-op then).
+_INVOICED = """
+select i.subscription_id, i.subscription_period_start
+  from unnest(%(subs)s::uuid[], %(starts)s::date[]) as t(subscription_id, period_start)
+  join invoices i on i.book_id = %(book)s and i.subscription_id = t.subscription_id
+                 and i.subscription_period_start = t.period_start
 """
 
 _ADVANCE = """
@@ -499,43 +492,22 @@ def _write(
 ) -> set[uuid.UUID]:
     if not built:
         return set()
-    rows = conn.execute(
-        _INSERT_INVOICES,
-        {
-            "book": book_id,
-            "metadata": json.dumps({"billing_run": str(run_id)} if run_id else {}),
-            "ids": [b.id for b in built],
-            "customers": [b.customer_id for b in built],
-            "subs": [b.subscription_id for b in built],
-            "starts": [b.period.start for b in built],
-            "currencies": [b.currency for b in built],
-            "supply_start": [min(x.service.start for x in b.lines) for b in built],
-            "supply_end": [max(x.service.end for x in b.lines) for b in built],
-        },
-    ).fetchall()
-    created = {r[0] for r in rows}
-    done = [b for b in built if b.id in created]
+    invoiced = {
+        (r[0], r[1])
+        for r in conn.execute(
+            _INVOICED,
+            {
+                "book": book_id,
+                "subs": [b.subscription_id for b in built],
+                "starts": [b.period.start for b in built],
+            },
+        )
+    }
+    done = [b for b in built if (b.subscription_id, b.period.start) not in invoiced]
     if not done:
-        return created
-    columns: dict[str, list[Any]] = defaultdict(list)
-    for b in done:
-        for line, final in zip(b.lines, b.finals, strict=True):
-            columns["invoice"].append(b.id)
-            columns["line_no"].append(final.line_no)
-            columns["kind"].append(line.kind)
-            columns["description"].append(line.description)
-            columns["quantity"].append(line.quantity)
-            columns["unit"].append(line.unit_amount)
-            columns["amount"].append(line.amount.amount)
-            columns["discount"].append(line.discount.amount if line.discount else Decimal(0))
-            columns["tax_rate"].append(b.tax_rate)
-            columns["tax"].append(final.tax.amount)
-            columns["s_start"].append(line.service.start)
-            columns["s_end"].append(line.service.end)
-            columns["price"].append(uuid.UUID(line.price_id) if line.price_id else None)
-            columns["account"].append(line.revenue_account)
-    conn.execute(_INSERT_LINES, {"book": book_id, **columns})
-    # Numbers: a block per year, in order of issue date then subscription.
+        return set()
+    # Numbers: a block per year, in order of issue date then subscription; taken only for
+    # the invoices written below, so none is burnt.
     done.sort(key=lambda b: (b.period.start, str(b.subscription_id)))
     by_year: dict[int, list[_Built]] = defaultdict(list)
     for b in done:
@@ -550,22 +522,58 @@ def _write(
     entry_ids: dict[uuid.UUID, uuid.UUID] = {
         b.id: p.id for b, p in zip(with_entry, posted, strict=True)
     }
-    conn.execute(
-        _OPEN_INVOICES,
-        {
-            "book": book_id,
-            "ids": [b.id for b in done],
-            "numbers": [b.number for b in done],
-            "issue": [b.period.start for b in done],
-            "due": [b.due for b in done],
-            "subtotal": [b.subtotal.amount for b in done],
-            "discount": [b.discount.amount for b in done],
-            "tax": [b.tax.amount for b in done],
-            "total": [(b.subtotal - b.discount + b.tax).amount for b in done],
-            "entry": [entry_ids.get(b.id) for b in done],
-        },
-    )
-    return created
+    metadata = json.dumps({"billing_run": str(run_id)} if run_id else {})
+    conn.execute(f"set constraints {_LINES_FK} deferred")
+    with conn.cursor() as cur:
+        with cur.copy(_COPY_LINES) as copy:
+            for b in done:
+                for line, final in zip(b.lines, b.finals, strict=True):
+                    copy.write_row(
+                        (
+                            book_id,
+                            b.id,
+                            final.line_no,
+                            line.kind,
+                            line.description,
+                            line.quantity,
+                            line.unit_amount,
+                            line.amount.amount,
+                            line.discount.amount if line.discount else 0,
+                            b.tax_rate,
+                            final.tax.amount,
+                            line.service.start,
+                            line.service.end,
+                            line.price_id,
+                            line.revenue_account,
+                        )
+                    )
+        with cur.copy(_COPY_INVOICES) as copy:
+            for b in done:
+                copy.write_row(
+                    (
+                        book_id,
+                        b.id,
+                        b.customer_id,
+                        b.subscription_id,
+                        b.period.start,
+                        "open",
+                        b.number,
+                        b.currency,
+                        b.period.start,
+                        b.due,
+                        min(x.service.start for x in b.lines),
+                        max(x.service.end for x in b.lines),
+                        b.subtotal.amount,
+                        b.discount.amount,
+                        b.tax.amount,
+                        (b.subtotal - b.discount + b.tax).amount,
+                        entry_ids.get(b.id),
+                        metadata,
+                    )
+                )
+    # Every line has its invoice now: check the key here, not at the commit.
+    conn.execute(f"set constraints {_LINES_FK} immediate")
+    return {b.id for b in done}
 
 
 def _apply_credits(conn: psycopg.Connection, book_id: uuid.UUID, invoices: list[_Built]) -> None:

@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 
 import psycopg
 
@@ -27,6 +28,10 @@ from ledger.money import Money
 from ledger.postgres.posting import post_entries
 
 BATCH_INVOICES = 2000
+
+# A pure rule of a few values; a book has few line shapes (total, service period,
+# progress), so a run computes each once instead of once per line.
+_due_for_line = lru_cache(maxsize=65536)(due_for_line)
 
 _PROGRESS = """
 select p.document, p.dimensions->>'line' as line,
@@ -83,7 +88,7 @@ def recognition_entries(
             if found is None or start > through:
                 continue
             total, recognized, removed = found
-            due = due_for_line(
+            due = _due_for_line(
                 LineProgress(
                     total=Money(total, currency),
                     period=Period(start, end),

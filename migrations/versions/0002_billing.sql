@@ -31,22 +31,41 @@ end $$;
 create trigger invoices_delete_drafts_only before delete on invoices
   for each row execute function ab_invoice_delete();
 
+-- Lines change only while their invoice is a draft. One set-based check per
+-- statement (transition tables), not a lookup per row. A line whose invoice
+-- does not exist (yet) passes here and is the foreign key's business: a
+-- billing run writes an invoice's lines just before the invoice itself, in
+-- one transaction, with that key deferred — lines written together with
+-- their invoice, never added to one that already exists finalized.
 create function ab_invoice_lines_frozen() returns trigger language plpgsql as $$
-declare
-  line record;
-  invoice_status text;
 begin
-  if tg_op = 'DELETE' then line := old; else line := new; end if;
-  select status into invoice_status from invoices
-   where book_id = line.book_id and id = line.invoice_id;
-  if invoice_status is distinct from 'draft' then
+  if exists (
+    select 1 from ab_changed_lines l
+      join invoices i on i.book_id = l.book_id and i.id = l.invoice_id
+     where i.status <> 'draft') then
     raise exception 'lines of a finalized invoice cannot change'
       using errcode = 'check_violation', constraint = 'invoice_lines_frozen';
   end if;
-  return line;
+  if tg_op = 'UPDATE' then  -- the rows' former invoices too
+    if exists (
+      select 1 from ab_old_lines l
+        join invoices i on i.book_id = l.book_id and i.id = l.invoice_id
+       where i.status <> 'draft') then
+      raise exception 'lines of a finalized invoice cannot change'
+        using errcode = 'check_violation', constraint = 'invoice_lines_frozen';
+    end if;
+  end if;
+  return null;
 end $$;
-create trigger invoice_lines_frozen before insert or update or delete on invoice_lines
-  for each row execute function ab_invoice_lines_frozen();
+create trigger invoice_lines_frozen_insert after insert on invoice_lines
+  referencing new table as ab_changed_lines
+  for each statement execute function ab_invoice_lines_frozen();
+create trigger invoice_lines_frozen_update after update on invoice_lines
+  referencing old table as ab_old_lines new table as ab_changed_lines
+  for each statement execute function ab_invoice_lines_frozen();
+create trigger invoice_lines_frozen_delete after delete on invoice_lines
+  referencing old table as ab_changed_lines
+  for each statement execute function ab_invoice_lines_frozen();
 
 create trigger credit_notes_append_only before update or delete on credit_notes
   for each row execute function ab_forbid_change();

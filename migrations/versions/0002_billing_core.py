@@ -160,7 +160,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('book_id', 'id', name=op.f('pk_subscriptions'))
     )
     op.create_index(op.f('ix_subscriptions_book_id_customer_id'), 'subscriptions', ['book_id', 'customer_id'], unique=False)
-    op.create_index(op.f('ix_subscriptions_book_id_next_period_start'), 'subscriptions', ['book_id', 'next_period_start'], unique=False)
+    op.create_index(op.f('ix_subscriptions_book_id_next_period_start_id'), 'subscriptions', ['book_id', 'next_period_start', 'id'], unique=False)
     op.create_table('invoices',
     sa.Column('book_id', sa.Uuid(), nullable=False),
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -262,7 +262,7 @@ def upgrade() -> None:
     sa.Column('price_id', sa.Uuid(), nullable=True),
     sa.Column('revenue_account', sa.Text(), nullable=False),
     sa.CheckConstraint('(service_start is null) = (service_end is null) and (service_end is null or service_end > service_start)', name=op.f('ck_invoice_lines_service_period')),
-    sa.ForeignKeyConstraint(['book_id', 'invoice_id'], ['invoices.book_id', 'invoices.id'], name=op.f('fk_invoice_lines_book_id_invoice_id_invoices')),
+    sa.ForeignKeyConstraint(['book_id', 'invoice_id'], ['invoices.book_id', 'invoices.id'], name=op.f('fk_invoice_lines_book_id_invoice_id_invoices'), deferrable=True, initially='IMMEDIATE'),
     sa.PrimaryKeyConstraint('book_id', 'invoice_id', 'line_no', name=op.f('pk_invoice_lines'))
     )
     # ### end Alembic commands ###
@@ -281,7 +281,7 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_invoices_book_id_status'), table_name='invoices')
     op.drop_index(op.f('ix_invoices_book_id_customer_id_due_date'), table_name='invoices')
     op.drop_table('invoices')
-    op.drop_index(op.f('ix_subscriptions_book_id_next_period_start'), table_name='subscriptions')
+    op.drop_index(op.f('ix_subscriptions_book_id_next_period_start_id'), table_name='subscriptions')
     op.drop_index(op.f('ix_subscriptions_book_id_customer_id'), table_name='subscriptions')
     op.drop_table('subscriptions')
     op.drop_table('prices')
