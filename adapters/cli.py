@@ -192,6 +192,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from adapters.http.app import CoalescingHttpToolsProtocol
+
     settings = DatabaseSettings.from_environment()
     upgrade(settings.url)
     if args.bootstrap:
@@ -205,7 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,  # httptools, one write per response
         loop="uvloop",
         log_level=args.log_level,
         access_log=False,
@@ -214,16 +216,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _bootstrap(settings: DatabaseSettings, url: str) -> None:
-    """Make the service usable at once: a book (created on first start) and a new admin key."""
-    with open_runtime(settings) as runtime, unit_of_work(runtime.connection) as uow:
-        row = uow.conn.execute("select id from books order by created_at limit 1").fetchone()
+    """Make the service usable at once: on first start a demo book with a year of
+    business (as `activebilling demo`), and on every start a fresh admin key."""
+    from adapters.demo import run_demo
+
+    with open_runtime(settings) as runtime:
+        with runtime.connection() as conn:
+            row = conn.execute("select id from books order by created_at limit 1").fetchone()
         if row is None:
-            book, key = create_book_with_chart(uow.conn, "Demo", "USD")
-            book_id = book.id
+            print("creating a demo book: 20 customers, 12 months of billing …", file=sys.stderr)
+            summary = run_demo(
+                runtime, customers_count=20, months=12, seed=1, start=date(2026, 1, 1)
+            )
+            book_id, key = summary["book_id"], summary["api_key"]
         else:
             book_id = row[0]
-            _, key = create_key(uow.conn, book_id, Role.ADMIN, label="serve --bootstrap")
-        uow.commit()
+            with unit_of_work(runtime.connection) as uow:
+                _, key = create_key(uow.conn, book_id, Role.ADMIN, label="serve --bootstrap")
+                uow.commit()
     print(f"URL:      {url}  (OpenAPI: {url}/schema/openapi.json)")
     print(f"Book:     {book_id}")
     print(f"API key:  {key}   (admin; shown once)")
