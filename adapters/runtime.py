@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, date, datetime
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from adapters.database import DatabaseSettings, libpq_url
 from ledger.postgres.sealer import books_with_pending_seals, seal_pending
@@ -30,6 +30,16 @@ def _configure(role: str | None) -> Callable[[psycopg.Connection], None]:
             conn.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
         conn.execute("set time zone 'UTC'")
         conn.commit()
+
+    return configure
+
+
+def _aconfigure(role: str | None) -> Callable[[psycopg.AsyncConnection], Awaitable[None]]:
+    async def configure(conn: psycopg.AsyncConnection) -> None:
+        if role:
+            await conn.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
+        await conn.execute("set time zone 'UTC'")
+        await conn.commit()
 
     return configure
 
@@ -60,6 +70,7 @@ class Runtime:
         self.today = today
         url = libpq_url(settings.url)
         login, set_role = _login(url, settings.app_role)
+        self._url, self._login, self._set_role, self._max_size = url, login, set_role, max_size
         self.pool = ConnectionPool(
             url,
             kwargs=login,
@@ -74,6 +85,22 @@ class Runtime:
 
     def connection(self) -> AbstractContextManager[psycopg.Connection]:
         return self.pool.connection()
+
+    async def open_async_pool(self, min_size: int = 2) -> AsyncConnectionPool:
+        """An asyncio pool with the same login and session settings, for handlers
+        that run on the event loop (no thread hop). It belongs to the running
+        loop: the caller closes it (the HTTP app does so at shutdown)."""
+        pool = AsyncConnectionPool(
+            self._url,
+            kwargs=self._login,
+            min_size=min_size,
+            max_size=self._max_size,
+            configure=_aconfigure(self._set_role),
+            open=False,
+            name="activebilling-async",
+        )
+        await pool.open()
+        return pool
 
     def start_sealer(self, interval: float = 0.2) -> None:
         self._sealer = threading.Thread(target=self._seal_loop, args=(interval,), daemon=True)

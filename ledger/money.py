@@ -96,8 +96,12 @@ class Money:
     currency: str
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "amount", parse_amount(self.amount))
-        check_currency(self.currency)
+        amount = self.amount
+        # Fast path (the common case): a finite Decimal and a known currency code.
+        if type(amount) is not Decimal or not amount.is_finite():
+            object.__setattr__(self, "amount", parse_amount(amount))
+        if type(self.currency) is not str or self.currency not in MINOR_UNITS:
+            check_currency(self.currency)
 
     @classmethod
     def of(cls, amount: object, currency: str) -> Money:
@@ -135,6 +139,8 @@ class Money:
 
     def quantized(self) -> Money:
         """Same value written with exactly the currency's decimal places (no rounding)."""
+        if self.amount.as_tuple().exponent == -MINOR_UNITS[self.currency]:
+            return self  # already written with the currency's places
         if not self.fits_minor_unit():
             raise TooPrecise(f"{self} does not fit {self.currency}'s minor unit")
         return Money(self.amount.quantize(_quantum(self.currency)), self.currency)
@@ -184,8 +190,14 @@ class Money:
         return f"{self.amount} {self.currency}"
 
 
+_QUANTA: dict[str, Decimal] = {}
+
+
 def _quantum(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-minor_unit(currency))
+    quantum = _QUANTA.get(currency)
+    if quantum is None:
+        quantum = _QUANTA[currency] = Decimal(1).scaleb(-minor_unit(currency))
+    return quantum
 
 
 def allocate(total: Money, weights: Sequence[Decimal | int]) -> list[Money]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -11,6 +12,7 @@ from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from adapters.database import DatabaseSettings
 from adapters.http.auth import KeyCache, bearer_key
@@ -28,6 +30,49 @@ from adapters.keys import Principal
 from adapters.runtime import Runtime
 
 log = logging.getLogger("activebilling.http")
+
+
+class _CoalescingTransport:
+    """A transport whose writes within one event-loop step leave as one send.
+
+    uvicorn writes a response's status line and headers, then its body, as two
+    writes; on loopback each is a syscall and a wake-up of the client. Joined,
+    a small JSON response costs one. Closing sends what is pending first.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, sending each response in one write."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        coalescing: Any = _CoalescingTransport(transport, self.loop)
+        super().connection_made(coalescing)
 
 
 def _runtime(state: State) -> Runtime:
@@ -63,13 +108,16 @@ def create_app(
     owned = runtime is None
     live = runtime or Runtime(DatabaseSettings.from_environment())
 
-    def on_startup(app: Litestar) -> None:
+    async def on_startup(app: Litestar) -> None:
         app.state.runtime = live
         app.state.key_cache = KeyCache()
+        # The hot POST path runs on the event loop with its own asyncio pool.
+        app.state.async_pool = await live.open_async_pool()
         if run_sealer:
             live.start_sealer()
 
-    def on_shutdown(app: Litestar) -> None:
+    async def on_shutdown(app: Litestar) -> None:
+        await app.state.async_pool.close()
         if owned:
             live.close()
 

@@ -10,22 +10,25 @@ The same key with a different request is a 409.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 import psycopg
 from litestar import Request, Response
+from psycopg_pool import AsyncConnectionPool
 
 from adapters.http.problems import ApiError
 from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
+from ledger.postgres.db_errors import translated
 from ledger.postgres.unit_of_work import unit_of_work
 
 JSON = "application/json"
 MAX_KEY_LENGTH = 255
 
 Work = Callable[[psycopg.Connection], tuple[int, Any]]
+AsyncWork = Callable[[psycopg.AsyncConnection], Awaitable[tuple[int, Any]]]
 
 
 def encode(payload: Any) -> bytes:
@@ -42,6 +45,35 @@ def require(principal: Principal, permission: Permission) -> None:
         )
 
 
+def _key(request: Request[Any, Any, Any]) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters")
+    return key
+
+
+def _fingerprint(request: Request[Any, Any, Any], payload: Any) -> str:
+    return hashlib.sha256(
+        request.method.encode() + b" " + request.url.path.encode() + b"\n" + encode(payload)
+    ).hexdigest()
+
+
+def _replayed(stored: tuple[int, bytes]) -> Response[bytes]:
+    status, body = stored
+    return Response(
+        content=body,
+        status_code=status,
+        media_type=JSON,
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
+_STORE = (
+    "update idempotency_keys set status_code = %s, response_body = %s"
+    " where book_id = %s and key = %s"
+)
+
+
 def run_command(
     runtime: Runtime,
     request: Request[Any, Any, Any],
@@ -49,33 +81,104 @@ def run_command(
     payload: Any,
     work: Work,
 ) -> Response[bytes]:
-    key = request.headers.get("idempotency-key")
-    if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH):
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters")
-    fingerprint = hashlib.sha256(
-        request.method.encode() + b" " + request.url.path.encode() + b"\n" + encode(payload)
-    ).hexdigest()
+    key = _key(request)
     with unit_of_work(runtime.connection) as uow:
         if key is not None:
+            fingerprint = _fingerprint(request, payload)
             stored = _claim(uow.conn, principal, key, fingerprint, request)
             if stored is not None:
-                status, body = stored
-                return Response(
-                    content=body,
-                    status_code=status,
-                    media_type=JSON,
-                    headers={"Idempotent-Replayed": "true"},
-                )
+                return _replayed(stored)
         status, result = work(uow.conn)
         body = encode(result)
         if key is not None:
-            uow.conn.execute(
-                "update idempotency_keys set status_code = %s, response_body = %s"
-                " where book_id = %s and key = %s",
-                (status, body, principal.book_id, key),
-            )
+            uow.conn.execute(_STORE, (status, body, principal.book_id, key))
         uow.commit()
     return Response(content=body, status_code=status, media_type=JSON)
+
+
+async def run_command_async(
+    pool: AsyncConnectionPool,
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    payload: Any,
+    work: AsyncWork,
+) -> Response[bytes]:
+    """run_command on the event loop: the same unit of work, without a thread hop."""
+    key = _key(request)
+    if key is None:
+        status, body = await run_unit_async(pool, work)
+        return Response(content=body, status_code=status, media_type=JSON)
+    async with pool.connection() as conn:
+        committed = False
+        try:
+            with translated():
+                fingerprint = _fingerprint(request, payload)
+                stored = await _claim_async(conn, principal, key, fingerprint, request)
+                if stored is not None:
+                    return _replayed(stored)
+                status, result = await work(conn)
+                body = encode(result)
+                await conn.execute(_STORE, (status, body, principal.book_id, key))
+                await conn.commit()
+                committed = True
+        finally:
+            if not committed and not conn.closed:
+                await conn.rollback()
+    return Response(content=body, status_code=status, media_type=JSON)
+
+
+async def run_unit_async(pool: AsyncConnectionPool, work: AsyncWork) -> tuple[int, bytes]:
+    """The unit of work of a command without an Idempotency-Key: (status, JSON body)."""
+    async with pool.connection() as conn:
+        committed = False
+        try:
+            with translated():
+                status, result = await work(conn)
+                body = encode(result)
+                await conn.commit()
+                committed = True
+        finally:
+            if not committed and not conn.closed:
+                await conn.rollback()
+    return status, body
+
+
+_CLAIM = (
+    "insert into idempotency_keys (book_id, key, request_hash, method, path)"
+    " values (%s, %s, %s, %s, %s) on conflict (book_id, key) do nothing returning 1"
+)
+_STORED = (
+    "select request_hash, status_code, response_body from idempotency_keys"
+    " where book_id = %s and key = %s"
+)
+
+
+def _stored(row: tuple[Any, ...] | None, fingerprint: str) -> tuple[int, bytes]:
+    assert row is not None  # the conflicting row has committed, or we would still wait
+    if row[0] != fingerprint:
+        raise ApiError(
+            409,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used with a different request; "
+            "use a new key for a new request",
+        )
+    return int(row[1]), bytes(row[2])
+
+
+async def _claim_async(
+    conn: psycopg.AsyncConnection,
+    principal: Principal,
+    key: str,
+    fingerprint: str,
+    request: Request[Any, Any, Any],
+) -> tuple[int, bytes] | None:
+    cur = await conn.execute(
+        _CLAIM, (principal.book_id, key, fingerprint, request.method, request.url.path)
+    )
+    if await cur.fetchone():
+        return None
+    cur = await conn.execute(_STORED, (principal.book_id, key))
+    return _stored(await cur.fetchone(), fingerprint)
 
 
 def _claim(
@@ -86,23 +189,8 @@ def _claim(
     request: Request[Any, Any, Any],
 ) -> tuple[int, bytes] | None:
     claimed = conn.execute(
-        "insert into idempotency_keys (book_id, key, request_hash, method, path)"
-        " values (%s, %s, %s, %s, %s) on conflict (book_id, key) do nothing returning 1",
-        (principal.book_id, key, fingerprint, request.method, request.url.path),
+        _CLAIM, (principal.book_id, key, fingerprint, request.method, request.url.path)
     ).fetchone()
     if claimed:
         return None
-    row = conn.execute(
-        "select request_hash, status_code, response_body from idempotency_keys"
-        " where book_id = %s and key = %s",
-        (principal.book_id, key),
-    ).fetchone()
-    assert row is not None  # the conflicting row has committed, or we would still wait
-    if row[0] != fingerprint:
-        raise ApiError(
-            409,
-            "idempotency_key_reused",
-            "this Idempotency-Key was already used with a different request; "
-            "use a new key for a new request",
-        )
-    return int(row[1]), bytes(row[2])
+    return _stored(conn.execute(_STORED, (principal.book_id, key)).fetchone(), fingerprint)

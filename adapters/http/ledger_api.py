@@ -13,7 +13,14 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from adapters.http.commands import JSON, encode, require, run_command
+from adapters.http.commands import (
+    JSON,
+    AsyncWork,
+    encode,
+    require,
+    run_command,
+    run_command_async,
+)
 from adapters.http.problems import ApiError
 from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
@@ -26,6 +33,7 @@ from ledger.errors import (
     InvalidEntry,
     InvalidMoney,
     LedgerError,
+    NotFound,
 )
 from ledger.money import Money, parse_amount
 from ledger.periods import PeriodStatus, parse_period
@@ -136,6 +144,36 @@ def book_today(conn: psycopg.Connection, runtime: Runtime, principal: Principal)
     return book_store.get_book(conn, principal.book_id).today(runtime.today())
 
 
+async def book_today_async(
+    conn: psycopg.AsyncConnection, runtime: Runtime, book_id: uuid.UUID
+) -> date:
+    """book_today on an asyncio connection: the simulated date, else the wall clock."""
+    cur = await conn.execute("select clock_date from books where id = %s", (book_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"book {book_id} does not exist")
+    clock_date: date | None = row[0]
+    return clock_date if clock_date is not None else runtime.today()
+
+
+def entry_work(
+    runtime: Runtime, principal: Principal, data: JournalEntryIn, header_key: str | None
+) -> AsyncWork:
+    """POST /v1/journal-entries' unit of work, on an asyncio connection."""
+    book_id = principal.book_id
+
+    async def work(conn: psycopg.AsyncConnection) -> tuple[int, Any]:
+        if data.effective_date is None:
+            today = await book_today_async(conn, runtime, book_id)
+        else:
+            today = date.min
+        entry = to_entry(data, today, header_key)
+        posted = await entry_store.post_entry_async(conn, book_id, entry)
+        return (201 if posted.created else 200), entry_json(posted)
+
+    return work
+
+
 class Reader:
     """A read-only connection for GET handlers, returned to the pool afterwards."""
 
@@ -231,26 +269,19 @@ class LedgerController(Controller):
 
         return run_command(runtime, request, principal, {"close": account_id}, work)
 
-    @post("/journal-entries", operation_id="postJournalEntry", sync_to_thread=True)
-    def post_journal_entry(
+    @post("/journal-entries", operation_id="postJournalEntry")
+    async def post_journal_entry(
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[JournalEntryIn],
         principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
     ) -> Response[bytes]:
+        # The hot path: on the event loop with an asyncio pool (no thread hop),
+        # and no dependency beyond the principal (the runtime is in app state).
         require(principal, Permission.POST_JOURNAL)
-        header_key = request.headers.get("idempotency-key")
-
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            today = (
-                book_today(conn, runtime, principal) if data.effective_date is None else date.min
-            )
-            entry = to_entry(data, today, header_key)
-            posted = entry_store.post_entry(conn, principal.book_id, entry)
-            return (201 if posted.created else 200), entry_json(posted)
-
-        return run_command(runtime, request, principal, data, work)
+        state = request.app.state
+        work = entry_work(state.runtime, principal, data, request.headers.get("idempotency-key"))
+        return await run_command_async(state.async_pool, request, principal, data, work)
 
     @post("/journal-entries/batch", operation_id="postJournalEntryBatch", sync_to_thread=True)
     def post_journal_entry_batch(

@@ -76,26 +76,54 @@ class AccountDirectory:
     def resolve(
         self, conn: psycopg.Connection, book_id: uuid.UUID, names: Sequence[str]
     ) -> dict[str, uuid.UUID]:
-        wanted = set(names)
-        found = {n: self._ids[(book_id, n)] for n in wanted if (book_id, n) in self._ids}
-        missing = sorted(wanted - found.keys())
+        found, missing = self._cached(book_id, names)
         if missing:
-            rows = conn.execute(
-                "select name, id from accounts where book_id = %s and name = any(%s)",
-                (book_id, missing),
-            ).fetchall()
-            for name, account_id in rows:
-                self._ids[(book_id, name)] = account_id
-                found[name] = account_id
-            unknown = sorted(wanted - found.keys())
-            if unknown:
-                raise NotFound(
-                    f"unknown account(s): {', '.join(unknown)}; create them first "
-                    "(POST /v1/accounts)",
-                    accounts=unknown,
-                )
+            rows = conn.execute(_ACCOUNT_IDS, (book_id, missing)).fetchall()
+            self._learn(book_id, rows, found, names)
         return found
 
+    async def resolve_async(
+        self, conn: psycopg.AsyncConnection, book_id: uuid.UUID, names: Sequence[str]
+    ) -> dict[str, uuid.UUID]:
+        found, missing = self._cached(book_id, names)
+        if missing:
+            cur = await conn.execute(_ACCOUNT_IDS, (book_id, missing))
+            self._learn(book_id, await cur.fetchall(), found, names)
+        return found
+
+    def _cached(
+        self, book_id: uuid.UUID, names: Sequence[str]
+    ) -> tuple[dict[str, uuid.UUID], list[str]]:
+        ids = self._ids
+        found: dict[str, uuid.UUID] = {}
+        missing: set[str] = set()
+        for name in names:
+            account_id = ids.get((book_id, name))
+            if account_id is None:
+                missing.add(name)
+            else:
+                found[name] = account_id
+        return found, sorted(missing)
+
+    def _learn(
+        self,
+        book_id: uuid.UUID,
+        rows: Sequence[tuple[Any, ...]],
+        found: dict[str, uuid.UUID],
+        names: Sequence[str],
+    ) -> None:
+        for name, account_id in rows:
+            self._ids[(book_id, name)] = account_id
+            found[name] = account_id
+        unknown = sorted(set(names) - found.keys())
+        if unknown:
+            raise NotFound(
+                f"unknown account(s): {', '.join(unknown)}; create them first (POST /v1/accounts)",
+                accounts=unknown,
+            )
+
+
+_ACCOUNT_IDS = "select name, id from accounts where book_id = %s and name = any(%s)"
 
 DIRECTORY = AccountDirectory()
 
@@ -141,6 +169,103 @@ def _stored(money: Money) -> str:
     return str(money.amount.quantize(quantum))
 
 
+class _Prepared:
+    """An insert's parameters, and what is needed to read its result."""
+
+    __slots__ = ("entries", "hashes", "ids", "keys", "params")
+
+    def __init__(
+        self,
+        book_id: uuid.UUID,
+        entries: Sequence[JournalEntry],
+        account_ids: Mapping[str, uuid.UUID],
+    ) -> None:
+        self.entries = entries
+        self.ids = ids = [uuid.uuid4() for _ in entries]
+        self.keys = keys = [
+            e.idempotency_key or f"auto:{i}" for e, i in zip(entries, ids, strict=True)
+        ]
+        self.hashes = hashes = [request_hash(e) for e in entries]
+        entry_rows = []
+        posting_rows = []
+        for entry_id, entry, key, digest in zip(ids, entries, keys, hashes, strict=True):
+            entry_rows.append(
+                {
+                    "id": entry_id,
+                    "effective_date": entry.effective_date,
+                    "memo": entry.memo,
+                    "metadata": entry.metadata or None,
+                    "idempotency_key": key,
+                    "request_hash": digest,
+                    "reverses": entry.reverses,
+                }
+            )
+            for line_no, posting in enumerate(entry.postings, start=1):
+                posting_rows.append(
+                    {
+                        "entry_id": entry_id,
+                        "line_no": line_no,
+                        "account_id": account_ids[posting.account],
+                        "amount": _stored(posting.money),
+                        "currency": posting.currency,
+                        "customer_id": posting.customer,
+                        "document": posting.document,
+                        "dimensions": posting.dimensions or None,
+                    }
+                )
+        self.params = {
+            "book": book_id,
+            "entries": _ENCODER.encode(entry_rows).decode(),
+            "postings": _ENCODER.encode(posting_rows).decode(),
+        }
+
+    def results(
+        self, book_id: uuid.UUID, rows: Sequence[tuple[Any, ...]]
+    ) -> tuple[list[PostedEntry | None], dict[str, int]]:
+        """The posted entries, and (key → index) of those a replay must fill in."""
+        recorded = {row[0]: row[1] for row in rows}
+        results: list[PostedEntry | None] = []
+        replayed: dict[str, int] = {}
+        keys = self.keys
+        for index, (entry_id, entry) in enumerate(zip(self.ids, self.entries, strict=True)):
+            if entry_id in recorded:
+                results.append(
+                    PostedEntry(
+                        id=entry_id,
+                        book_id=book_id,
+                        effective_date=entry.effective_date,
+                        recorded_at=recorded[entry_id],
+                        memo=entry.memo,
+                        metadata=dict(entry.metadata),
+                        idempotency_key=keys[index],
+                        reverses=uuid.UUID(entry.reverses) if entry.reverses else None,
+                        postings=entry.postings,
+                    )
+                )
+            else:
+                results.append(None)
+                replayed[keys[index]] = index
+        return results, replayed
+
+    def replay(
+        self,
+        results: list[PostedEntry | None],
+        replayed: Mapping[str, int],
+        originals: Mapping[str, tuple[PostedEntry, str]],
+    ) -> list[PostedEntry]:
+        for key, index in replayed.items():
+            original, stored_hash = originals[key]
+            if stored_hash != self.hashes[index]:
+                raise IdempotencyConflict(
+                    f"idempotency key {key!r} was already used for a different entry "
+                    f"({original.id}); use a new key for a new entry",
+                    idempotency_key=key,
+                    entry_id=str(original.id),
+                )
+            results[index] = original
+        return [r for r in results if r is not None]
+
+
 def post_entries(
     conn: psycopg.Connection,
     book_id: uuid.UUID,
@@ -155,80 +280,43 @@ def post_entries(
     if not entries:
         return []
     account_ids = directory.resolve(conn, book_id, [p.account for e in entries for p in e.postings])
-    ids = [uuid.uuid4() for _ in entries]
-    keys = [e.idempotency_key or f"auto:{i}" for e, i in zip(entries, ids, strict=True)]
-    hashes = [request_hash(e) for e in entries]
-    entry_rows = []
-    posting_rows = []
-    for entry_id, entry, key, digest in zip(ids, entries, keys, hashes, strict=True):
-        entry_rows.append(
-            {
-                "id": entry_id,
-                "effective_date": entry.effective_date,
-                "memo": entry.memo,
-                "metadata": entry.metadata or None,
-                "idempotency_key": key,
-                "request_hash": digest,
-                "reverses": entry.reverses,
-            }
-        )
-        for line_no, posting in enumerate(entry.postings, start=1):
-            posting_rows.append(
-                {
-                    "entry_id": entry_id,
-                    "line_no": line_no,
-                    "account_id": account_ids[posting.account],
-                    "amount": _stored(posting.money),
-                    "currency": posting.currency,
-                    "customer_id": posting.customer,
-                    "document": posting.document,
-                    "dimensions": posting.dimensions or None,
-                }
-            )
-    params = {
-        "book": book_id,
-        "entries": _ENCODER.encode(entry_rows).decode(),
-        "postings": _ENCODER.encode(posting_rows).decode(),
-    }
-    rows = conn.execute(_INSERT, params).fetchall()
-    recorded = {row[0]: row[1] for row in rows}
-    results: list[PostedEntry | None] = []
-    replayed: dict[str, int] = {}
-    for index, (entry_id, entry) in enumerate(zip(ids, entries, strict=True)):
-        if entry_id in recorded:
-            results.append(
-                PostedEntry(
-                    id=entry_id,
-                    book_id=book_id,
-                    effective_date=entry.effective_date,
-                    recorded_at=recorded[entry_id],
-                    memo=entry.memo,
-                    metadata=dict(entry.metadata),
-                    idempotency_key=keys[index],
-                    reverses=uuid.UUID(entry.reverses) if entry.reverses else None,
-                    postings=entry.postings,
-                )
-            )
-        else:
-            results.append(None)
-            replayed[keys[index]] = index
-    if replayed:
-        originals = load_entries_by_key(conn, book_id, list(replayed))
-        for key, index in replayed.items():
-            original, stored_hash = originals[key]
-            if stored_hash != hashes[index]:
-                raise IdempotencyConflict(
-                    f"idempotency key {key!r} was already used for a different entry "
-                    f"({original.id}); use a new key for a new entry",
-                    idempotency_key=key,
-                    entry_id=str(original.id),
-                )
-            results[index] = original
-    return [r for r in results if r is not None]
+    prepared = _Prepared(book_id, entries, account_ids)
+    rows = conn.execute(_INSERT, prepared.params).fetchall()
+    results, replayed = prepared.results(book_id, rows)
+    if not replayed:
+        return results  # type: ignore[return-value]  # no None without a replay
+    originals = load_entries_by_key(conn, book_id, list(replayed))
+    return prepared.replay(results, replayed, originals)
 
 
 def post_entry(conn: psycopg.Connection, book_id: uuid.UUID, entry: JournalEntry) -> PostedEntry:
     return post_entries(conn, book_id, [entry])[0]
+
+
+async def post_entries_async(
+    conn: psycopg.AsyncConnection,
+    book_id: uuid.UUID,
+    entries: Sequence[JournalEntry],
+    directory: AccountDirectory = DIRECTORY,
+) -> list[PostedEntry]:
+    """post_entries on an asyncio connection (same statement, same results)."""
+    if not entries:
+        return []
+    names = [p.account for e in entries for p in e.postings]
+    account_ids = await directory.resolve_async(conn, book_id, names)
+    prepared = _Prepared(book_id, entries, account_ids)
+    cur = await conn.execute(_INSERT, prepared.params)
+    results, replayed = prepared.results(book_id, await cur.fetchall())
+    if not replayed:
+        return results  # type: ignore[return-value]  # no None without a replay
+    originals = await load_entries_by_key_async(conn, book_id, list(replayed))
+    return prepared.replay(results, replayed, originals)
+
+
+async def post_entry_async(
+    conn: psycopg.AsyncConnection, book_id: uuid.UUID, entry: JournalEntry
+) -> PostedEntry:
+    return (await post_entries_async(conn, book_id, [entry]))[0]
 
 
 _SELECT_ENTRIES = """
@@ -274,6 +362,18 @@ def load_entries_by_key(
             _SELECT_ENTRIES + " and e.idempotency_key = any(%(keys)s)",
             {"book": book_id, "keys": list(keys)},
         ).fetchall()
+    return {r["idempotency_key"]: (_posted(r), r["request_hash"]) for r in rows}
+
+
+async def load_entries_by_key_async(
+    conn: psycopg.AsyncConnection, book_id: uuid.UUID, keys: Sequence[str]
+) -> dict[str, tuple[PostedEntry, str]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            _SELECT_ENTRIES + " and e.idempotency_key = any(%(keys)s)",
+            {"book": book_id, "keys": list(keys)},
+        )
+        rows = await cur.fetchall()
     return {r["idempotency_key"]: (_posted(r), r["request_hash"]) for r in rows}
 
 

@@ -10,12 +10,14 @@ import pytest
 
 SCRIPT = """
 import sys
+import time
 from pathlib import Path
 import psycopg
 from adapters.database import embedded_url
 url = embedded_url(Path(sys.argv[1]))
 with psycopg.connect(url) as conn:
     print(conn.execute("select current_database(), pg_postmaster_start_time()").fetchone())
+    time.sleep(float(sys.argv[2]))  # stay on the server so the two processes overlap
 """
 
 
@@ -24,7 +26,7 @@ def test_two_processes_starting_it_at_once_share_one_server(tmp_path: Path) -> N
     data_dir = tmp_path / "pgdata"
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", SCRIPT, str(data_dir)],
+            [sys.executable, "-c", SCRIPT, str(data_dir), "4"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -40,7 +42,7 @@ def test_two_processes_starting_it_at_once_share_one_server(tmp_path: Path) -> N
     assert "activebilling" in started.pop()
     # The last process out stopped the server cleanly: the data directory can start again.
     again = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(data_dir)],
+        [sys.executable, "-c", SCRIPT, str(data_dir), "0"],
         capture_output=True,
         text=True,
         timeout=120,
