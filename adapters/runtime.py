@@ -7,16 +7,19 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from adapters.database import DatabaseSettings, libpq_url
+from ledger.postgres.queries import compact_balances
 from ledger.postgres.sealer import books_with_pending_seals, seal_pending
 
 log = logging.getLogger("activebilling.runtime")
+
+COMPACT_EVERY_ROUNDS = 300  # with the default 0.2 s sealing interval: once a minute
 
 
 def utc_today() -> date:
@@ -107,11 +110,31 @@ class Runtime:
         self._sealer.start()
 
     def _seal_loop(self, interval: float) -> None:
+        rounds = 0
         while not self._stop.wait(interval):
             try:
                 self.seal_all(wait=False)
             except Exception:  # the next round retries; sealing never blocks writers
                 log.exception("sealing failed")
+            rounds += 1
+            if rounds % COMPACT_EVERY_ROUNDS == 0:
+                try:
+                    self.compact_all()
+                except Exception:  # reads stay correct uncompacted, only slower
+                    log.exception("compacting balances failed")
+
+    def compact_all(self) -> int:
+        """Fold the per-writer balance slots of days before yesterday, in every
+        book: reads then scan one row per account, currency and day."""
+        before = self.today() - timedelta(days=1)
+        folded = 0
+        with self.pool.connection() as conn:
+            books = [row[0] for row in conn.execute("select id from books")]
+            conn.commit()
+            for book in books:
+                folded += compact_balances(conn, book, before)
+                conn.commit()
+        return folded
 
     def seal_all(self, *, wait: bool) -> int:
         """Seal every book's queue; one book's failure does not stop the others."""

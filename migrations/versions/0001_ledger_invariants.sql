@@ -259,6 +259,12 @@ language plpgsql security definer set search_path = public, pg_temp as $$
 declare
   n bigint;
 begin
+  -- Lock what will be folded in key order first, as writers do, so a writer
+  -- back-dating into these days and the compaction cannot deadlock.
+  perform 1 from account_balances
+   where book_id = p_book and balance_date < p_before and slot <> 0
+   order by account_id, currency, balance_date, slot
+     for update;
   with folded as (
     delete from account_balances
      where book_id = p_book and balance_date < p_before and slot <> 0

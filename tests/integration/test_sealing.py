@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, timedelta
 
 import psycopg
 import pytest
@@ -31,9 +31,9 @@ from tests.conftest import APP_ROLE, BookFixture
 DAY = date(2026, 3, 10)
 
 
-def entry(amount: str, key: str | None = None) -> JournalEntry:
+def entry(amount: str, key: str | None = None, day: date = DAY) -> JournalEntry:
     return build_entry(
-        DAY,
+        day,
         "sealing test",
         [
             Posting("Assets:Bank:Operating", Money.exact(amount, "USD")),
@@ -111,7 +111,10 @@ def test_an_entry_that_commits_late_is_sealed_after_those_that_committed_first(
     reader = SealReader(reader_conn, book.id)
 
     a_conn = app_connect()
-    a = post_entry(a_conn, book.id, entry("1.00", "A"))  # inserted first, committed last
+    # Inserted first, committed last. Dated another day, so its balance rows are
+    # not the ones B and C update: writers whose backends share a balance slot
+    # would otherwise wait for A's commit, which this test holds back.
+    a = post_entry(a_conn, book.id, entry("1.00", "A", DAY + timedelta(days=1)))
 
     def commit_one(amount: str, key: str) -> PostedEntry:
         with unit_of_work(runtime.connection) as uow:
