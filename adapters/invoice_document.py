@@ -23,7 +23,7 @@ from html import escape
 from typing import Any
 
 from billing.postgres.invoices import Invoice, Totals
-from ledger.money import minor_unit
+from ledger.money import minor_unit_text as _money
 
 __all__ = ["DocumentParty", "render_invoice_html"]
 
@@ -42,10 +42,6 @@ class DocumentParty:
     address: Mapping[str, Any] | str | None = None
     tax_id: str | None = None
     email: str | None = None
-
-
-def _money(value: Decimal, currency: str) -> str:
-    return str(Decimal(value).quantize(Decimal(1).scaleb(-minor_unit(currency))))
 
 
 def _rate(fraction: Decimal) -> str:

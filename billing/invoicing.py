@@ -106,7 +106,7 @@ def document_number(prefix: str, year: int, value: int) -> str:
     return f"{prefix}-{year:04d}-{value:06d}"
 
 
-def derived_status(stored: str, total: Decimal, amount_due: Decimal) -> str:
+def derived_status(stored: str, amount_due: Decimal) -> str:
     """Open invoices whose receivable is settled read as paid."""
     if stored == "open" and amount_due <= 0:
         return "paid"

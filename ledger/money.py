@@ -143,11 +143,11 @@ class Money:
             return self  # already written with the currency's places
         if not self.fits_minor_unit():
             raise TooPrecise(f"{self} does not fit {self.currency}'s minor unit")
-        return Money(self.amount.quantize(_quantum(self.currency)), self.currency)
+        return Money(self.amount.quantize(quantum(self.currency)), self.currency)
 
     def round_to_minor(self, mode: Rounding = Rounding.HALF_UP) -> Money:
         return Money(
-            self.amount.quantize(_quantum(self.currency), rounding=mode.decimal_mode),
+            self.amount.quantize(quantum(self.currency), rounding=mode.decimal_mode),
             self.currency,
         )
 
@@ -193,11 +193,17 @@ class Money:
 _QUANTA: dict[str, Decimal] = {}
 
 
-def _quantum(currency: str) -> Decimal:
-    quantum = _QUANTA.get(currency)
-    if quantum is None:
-        quantum = _QUANTA[currency] = Decimal(1).scaleb(-minor_unit(currency))
-    return quantum
+def quantum(currency: str) -> Decimal:
+    """One minor unit of the currency (USD 0.01, JPY 1, KWD 0.001)."""
+    found = _QUANTA.get(currency)
+    if found is None:
+        found = _QUANTA[currency] = Decimal(1).scaleb(-minor_unit(currency))
+    return found
+
+
+def minor_unit_text(amount: Decimal, currency: str) -> str:
+    """An amount that fits the minor unit, written with exactly its places ("12.50")."""
+    return str(Decimal(amount).quantize(quantum(currency)))
 
 
 def allocate(total: Money, weights: Sequence[Decimal | int]) -> list[Money]:

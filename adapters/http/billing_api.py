@@ -36,7 +36,8 @@ from billing.postgres import customers as customer_store
 from billing.postgres import invoices as invoice_store
 from billing.rating import ChargeModel
 from ledger.errors import InvalidMoney
-from ledger.money import minor_unit, parse_amount
+from ledger.money import minor_unit_text as money
+from ledger.money import parse_amount
 
 STATUSES = ("draft", "open", "paid", "void", "uncollectible")
 MAX_PAGE = 1000
@@ -120,11 +121,6 @@ class InvoiceIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 # --- representations ------------------------------------------------------------------
-
-
-def money(value: Decimal, currency: str) -> str:
-    """An amount written with exactly the currency's minor unit."""
-    return str(Decimal(value).quantize(Decimal(1).scaleb(-minor_unit(currency))))
 
 
 def rate_text(value: Decimal) -> str:

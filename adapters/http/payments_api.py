@@ -18,7 +18,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from adapters.http.billing_api import invoice_json, money
+from adapters.http.billing_api import invoice_json
 from adapters.http.commands import require, run_command
 from adapters.http.ledger_api import Reader, book_today, json_response
 from adapters.http.problems import ApiError
@@ -29,6 +29,7 @@ from billing.postgres import invoices as invoice_store
 from billing.postgres import payments as payment_store
 from billing.postgres import write_offs
 from billing.postgres.customers import get_customer
+from ledger.money import minor_unit_text as money
 from ledger.money import parse_amount
 
 

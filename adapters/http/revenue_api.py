@@ -17,15 +17,11 @@ from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
 from billing.postgres import reports
 from billing.postgres.recognition import run_recognition
-from ledger.money import Money
+from ledger.money import minor_unit_text as _money
 
 
 class RecognitionRunIn(msgspec.Struct, forbid_unknown_fields=True):
     through: date | None = None
-
-
-def _money(amount: Any, currency: str) -> str:
-    return str(Money(amount, currency).round_to_minor().amount)
 
 
 def _range(date_from: date | None, date_to: date | None) -> tuple[date, date]:

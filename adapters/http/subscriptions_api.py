@@ -26,7 +26,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from adapters.http.billing_api import decode_cursor, encode_cursor, invoice_view, money
+from adapters.http.billing_api import decode_cursor, encode_cursor, invoice_view
 from adapters.http.commands import require, run_command
 from adapters.http.ledger_api import Reader, book_today, json_response
 from adapters.keys import Permission, Principal
@@ -36,6 +36,7 @@ from billing.postgres import billing_runs
 from billing.postgres import subscriptions as store
 from billing.postgres.invoices import Invoice
 from ledger.errors import InvalidMoney
+from ledger.money import minor_unit_text as money
 from ledger.money import parse_amount
 from ledger.postgres import books as book_store
 

@@ -35,7 +35,7 @@ from billing.postings import (
 )
 from billing.tax import TaxRate
 from ledger.errors import NotFound
-from ledger.money import Money, minor_unit
+from ledger.money import Money, quantum
 from ledger.postgres.posting import post_entry, reverse_entry
 
 
@@ -436,8 +436,7 @@ def _invoice(
     row: dict[str, Any], amounts: tuple[Decimal, ...] | None, lines: tuple[InvoiceLine, ...]
 ) -> Invoice:
     due, paid, credited, written_off = amounts or (Decimal(0),) * 4
-    places = minor_unit(row["currency"])
-    q = Decimal(1).scaleb(-places)
+    q = quantum(row["currency"])
 
     def money(value: Decimal) -> Decimal:
         return Decimal(value).quantize(q)
@@ -447,7 +446,7 @@ def _invoice(
         book_id=row["book_id"],
         customer_id=row["customer_id"],
         subscription_id=row["subscription_id"],
-        status=derived_status(row["status"], row["total"], due)
+        status=derived_status(row["status"], due)
         if (row["status"] == "open" and row["total"] > 0)
         or (row["status"] == "open" and row["total"] == 0)
         else row["status"],

@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 
 from ledger.entries import JournalEntry, Posting, build_entry, reversal_postings
 from ledger.errors import IdempotencyConflict, InvalidEntry, NotFound
-from ledger.money import Money, minor_unit
+from ledger.money import Money, minor_unit_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +158,6 @@ with entry_rows as (
 select id, recorded_at, (select count(*) from posting_rows) from inserted
 """
 
-_QUANTUM: dict[str, Decimal] = {}
-
-
-def _stored(money: Money) -> str:
-    """The amount written with the currency's places (build_entry checked it fits)."""
-    quantum = _QUANTUM.get(money.currency)
-    if quantum is None:
-        quantum = _QUANTUM[money.currency] = Decimal(1).scaleb(-minor_unit(money.currency))
-    return str(money.amount.quantize(quantum))
-
 
 class _Prepared:
     """An insert's parameters, and what is needed to read its result."""
@@ -206,7 +196,7 @@ class _Prepared:
                         "entry_id": entry_id,
                         "line_no": line_no,
                         "account_id": account_ids[posting.account],
-                        "amount": _stored(posting.money),
+                        "amount": minor_unit_text(posting.amount, posting.currency),
                         "currency": posting.currency,
                         "customer_id": posting.customer,
                         "document": posting.document,
