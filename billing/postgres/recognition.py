@@ -42,6 +42,7 @@ select p.document, p.dimensions->>'line' as line,
          where p.dimensions->>'via' not in ('finalization', 'recognition')), 0) as removed
   from postings p
  where p.book_id = %(book)s
+   and (%(as_of)s::date is null or p.effective_date <= %(as_of)s::date)
    and p.account_id = (select id from accounts where book_id = %(book)s and name = %(deferred)s)
  group by p.document, p.dimensions->>'line'
 having sum(p.amount) <> 0
@@ -56,6 +57,59 @@ select l.invoice_id, l.line_no, l.service_start, l.service_end, l.revenue_accoun
 
 
 @dataclass(frozen=True, slots=True)
+class DeferredLine:
+    """An invoice line with revenue still deferred, and its progress per the ledger."""
+
+    invoice_id: uuid.UUID
+    line_no: int
+    number: str
+    customer_id: uuid.UUID
+    revenue_account: str
+    progress: LineProgress
+
+
+def deferred_lines(
+    conn: psycopg.Connection, book_id: uuid.UUID, as_of: date | None = None
+) -> list[DeferredLine]:
+    """Lines whose Deferred-Revenue postings (up to `as_of`, or all) do not net to
+    zero: what they deferred, what runs recognized, what credits removed."""
+    found: dict[tuple[uuid.UUID, int], tuple[Decimal, Decimal, Decimal]] = {}
+    for document, line, total, recognized, removed in conn.execute(
+        _PROGRESS, {"book": book_id, "as_of": as_of, "deferred": DEFERRED}
+    ):
+        if not document or not document.startswith("invoice:") or line is None or total is None:
+            continue
+        found[(uuid.UUID(document.split(":", 1)[1]), int(line))] = (total, recognized, removed)
+    invoice_ids = sorted({invoice for invoice, _ in found})
+    lines: list[DeferredLine] = []
+    for chunk_start in range(0, len(invoice_ids), 10_000):
+        chunk = invoice_ids[chunk_start : chunk_start + 10_000]
+        for invoice_id, line_no, start, end, account, customer, currency, number in conn.execute(
+            _LINES, (book_id, chunk)
+        ):
+            sums = found.get((invoice_id, line_no))
+            if sums is None:
+                continue
+            total, recognized, removed = sums
+            lines.append(
+                DeferredLine(
+                    invoice_id,
+                    line_no,
+                    number or "",
+                    customer,
+                    account,
+                    LineProgress(
+                        total=Money(total, currency),
+                        period=Period(start, end),
+                        recognized=Money(recognized, currency),
+                        removed=Money(removed, currency),
+                    ),
+                )
+            )
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
 class RecognitionResult:
     through: date
     entries: int
@@ -67,41 +121,23 @@ def recognition_entries(
     conn: psycopg.Connection, book_id: uuid.UUID, through: date
 ) -> list[JournalEntry]:
     """The entries a run through `through` would post now (pure of side effects)."""
-    progress: dict[tuple[uuid.UUID, int], tuple[Decimal, Decimal, Decimal]] = {}
-    for document, line, total, recognized, removed in conn.execute(
-        _PROGRESS, {"book": book_id, "deferred": DEFERRED}
-    ):
-        if not document or not document.startswith("invoice:") or line is None or total is None:
-            continue
-        progress[(uuid.UUID(document.split(":", 1)[1]), int(line))] = (total, recognized, removed)
-    if not progress:
-        return []
-    invoice_ids = sorted({invoice for invoice, _ in progress})
     due_by_invoice: dict[uuid.UUID, list[tuple[int, str, Money, str, str]]] = defaultdict(list)
     numbers: dict[uuid.UUID, str] = {}
-    for chunk_start in range(0, len(invoice_ids), 10_000):
-        chunk = invoice_ids[chunk_start : chunk_start + 10_000]
-        for invoice_id, line_no, start, end, account, customer, currency, number in conn.execute(
-            _LINES, (book_id, chunk)
-        ):
-            found = progress.get((invoice_id, line_no))
-            if found is None or start > through:
-                continue
-            total, recognized, removed = found
-            due = _due_for_line(
-                LineProgress(
-                    total=Money(total, currency),
-                    period=Period(start, end),
-                    recognized=Money(recognized, currency),
-                    removed=Money(removed, currency),
-                ),
-                through,
-            )
-            if not due.is_zero():
-                numbers[invoice_id] = number or ""
-                due_by_invoice[invoice_id].append(
-                    (line_no, account, due, str(customer), f"{recognized}")
+    for line in deferred_lines(conn, book_id):
+        if line.progress.period.start > through:
+            continue
+        due = _due_for_line(line.progress, through)
+        if not due.is_zero():
+            numbers[line.invoice_id] = line.number
+            due_by_invoice[line.invoice_id].append(
+                (
+                    line.line_no,
+                    line.revenue_account,
+                    due,
+                    str(line.customer_id),
+                    f"{line.progress.recognized.amount}",
                 )
+            )
     entries = []
     for invoice_id, lines in sorted(due_by_invoice.items()):
         doc = invoice_doc(invoice_id)

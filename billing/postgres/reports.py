@@ -11,11 +11,9 @@ from typing import Any
 
 import psycopg
 
-from billing.periods import Period
+from billing.postgres.recognition import deferred_lines
 from billing.postings import AR, DEFERRED
-from billing.recognition import LineProgress
 from billing.reports import AGING_BUCKETS, aging_bucket, waterfall
-from ledger.money import Money
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,21 +60,6 @@ def aging_summary(lines: list[AgingLine]) -> dict[str, dict[str, Decimal]]:
     return out
 
 
-_DEFERRED_LINES = """
-select p.document, p.dimensions->>'line',
-       -sum(p.amount) filter (where p.dimensions->>'via' = 'finalization'),
-       coalesce(sum(p.amount) filter (where p.dimensions->>'via' = 'recognition'), 0),
-       coalesce(sum(p.amount) filter (
-         where p.dimensions->>'via' not in ('finalization', 'recognition')), 0),
-       p.currency
-  from postings p
- where p.book_id = %(book)s and p.effective_date <= %(as_of)s
-   and p.account_id = (select id from accounts where book_id = %(book)s and name = %(deferred)s)
- group by p.document, p.dimensions->>'line', p.currency
-having sum(p.amount) <> 0
-"""
-
-
 def deferred_revenue(conn: psycopg.Connection, book_id: uuid.UUID, as_of: date) -> dict[str, Any]:
     """Deferred revenue at the end of `as_of`: balance per currency and revenue
     account, and the waterfall of when it will be recognized."""
@@ -87,37 +70,13 @@ def deferred_revenue(conn: psycopg.Connection, book_id: uuid.UUID, as_of: date) 
         "                        and name = %(deferred)s) group by p.currency",
         {"book": book_id, "as_of": as_of, "deferred": DEFERRED},
     ).fetchall()
-    progress = conn.execute(
-        _DEFERRED_LINES, {"book": book_id, "as_of": as_of, "deferred": DEFERRED}
-    ).fetchall()
-    keys = {
-        (uuid.UUID(doc.split(":", 1)[1]), int(line)): (total, rec, removed, currency)
-        for doc, line, total, rec, removed, currency in progress
-        if doc and doc.startswith("invoice:") and line is not None and total is not None
-    }
     by_account: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     schedule: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
-    if keys:
-        rows = conn.execute(
-            "select invoice_id, line_no, service_start, service_end, revenue_account"
-            " from invoice_lines where book_id = %s and invoice_id = any(%s)"
-            " and service_start is not null",
-            (book_id, sorted({k[0] for k in keys})),
-        ).fetchall()
-        for invoice_id, line_no, start, end, account in rows:
-            found = keys.get((invoice_id, line_no))
-            if found is None:
-                continue
-            total, recognized, removed, currency = found
-            line = LineProgress(
-                Money(total, currency),
-                Period(start, end),
-                Money(recognized, currency),
-                Money(removed, currency),
-            )
-            by_account[(currency, account)] += line.remaining.amount
-            for month, amount in waterfall(line, as_of):
-                schedule[(currency, month)] += amount.amount
+    for line in deferred_lines(conn, book_id, as_of):
+        currency = line.progress.total.currency
+        by_account[(currency, line.revenue_account)] += line.progress.remaining.amount
+        for month, amount in waterfall(line.progress, as_of):
+            schedule[(currency, month)] += amount.amount
     return {
         "as_of": as_of,
         "balances": {currency: amount for currency, amount in sorted(balance_rows)},
