@@ -10,7 +10,6 @@ they were given (up to 12).
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from adapters.http.commands import require, run_command
+from adapters.http.cursors import decode_cursor, next_cursor
 from adapters.http.ledger_api import Reader, book_today, json_response
 from adapters.http.problems import ApiError
 from adapters.invoice_document import DocumentParty, render_invoice_html
@@ -511,24 +511,6 @@ def render_document(conn: psycopg.Connection, book_id: uuid.UUID, invoice_ref: s
 # --- cursors --------------------------------------------------------------------------
 
 
-def encode_cursor(value: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(value.bytes).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> uuid.UUID | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return uuid.UUID(bytes=raw)
-    except (ValueError, TypeError):
-        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None
-
-
-def _page(items: list[Any], limit: int, key: Any) -> str | None:
-    return encode_cursor(key(items[-1])) if len(items) == limit else None
-
-
 # --- controllers ----------------------------------------------------------------------
 
 
@@ -567,7 +549,9 @@ class CustomersController(Controller):
         with Reader(runtime, principal) as conn:
             found = customer_store.list_customers(conn, principal.book_id, after=after, limit=limit)
             data = [customer_with_balances(conn, principal.book_id, c) for c in found]
-        return json_response({"data": data, "next_cursor": _page(found, limit, lambda c: c.id)})
+        return json_response(
+            {"data": data, "next_cursor": next_cursor(found, limit, lambda c: c.id)}
+        )
 
     @get("/customers/{ref:str}", operation_id="getCustomer", sync_to_thread=True)
     def get_customer(
@@ -667,7 +651,7 @@ class CatalogController(Controller):
         return json_response(
             {
                 "data": [product_json(p) for p in found],
-                "next_cursor": _page(found, limit, lambda p: p.id),
+                "next_cursor": next_cursor(found, limit, lambda p: p.id),
             }
         )
 
@@ -776,7 +760,7 @@ class InvoicesController(Controller):
         return json_response(
             {
                 "data": [invoice_json(i) for i in found],
-                "next_cursor": _page(found, limit, lambda i: i.id),
+                "next_cursor": next_cursor(found, limit, lambda i: i.id),
             }
         )
 

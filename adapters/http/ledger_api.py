@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 
 import msgspec
@@ -21,6 +20,7 @@ from adapters.http.commands import (
     run_command,
     run_command_async,
 )
+from adapters.http.cursors import decode_keyset, encode_keyset
 from adapters.http.problems import ApiError
 from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
@@ -194,21 +194,6 @@ def json_response(payload: Any, status: int = 200) -> Response[bytes]:
     return Response(content=encode(payload), status_code=status, media_type=JSON)
 
 
-def _cursor(entry: entry_store.PostedEntry) -> str:
-    raw = f"{entry.recorded_at.isoformat()}|{entry.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if not cursor:
-        return None
-    try:
-        at, _, entry_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(entry_id)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None
-
-
 class LedgerController(Controller):
     path = "/v1"
 
@@ -322,7 +307,7 @@ class LedgerController(Controller):
         customer: FromQuery[str | None] = None,
         document: FromQuery[str | None] = None,
     ) -> Response[bytes]:
-        after = _after(cursor)
+        after = decode_keyset(cursor)
         with Reader(runtime, principal) as conn:
             account_id = (
                 book_store.get_account(conn, principal.book_id, account).id if account else None
@@ -331,7 +316,11 @@ class LedgerController(Controller):
             entries = entry_store.list_entries(
                 conn, principal.book_id, filters, after=after, limit=limit
             )
-        next_cursor = _cursor(entries[-1]) if len(entries) == limit else None
+        next_cursor = (
+            encode_keyset(entries[-1].recorded_at, entries[-1].id)
+            if len(entries) == limit
+            else None
+        )
         return json_response({"data": [entry_json(e) for e in entries], "next_cursor": next_cursor})
 
     @get("/journal-entries/{entry_id:str}", operation_id="getJournalEntry", sync_to_thread=True)

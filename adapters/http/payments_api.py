@@ -8,7 +8,6 @@ Amounts are decimal strings; JSON numbers are refused.
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from adapters.http.billing_api import invoice_json
 from adapters.http.commands import require, run_command
+from adapters.http.cursors import decode_cursor, next_cursor
 from adapters.http.ledger_api import Reader, book_today, json_response
 from adapters.http.problems import ApiError
 from adapters.keys import Permission, Principal
@@ -137,15 +137,6 @@ def credit_note_json(n: credit_note_store.CreditNote) -> dict[str, Any]:
     }
 
 
-def _after(cursor: str | None) -> uuid.UUID | None:
-    if not cursor:
-        return None
-    try:
-        return uuid.UUID(cursor)
-    except ValueError:
-        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None
-
-
 class PaymentsController(Controller):
     path = "/v1"
     tags = ["billing"]
@@ -195,11 +186,17 @@ class PaymentsController(Controller):
         with Reader(runtime, principal) as conn:
             customer_id = get_customer(conn, principal.book_id, customer).id if customer else None
             payments = payment_store.list_payments(
-                conn, principal.book_id, customer_id=customer_id, after=_after(cursor), limit=limit
+                conn,
+                principal.book_id,
+                customer_id=customer_id,
+                after=decode_cursor(cursor),
+                limit=limit,
             )
-        next_cursor = str(payments[-1].id) if len(payments) == limit else None
         return json_response(
-            {"data": [payment_json(p) for p in payments], "next_cursor": next_cursor}
+            {
+                "data": [payment_json(p) for p in payments],
+                "next_cursor": next_cursor(payments, limit, lambda p: p.id),
+            }
         )
 
     @get("/payments/{ref:str}", operation_id="getPayment", sync_to_thread=True)
@@ -293,11 +290,17 @@ class PaymentsController(Controller):
                 invoice_store.get_invoice(conn, principal.book_id, invoice).id if invoice else None
             )
             notes = credit_note_store.list_credit_notes(
-                conn, principal.book_id, invoice_id=invoice_id, after=_after(cursor), limit=limit
+                conn,
+                principal.book_id,
+                invoice_id=invoice_id,
+                after=decode_cursor(cursor),
+                limit=limit,
             )
-        next_cursor = str(notes[-1].id) if len(notes) == limit else None
         return json_response(
-            {"data": [credit_note_json(n) for n in notes], "next_cursor": next_cursor}
+            {
+                "data": [credit_note_json(n) for n in notes],
+                "next_cursor": next_cursor(notes, limit, lambda n: n.id),
+            }
         )
 
     @get("/credit-notes/{ref:str}", operation_id="getCreditNote", sync_to_thread=True)

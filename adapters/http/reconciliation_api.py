@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import uuid
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 
 import msgspec
@@ -19,6 +17,7 @@ from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 
 from adapters.bank_statements import CsvMapping
 from adapters.http.commands import require, run_command
+from adapters.http.cursors import decode_keyset, encode_keyset
 from adapters.http.ledger_api import Reader, book_today, json_response
 from adapters.http.problems import ApiError
 from adapters.keys import Permission, Principal
@@ -98,20 +97,6 @@ def _csv_mapping(conn: psycopg.Connection, principal: Principal, raw: str | None
     return statement_store.load_csv_mapping(conn, principal.book_id, raw)
 
 
-def _cursor(row: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(f"{row['created_at']}|{row['id']}".encode()).decode()
-
-
-def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if not cursor:
-        return None
-    try:
-        at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(row_id)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None
-
-
 class ReconciliationController(Controller):
     path = "/v1"
 
@@ -177,13 +162,15 @@ class ReconciliationController(Controller):
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> Response[bytes]:
-        after = _after(cursor)
+        after = decode_keyset(cursor)
         with Reader(runtime, principal) as conn:
             account_id = get_account(conn, principal.book_id, account).id if account else None
             rows = statement_store.list_statements(
                 conn, principal.book_id, account_id=account_id, after=after, limit=limit
             )
-        next_cursor = _cursor(rows[-1]) if len(rows) == limit else None
+        next_cursor = (
+            encode_keyset(rows[-1]["created_at"], rows[-1]["id"]) if len(rows) == limit else None
+        )
         return json_response({"data": rows, "next_cursor": next_cursor})
 
     @get(

@@ -26,8 +26,9 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from adapters.http.billing_api import decode_cursor, encode_cursor, invoice_view
+from adapters.http.billing_api import invoice_view
 from adapters.http.commands import require, run_command
+from adapters.http.cursors import decode_cursor, next_cursor
 from adapters.http.ledger_api import Reader, book_today, json_response
 from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
@@ -202,7 +203,7 @@ class SubscriptionsController(Controller):
         return json_response(
             {
                 "data": [subscription_json(s) for s in subs],
-                "next_cursor": encode_cursor(subs[-1].id) if len(subs) == limit else None,
+                "next_cursor": next_cursor(subs, limit, lambda s: s.id),
             }
         )
 
