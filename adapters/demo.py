@@ -9,7 +9,6 @@ by sealing the book and running `verify`.
 
 from __future__ import annotations
 
-import calendar
 import random
 import uuid
 from collections import Counter
@@ -24,6 +23,7 @@ import psycopg
 from adapters.runtime import Runtime
 from adapters.services import create_book_with_chart
 from billing.errors import DocumentState, ExceedsAvailable
+from billing.periods import month_of
 from billing.postgres import billing_runs, catalog, credit_notes, customers, invoices, payments
 from billing.postgres import subscriptions as subs
 from billing.postgres.recognition import run_recognition
@@ -49,10 +49,6 @@ ONE_OFFS = [
     ("Office visit (CPT 99213)", "Income:Patient-Services", "180.00"),
     ("Device setup", "Income:Services", "75.00"),
 ]
-
-
-def month_end(day: date) -> date:
-    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
 
 class Demo:
@@ -104,7 +100,7 @@ def run_demo(
         _changes(demo, subscriptions, prices)
         _one_offs(demo, customer_ids)
         _credits_and_refunds(demo)
-        last = month_end(month_start)
+        last = month_of(month_start).end - timedelta(days=1)
         demo.move_clock(last)
         recognized = run_recognition(runtime.connection, book.id, last)
         demo.counts["recognition_entries"] += recognized.entries

@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from billing.errors import InvalidBillingRequest
 from billing.periods import Interval
+from billing.postgres.ids import parse_id
 from billing.rating import (
     Charge,
     ChargeModel,
@@ -150,7 +151,7 @@ def create_product(
 
 
 def get_product(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Product:
-    product_id = _uuid(ref, "product")
+    product_id = parse_id(ref, "product")
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "select id, name, description, revenue_account, active, metadata from products"
@@ -261,7 +262,7 @@ def create_price(conn: psycopg.Connection, book_id: uuid.UUID, spec: PriceSpec) 
 
 
 def get_price(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Price:
-    price_id = _uuid(ref, "price")
+    price_id = parse_id(ref, "price")
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             f"select {_PRICE_COLUMNS} from prices where book_id = %s and id = %s",
@@ -284,10 +285,3 @@ def price_for_customer(
             (book_id, price.id, customer_id),
         ).fetchone()
     return _price(row) if row else price
-
-
-def _uuid(ref: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(ref)
-    except (ValueError, TypeError):
-        raise NotFound(f"{what} {ref!r} does not exist in this book") from None

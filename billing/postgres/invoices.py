@@ -26,6 +26,7 @@ from billing.invoicing import (
     tax_rate_of,
 )
 from billing.postgres.customers import Customer, credit_balance, get_customer
+from billing.postgres.ids import parse_id
 from billing.postings import (
     AR,
     FinalLine,
@@ -188,7 +189,7 @@ def _check_accounts(conn: psycopg.Connection, book_id: uuid.UUID, names: set[str
 
 
 def _lock_invoice(conn: psycopg.Connection, book_id: uuid.UUID, invoice_ref: str) -> dict[str, Any]:
-    invoice_id = _uuid(invoice_ref)
+    invoice_id = parse_id(invoice_ref, "invoice")
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "select * from invoices where book_id = %s and id = %s for update",
@@ -264,7 +265,11 @@ def finalize_invoice(
             row["id"],
         ),
     )
-    if total.amount > 0 and settings.get("auto_apply_credit", True):
+    if (
+        total.amount > 0
+        and settings.get("auto_apply_credit", True)
+        and credit_balance(conn, book_id, customer.id, row["currency"]) > 0
+    ):  # most customers hold no credit: skip apply_credit's reads and lock
         apply_credit(conn, book_id, str(row["id"]), issue_date)
     return get_invoice(conn, book_id, str(row["id"]))
 
@@ -472,7 +477,7 @@ def _invoice(
 
 
 def get_invoice(conn: psycopg.Connection, book_id: uuid.UUID, invoice_ref: str) -> Invoice:
-    invoice_id = _uuid(invoice_ref)
+    invoice_id = parse_id(invoice_ref, "invoice")
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "select * from invoices where book_id = %s and id = %s", (book_id, invoice_id)
@@ -541,10 +546,3 @@ def list_invoices(
             if len(rows) < limit:
                 break
     return out[:limit]
-
-
-def _uuid(ref: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(ref)
-    except (ValueError, TypeError):
-        raise NotFound(f"invoice {ref!r} does not exist in this book") from None

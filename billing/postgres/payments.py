@@ -38,6 +38,7 @@ from billing.payments import (
 )
 from billing.postgres.credit_notes import line_states, lock_customer, lock_invoices
 from billing.postgres.customers import credit_balance, get_customer
+from billing.postgres.ids import parse_id
 from billing.postgres.invoices import get_invoice, receivable_amounts
 from billing.postings import AR, CUSTOMER_CREDIT, invoice_doc, payment_entry
 from ledger.entries import JournalEntry
@@ -82,13 +83,6 @@ class Refund:
     refunded_on: date
     entry_id: uuid.UUID | None
     created_at: datetime
-
-
-def _uuid(ref: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(ref)
-    except (ValueError, TypeError):
-        raise NotFound(f"{what} {ref!r} does not exist in this book") from None
 
 
 def _recovered(
@@ -136,10 +130,11 @@ def create_payment(
         raise InvalidBillingRequest("reference is longer than 500 characters")
     requested: list[tuple[str, Money | None]] | None = None
     if invoice_ref is not None:
-        requested = [(str(_uuid(invoice_ref, "invoice")), None)]
+        requested = [(str(parse_id(invoice_ref, "invoice")), None)]
     elif allocations:
         requested = [
-            (str(_uuid(ref, "invoice")), Money.exact(value, currency)) for ref, value in allocations
+            (str(parse_id(ref, "invoice")), Money.exact(value, currency))
+            for ref, value in allocations
         ]
     lock_customer(conn, book_id, customer.id)
     with conn.cursor(row_factory=dict_row) as cur:
@@ -282,7 +277,7 @@ def _payments(
 
 
 def get_payment(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Payment:
-    payment_id = _uuid(ref, "payment")
+    payment_id = parse_id(ref, "payment")
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             f"select {_PAYMENT_COLUMNS} from payments where book_id = %s and id = %s",
@@ -442,7 +437,7 @@ def create_refund(
 
 
 def get_refund(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Refund:
-    refund_id = _uuid(ref, "refund")
+    refund_id = parse_id(ref, "refund")
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "select id, customer_id, payment_id, amount, currency, reason, refunded_on,"
