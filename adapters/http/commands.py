@@ -21,8 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from adapters.http.problems import ApiError
 from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
-from ledger.postgres.db_errors import translated
-from ledger.postgres.unit_of_work import unit_of_work
+from ledger.postgres.unit_of_work import async_unit_of_work, unit_of_work
 
 JSON = "application/json"
 MAX_KEY_LENGTH = 255
@@ -108,38 +107,24 @@ async def run_command_async(
     if key is None:
         status, body = await run_unit_async(pool, work)
         return Response(content=body, status_code=status, media_type=JSON)
-    async with pool.connection() as conn:
-        committed = False
-        try:
-            with translated():
-                fingerprint = _fingerprint(request, payload)
-                stored = await _claim_async(conn, principal, key, fingerprint, request)
-                if stored is not None:
-                    return _replayed(stored)
-                status, result = await work(conn)
-                body = encode(result)
-                await conn.execute(_STORE, (status, body, principal.book_id, key))
-                await conn.commit()
-                committed = True
-        finally:
-            if not committed and not conn.closed:
-                await conn.rollback()
+    async with async_unit_of_work(pool.connection) as uow:
+        fingerprint = _fingerprint(request, payload)
+        stored = await _claim_async(uow.conn, principal, key, fingerprint, request)
+        if stored is not None:
+            return _replayed(stored)
+        status, result = await work(uow.conn)
+        body = encode(result)
+        await uow.conn.execute(_STORE, (status, body, principal.book_id, key))
+        await uow.commit()
     return Response(content=body, status_code=status, media_type=JSON)
 
 
 async def run_unit_async(pool: AsyncConnectionPool, work: AsyncWork) -> tuple[int, bytes]:
     """The unit of work of a command without an Idempotency-Key: (status, JSON body)."""
-    async with pool.connection() as conn:
-        committed = False
-        try:
-            with translated():
-                status, result = await work(conn)
-                body = encode(result)
-                await conn.commit()
-                committed = True
-        finally:
-            if not committed and not conn.closed:
-                await conn.rollback()
+    async with async_unit_of_work(pool.connection) as uow:
+        status, result = await work(uow.conn)
+        body = encode(result)
+        await uow.commit()
     return status, body
 
 
