@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -23,10 +24,37 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".activebilling-installed"
 
 
-def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
-    result = subprocess.run([str(a) for a in args], cwd=ROOT, env=env)
-    if result.returncode != 0:
-        sys.exit(result.returncode)
+FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def forward_signals(command: list[str]) -> int:
+    """Run `command`, passing SIGINT, SIGTERM and SIGHUP on to it, and return its
+    exit code as a shell reports it (128 + N when signal N ended it). Without
+    this, killing `dev.py serve` left the server running with no parent. The child
+    gets its own session, so a Ctrl-C in the terminal reaches it once (from here), not
+    twice, which uvicorn would take as "exit now, without a graceful shutdown"."""
+    child = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+
+    def relay(signum: int, _frame: object) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    for name in FORWARDED:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), relay)
+    while True:
+        try:
+            code = child.wait()
+            break
+        except KeyboardInterrupt:  # only if SIGINT arrived before the handler was set
+            relay(signal.SIGINT, None)
+    return 128 - code if code < 0 else code
+
+
+def run(*args: str | Path) -> None:
+    code = forward_signals([str(a) for a in args])
+    if code != 0:
+        sys.exit(code)
 
 
 def setup() -> None:

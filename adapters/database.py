@@ -19,10 +19,43 @@ EMBEDDED_DATABASE = "activebilling"
 DEFAULT_APP_ROLE = "activebilling_app"
 
 
+# Seconds a read waits for the replica to replay the primary's WAL position
+# before it is served by the primary instead (docs/SCALING.md, "Read replica").
+DEFAULT_READ_MAX_WAIT = 1.0
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 class DatabaseSettings:
-    def __init__(self, url: str, app_role: str | None) -> None:
+    """Where the service connects: the primary (`url`, a libpq URL that may name
+    several hosts with target_session_attrs=read-write), an optional streaming
+    replica for reads (`read_url`), and whether a transaction-pooling PgBouncer
+    sits in between (`transaction_pooling`: no prepared statements, no session state).
+
+    `transaction_pooling` defaults to ACTIVEBILLING_TRANSACTION_POOLING so that
+    code building settings by hand (the tests) follows the deployment's bouncer.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        app_role: str | None,
+        *,
+        read_url: str | None = None,
+        read_max_wait: float = DEFAULT_READ_MAX_WAIT,
+        transaction_pooling: bool | None = None,
+    ) -> None:
         self.url = url
         self.app_role = app_role
+        self.read_url = read_url
+        self.read_max_wait = read_max_wait
+        self.transaction_pooling = (
+            _flag("ACTIVEBILLING_TRANSACTION_POOLING")
+            if transaction_pooling is None
+            else transaction_pooling
+        )
 
     @classmethod
     def from_environment(cls) -> DatabaseSettings:
@@ -30,7 +63,13 @@ class DatabaseSettings:
             Path(os.environ.get("ACTIVEBILLING_DATA_DIR") or DEFAULT_DATA_DIR)
         )
         role = os.environ.get("ACTIVEBILLING_APP_ROLE", DEFAULT_APP_ROLE) or None
-        return cls(url, role)
+        wait = os.environ.get("DATABASE_READ_MAX_WAIT")
+        return cls(
+            url,
+            role,
+            read_url=os.environ.get("DATABASE_READ_URL") or None,
+            read_max_wait=float(wait) if wait else DEFAULT_READ_MAX_WAIT,
+        )
 
 
 _servers: dict[Path, object] = {}

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     ForeignKey,
+    Identity,
+    Index,
     Integer,
     LargeBinary,
     PrimaryKeyConstraint,
@@ -15,6 +18,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from ledger.postgres.tables import TIMESTAMPTZ, metadata
 
@@ -28,9 +32,13 @@ api_keys = Table(
     Column("label", Text, nullable=False, server_default=""),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     Column("revoked_at", TIMESTAMPTZ),
+    Column("last_used_at", TIMESTAMPTZ),
     PrimaryKeyConstraint("book_id", "id"),
     UniqueConstraint("book_id", "key_hash"),
-    CheckConstraint("role in ('admin', 'operator', 'accountant', 'auditor', 'erp')", name="role"),
+    CheckConstraint(
+        "role in ('admin', 'operator', 'accountant', 'auditor', 'erp', 'billing_staff')",
+        name="role",
+    ),
 )
 
 # Stored responses of POST requests that carried an Idempotency-Key.
@@ -46,4 +54,24 @@ idempotency_keys = Table(
     Column("response_body", LargeBinary),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("book_id", "key"),
+)
+
+# Every mutation the API answered (issue 14): who, what, how it ended. Append-only
+# (a trigger refuses UPDATE, DELETE and TRUNCATE, as for journal entries).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("book_id", Uuid, ForeignKey("books.id"), nullable=False),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
+    Column("at", TIMESTAMPTZ, nullable=False),
+    Column("key_id", Uuid, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("idempotency_key", Text),
+    Column("request_id", Text, nullable=False),
+    Column("created", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    PrimaryKeyConstraint("book_id", "id"),
+    Index("ix_audit_log_book_id_at", "book_id", "at"),
 )

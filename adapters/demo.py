@@ -3,8 +3,10 @@
 Every step calls the same application services the HTTP handlers call, each
 in its own unit of work, with the book's simulated date as "today": billing
 runs, payments (late, partial, over), plan changes, cancellations, one-off
-invoices, credit notes, refunds and month-end revenue recognition. It ends
-by sealing the book and running `verify`.
+invoices, credit notes, refunds and month-end revenue recognition. Beside
+that SaaS core, `adapters/demo_industries.py` runs card collection, usage,
+telecom, healthcare and MSP customers through the HTTP API. It ends by
+sealing the book and running `verify`.
 """
 
 from __future__ import annotations
@@ -20,17 +22,17 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from adapters.demo_industries import Industries, open_api
+from adapters.http.ledger_api import moved_clock
 from adapters.runtime import Runtime
-from adapters.services import create_book_with_chart
+from adapters.services import create_book_with_chart, verify_everything
 from billing.errors import DocumentState, ExceedsAvailable
 from billing.periods import month_of
 from billing.postgres import billing_runs, catalog, credit_notes, customers, invoices, payments
 from billing.postgres import subscriptions as subs
 from billing.postgres.recognition import run_recognition
-from ledger.postgres.books import set_clock
 from ledger.postgres.sealer import seal_pending
 from ledger.postgres.unit_of_work import unit_of_work
-from ledger.postgres.verify import verify_book
 
 T = TypeVar("T")
 
@@ -58,6 +60,7 @@ class Demo:
         self.counts: Counter[str] = Counter()
         self.book_id = uuid.UUID(int=0)
         self.today = date.min
+        self.rank: dict[uuid.UUID, int] = {}  # customer id -> order of creation
 
     def work(self, fn: Callable[[psycopg.Connection], T]) -> T:
         with unit_of_work(self.runtime.connection) as uow:
@@ -74,7 +77,8 @@ class Demo:
             self.counts[f"{what}_refused"] += 1
 
     def move_clock(self, day: date) -> None:
-        self.work(lambda conn: set_clock(conn, self.book_id, day))
+        """As `POST /v1/clock`: what runs on the clock (gateway payouts, disputes) happens."""
+        self.work(lambda conn: moved_clock(conn, self.book_id, day))
         self.today = day
 
 
@@ -89,25 +93,34 @@ def run_demo(
     prices = demo.work(lambda conn: _catalog(conn, book.id))
     subscriptions = demo.work(lambda conn: _customers(demo, conn, prices, customers_count))
     customer_ids = list(subscriptions)
-    month_start = start
-    for _ in range(months):
-        demo.move_clock(month_start)
-        run = billing_runs.run_billing(runtime.connection, book.id, month_start, month_start)
-        demo.counts["invoices_from_runs"] += run.invoices_created
-        demo.move_clock(month_start + timedelta(days=9))
-        _payments(demo)
-        demo.move_clock(month_start + timedelta(days=14))
-        _changes(demo, subscriptions, prices)
-        _one_offs(demo, customer_ids)
-        _credits_and_refunds(demo)
-        last = month_of(month_start).end - timedelta(days=1)
-        demo.move_clock(last)
-        recognized = run_recognition(runtime.connection, book.id, last)
-        demo.counts["recognition_entries"] += recognized.entries
-        month_start = last + timedelta(days=1)
+    with open_api(runtime, api_key) as api:
+        industries = Industries(api, runtime, book.id, demo.random, demo.counts)
+        industries.setup(start)
+        for n, customer_id in enumerate(industries.created, start=customers_count):
+            demo.rank[uuid.UUID(customer_id)] = n
+        month_start = start
+        for _ in range(months):
+            demo.move_clock(month_start)
+            run = billing_runs.run_billing(runtime.connection, book.id, month_start, month_start)
+            demo.counts["invoices_from_runs"] += run.invoices_created
+            industries.after_billing_run(month_start)
+            demo.move_clock(month_start + timedelta(days=9))
+            industries.collect_direct_debits(demo.today)  # before transfers pay the rest
+            _payments(demo)
+            demo.move_clock(month_start + timedelta(days=14))
+            _changes(demo, subscriptions, prices)
+            _one_offs(demo, customer_ids)
+            _credits_and_refunds(demo)
+            industries.mid_month(month_start, demo.today)
+            last = month_of(month_start).end - timedelta(days=1)
+            demo.move_clock(last)
+            recognized = run_recognition(runtime.connection, book.id, last, last)
+            demo.counts["recognition_entries"] += recognized.entries
+            industries.month_end(month_start, last)
+            month_start = last + timedelta(days=1)
     seal_pending(runtime.connection, book.id)
     with runtime.connection() as conn:
-        problems = verify_book(conn, book.id)
+        problems = verify_everything(conn, book.id)
         totals = conn.execute(
             "select count(*) from journal_entries where book_id = %s", (book.id,)
         ).fetchone()
@@ -176,17 +189,32 @@ def _customers(
             demo.today,
         )
         out[str(customer.id)] = str(subscription.id)
+        demo.rank[customer.id] = n
         demo.counts["subscriptions"] += 1
     return out
 
 
-def _open_invoices(demo: Demo) -> list[invoices.Invoice]:
+def _invoices(demo: Demo, status: str) -> list[invoices.Invoice]:
+    """Invoices in the order the demo made them. Lists come in id order, and ids are
+    random: drawing from the seeded generator in that order gave a different book on
+    every run with the same seed. One billing run makes many invoices in a transaction
+    (one `created_at`), so the customer's place breaks the tie; within one customer's
+    transaction (a plan change and its proration) the numbers follow the code's order."""
     with demo.runtime.connection() as conn:
-        return invoices.list_invoices(conn, demo.book_id, status="open", limit=10_000)
+        found = invoices.list_invoices(conn, demo.book_id, status=status, limit=100_000)
+    return sorted(
+        found,
+        key=lambda i: (
+            i.created_at,
+            demo.rank[i.customer_id],
+            i.supply_start or date.min,
+            i.number or "",
+        ),
+    )
 
 
 def _payments(demo: Demo) -> None:
-    for invoice in _open_invoices(demo):
+    for invoice in _invoices(demo, "open"):
         roll = demo.random.random()
         if roll < 0.08:
             continue  # late payer: stays open and ages
@@ -317,9 +345,17 @@ def _one_offs(demo: Demo, customer_ids: list[str]) -> None:
 
 
 def _credits_and_refunds(demo: Demo) -> None:
+    paid = _invoices(demo, "paid")
     with demo.runtime.connection() as conn:
-        paid = invoices.list_invoices(conn, demo.book_id, status="paid", limit=10_000)
-        recent = payments.list_payments(conn, demo.book_id, limit=200)
+        every = payments.list_payments(conn, demo.book_id, limit=100_000)
+    # The 200 most recent, newest first. Not by creation time: card charges after a
+    # billing run go in invoice-id order, and ids are random; the customer's place and
+    # the amount make the order the same for a seed.
+    recent = sorted(
+        every,
+        key=lambda p: (p.received_on, demo.rank[p.customer_id], p.amount, p.method),
+        reverse=True,
+    )[:200]
     for invoice in demo.random.sample(paid, k=min(len(paid), 2)):
         if invoice.total <= 0:
             continue

@@ -11,11 +11,13 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import psycopg
 
-from ledger.errors import InvalidEntry
+from ledger.errors import InvalidEntry, NotFound
 
 
 class Role(StrEnum):
@@ -24,6 +26,7 @@ class Role(StrEnum):
     ACCOUNTANT = "accountant"
     AUDITOR = "auditor"
     ERP = "erp"
+    BILLING_STAFF = "billing_staff"  # healthcare front office: may see PHI
 
 
 class Permission(StrEnum):
@@ -35,6 +38,9 @@ class Permission(StrEnum):
     MOVE_CLOCK = "move_clock"
     BILLING_WRITE = "billing_write"
     EXPORT = "export"
+    MANAGE_BOOK = "manage_book"  # book settings (admin only)
+    SEE_PHI = "see_phi"  # patient names, DOB, member ids, diagnoses (HIPAA)
+    READ_AUDIT = "read_audit"  # the audit log of who changed what
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
@@ -49,8 +55,9 @@ GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.EXPORT,
         }
     ),
-    Role.AUDITOR: frozenset({Permission.READ, Permission.EXPORT}),
+    Role.AUDITOR: frozenset({Permission.READ, Permission.EXPORT, Permission.READ_AUDIT}),
     Role.ERP: frozenset({Permission.READ, Permission.EXPORT}),
+    Role.BILLING_STAFF: frozenset({Permission.READ, Permission.BILLING_WRITE, Permission.SEE_PHI}),
 }
 
 
@@ -59,6 +66,8 @@ class Principal:
     book_id: uuid.UUID
     key_id: uuid.UUID
     role: Role
+    # The book's `rate_limit` setting as (requests per second, burst), read with the key.
+    rate_limit: tuple[float, float] | None = None
 
     def may(self, permission: Permission) -> bool:
         return permission in GRANTS[self.role]
@@ -101,13 +110,126 @@ def book_of(key: str) -> uuid.UUID | None:
 
 
 def authenticate(conn: psycopg.Connection, key: str) -> Principal | None:
+    """The key's principal, or None if unknown or revoked. Stamps `last_used_at`, at
+    most once a minute per key so that busy keys do not turn reads into writes; the
+    caller commits."""
     book_id = book_of(key)
     if book_id is None:
         return None
     row = conn.execute(
-        "select id, role from api_keys where book_id = %s and key_hash = %s and revoked_at is null",
+        "select k.id, k.role,"
+        " k.last_used_at is null or k.last_used_at < now() - interval '1 minute',"
+        " b.settings->'rate_limit'"
+        " from api_keys k join books b on b.id = k.book_id"
+        " where k.book_id = %s and k.key_hash = %s and k.revoked_at is null",
         (book_id, _hash(key)),
     ).fetchone()
     if row is None:
         return None
-    return Principal(book_id, row[0], Role(row[1]))
+    if row[2]:
+        # Checked again here: of concurrent first requests, one writes, the rest skip.
+        conn.execute(
+            "update api_keys set last_used_at = now() where book_id = %s and id = %s"
+            " and (last_used_at is null or last_used_at < now() - interval '1 minute')",
+            (book_id, row[0]),
+        )
+    return Principal(book_id, row[0], Role(row[1]), _rate_limit(row[3]))
+
+
+def _rate_limit(setting: object) -> tuple[float, float] | None:
+    """(rate, burst) of a book's `rate_limit` setting; burst defaults to one second's worth."""
+    if not isinstance(setting, dict) or "requests_per_second" not in setting:
+        return None
+    rate = float(setting["requests_per_second"])
+    if rate <= 0:
+        return None
+    return rate, float(setting.get("burst") or max(1.0, rate))
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What may be shown of a key: never the key or its hash."""
+
+    key_id: uuid.UUID
+    role: Role
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    def json(self) -> dict[str, Any]:
+        def at(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "key_id": str(self.key_id),
+            "role": self.role.value,
+            "label": self.label,
+            "created_at": self.created_at.isoformat(),
+            "last_used_at": at(self.last_used_at),
+            "revoked_at": at(self.revoked_at),
+        }
+
+
+_KEY_COLUMNS = "id, role, label, created_at, last_used_at, revoked_at"
+
+
+def list_keys(conn: psycopg.Connection, book_id: uuid.UUID) -> list[KeyInfo]:
+    rows = conn.execute(
+        f"select {_KEY_COLUMNS} from api_keys where book_id = %s order by created_at, id",
+        (book_id,),
+    ).fetchall()
+    return [KeyInfo(r[0], Role(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def revoke_key(conn: psycopg.Connection, book_id: uuid.UUID, key_ref: str) -> KeyInfo:
+    """Revoke the key (idempotent: a revoked key keeps its first revocation time)."""
+    try:
+        key_id = uuid.UUID(key_ref)
+    except (ValueError, TypeError):
+        raise NotFound(f"API key {key_ref!r} does not exist in this book") from None
+    row = conn.execute(
+        "update api_keys set revoked_at = coalesce(revoked_at, now())"
+        f" where book_id = %s and id = %s returning {_KEY_COLUMNS}",
+        (book_id, key_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"API key {key_ref!r} does not exist in this book")
+    return KeyInfo(row[0], Role(row[1]), row[2], row[3], row[4], row[5])
+
+
+def principal_by_id(
+    conn: psycopg.Connection, book_id: uuid.UUID, key_id: uuid.UUID
+) -> Principal | None:
+    """A key's principal by its id (a console session names the key, not its secret);
+    None once it is revoked."""
+    row = conn.execute(
+        "select role from api_keys where book_id = %s and id = %s and revoked_at is null",
+        (book_id, key_id),
+    ).fetchone()
+    return None if row is None else Principal(book_id, key_id, Role(row[0]))
+
+
+def audit_log(
+    conn: psycopg.Connection, book_id: uuid.UUID, *, before: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """The book's audit rows, newest first, before the row `before` (a cursor)."""
+    rows = conn.execute(
+        "select id, at, key_id, role, method, path, status, idempotency_key, request_id,"
+        " created from audit_log where book_id = %s and (%s::bigint is null or id < %s)"
+        " order by id desc limit %s",
+        (book_id, before, before, limit),
+    ).fetchall()
+    names = (
+        "id",
+        "at",
+        "key_id",
+        "role",
+        "method",
+        "path",
+        "status",
+        "idempotency_key",
+        "request_id",
+        "created",
+    )
+    return [dict(zip(names, row, strict=True)) for row in rows]

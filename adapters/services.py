@@ -9,7 +9,14 @@ import psycopg
 
 from adapters.keys import Role, create_key
 from billing.chart import DEFAULT_CHART
+from billing.postgres.msp_verify import verify_services
+from billing.postgres.verify import (
+    verify_cdr_ratings,
+    verify_invoices,
+    verify_usage_unbilled,
+)
 from ledger.postgres.books import AccountSpec, Book, create_book
+from ledger.postgres.verify import Discrepancy, verify_book
 
 
 def create_book_with_chart(
@@ -39,3 +46,14 @@ def single_book_id(conn: psycopg.Connection) -> uuid.UUID:
             else "several books exist: name one with --book"
         )
     return uuid.UUID(str(rows[0][0]))
+
+
+def verify_everything(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepancy]:
+    """The ledger's own checks, then billing's (the ledger knows nothing of invoices)."""
+    return (
+        verify_book(conn, book_id)
+        + verify_invoices(conn, book_id)
+        + verify_cdr_ratings(conn, book_id)
+        + verify_usage_unbilled(conn, book_id)
+        + verify_services(conn, book_id)
+    )

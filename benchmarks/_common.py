@@ -236,15 +236,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def http_server(db: BenchDatabase, *, workers: int = 2) -> Iterator[str]:
-    """`activebilling serve --workers N` on a free loopback port; stopped afterwards."""
+def http_server(db: BenchDatabase, *, workers: int = 2, server: str = "uvicorn") -> Iterator[str]:
+    """`activebilling serve --workers N [--server granian]` on a free loopback port;
+    stopped afterwards."""
     import httpx
 
     port = free_port()
     exe = Path(sys.executable).with_name("activebilling")
     env = {**os.environ, "DATABASE_URL": db.url}
+    command = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers), "--server", server]
     proc = subprocess.Popen(
-        [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        command,
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

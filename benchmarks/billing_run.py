@@ -11,9 +11,10 @@ on the run date. They are created with set-based SQL (`insert … select …
 from generate_series`), so setup is a few statements however large N is.
 Then `billing.postgres.billing_runs.run_billing` bills them all for that
 date (claim a batch with FOR UPDATE SKIP LOCKED, build drafts in Python,
-insert invoices and lines with set-based statements, take a block of
-numbers, post every finalization entry with one `post_entries` call, advance
-the subscriptions; one transaction per batch), and we report invoices/s and
+advance the subscriptions, COPY the lines, then take a block of numbers,
+post every finalization entry (one template per invoice shape) with one
+`post_entries` call, COPY the invoices and their events; one transaction per
+batch), and we report invoices/s and
 the total time. In the same process and database, the same number of
 2-/3-posting entries is posted through `ledger.postgres.posting.post_entries`
 1,000 per call (one transaction each), and the ratio of the two rates says
@@ -38,8 +39,8 @@ import psycopg
 from benchmarks._common import BenchDatabase, analyze, bench_database, emit, ratio
 from benchmarks.post_batch import make_entries
 from billing.postgres.billing_runs import run_billing
+from billing.postgres.posting import post_entries  # the baseline entries name invoices
 from billing.postgres.recognition import run_recognition
-from ledger.postgres.posting import post_entries
 
 GOAL_SECONDS = 30.0
 RUN_DATE = date(2026, 3, 1)
@@ -156,7 +157,7 @@ def main() -> None:
         analyze(db)
         with db.connect(app_role=True) as conn:
             started = time.perf_counter()
-            recognized = run_recognition(lambda: _one(conn), book_id, MONTH_END)
+            recognized = run_recognition(lambda: _one(conn), book_id, MONTH_END, MONTH_END)
             recognition_s = time.perf_counter() - started
         posting_rate = _posting_rate(db, book_id, run.invoices_created, 1000)
         invoice_rate = run.invoices_created / billing_s

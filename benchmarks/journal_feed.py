@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
                     rows += bytes(block).count(b"\n")
             copy_s = time.perf_counter() - t0
             conn.rollback()
+            # SAP refuses a file without its company code (erp_formats.check_mapping).
+            journal_feed.save_mapping(conn, book.id, "sap", {"company_code": "1000"}, {})
+            conn.commit()
             for fmt in args.formats.split(","):
                 since, lines, size, batches = 0, 0, 0, 0
                 t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Batched posting: 1,000 entries per call, one transaction each, against COPY.
 
     .venv/bin/python -m benchmarks.post_batch [--entries 50000] [--batch 1000]
-        [--clients 1] [--http-entries 20000]
+        [--clients 1] [--http-entries 20000] [--interleave 0]
 
 The entries (alternating 2- and 3-posting, every one crediting the hot
 Income:Subscriptions account, dated over 30 days) are built in memory first;
@@ -12,7 +12,10 @@ with psycopg's `cursor.copy` into a pair of unconstrained tables (no triggers,
 no foreign keys, no indexes, no defaults; NOT NULL kept), one transaction per
 batch: the ratio says what the ledger's guarantees cost over raw loading.
 Optionally the same kind of batches go over HTTP (`POST
-/v1/journal-entries/batch`, one client, sequential).
+/v1/journal-entries/batch`, one client, sequential). With `--interleave N`,
+N more entries go batch by batch through post_entries and COPY in turn, so
+both meet the same load: on a shared machine the sequential ratio moves with
+whatever else runs during either phase.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
+
 from benchmarks._common import (
     HOT_ACCOUNT,
     BenchDatabase,
@@ -40,6 +45,7 @@ from benchmarks._common import (
     timing_summary,
     warm_up,
 )
+from billing.postgres.posting import mark_billing_transaction
 from ledger.entries import JournalEntry, Posting, build_entry
 from ledger.money import Money
 from ledger.postgres.posting import AccountDirectory, post_entries, request_hash
@@ -103,6 +109,7 @@ def run_post_entries(
                         return
                     _, chunk = todo.pop(0)
                 t0 = time.perf_counter()
+                mark_billing_transaction(conn)  # the entries name invoices, as billing's do
                 post_entries(conn, book_id, chunk, directory)
                 conn.commit()
                 elapsed = (time.perf_counter() - t0) * 1000
@@ -143,6 +150,73 @@ create table bench_copy_postings (
 """
 
 
+def copy_batch(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    names: dict[str, uuid.UUID],
+    chunk: Sequence[JournalEntry],
+) -> None:
+    """One batch's rows, converted as post_entries converts them (ids, request
+    hashes, JSON), COPYed raw and committed."""
+    now = datetime.now(UTC)
+    txid = conn.execute("select pg_current_xact_id()::text::bigint").fetchone()
+    assert txid is not None
+    with conn.cursor() as cur:
+        posting_rows = []
+        with cur.copy(
+            "copy bench_copy_entries (book_id, id, effective_date, recorded_at, memo,"
+            " metadata, idempotency_key, request_hash, reverses_entry_id, txid)"
+            " from stdin"
+        ) as copy:
+            for entry in chunk:
+                entry_id = uuid.uuid4()
+                copy.write_row(
+                    (
+                        book_id,
+                        entry_id,
+                        entry.effective_date,
+                        now,
+                        entry.memo,
+                        json.dumps(entry.metadata, sort_keys=True, default=str),
+                        entry.idempotency_key,
+                        request_hash(entry),
+                        None,
+                        txid[0],
+                    )
+                )
+                for line_no, p in enumerate(entry.postings, start=1):
+                    posting_rows.append(
+                        (
+                            book_id,
+                            entry_id,
+                            line_no,
+                            names[p.account],
+                            p.money.quantized().amount,
+                            p.currency,
+                            entry.effective_date,
+                            p.customer,
+                            p.document,
+                            json.dumps(dict(p.dimensions), sort_keys=True),
+                        )
+                    )
+        with cur.copy(
+            "copy bench_copy_postings (book_id, entry_id, line_no, account_id, amount,"
+            " currency, effective_date, customer_id, document, dimensions) from stdin"
+        ) as copy:
+            for row in posting_rows:
+                copy.write_row(row)
+    conn.commit()
+
+
+def copied_counts(conn: psycopg.Connection) -> tuple[int, int]:
+    row = conn.execute(
+        "select (select count(*) from bench_copy_entries),"
+        " (select count(*) from bench_copy_postings)"
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
 def run_copy(
     db: BenchDatabase, book_id: uuid.UUID, chunks: list[Sequence[JournalEntry]]
 ) -> dict[str, Any]:
@@ -155,67 +229,51 @@ def run_copy(
         started = time.perf_counter()
         for chunk in chunks:
             t0 = time.perf_counter()
-            now = datetime.now(UTC)
-            txid = conn.execute("select pg_current_xact_id()::text::bigint").fetchone()
-            assert txid is not None
-            with conn.cursor() as cur:
-                posting_rows = []
-                with cur.copy(
-                    "copy bench_copy_entries (book_id, id, effective_date, recorded_at, memo,"
-                    " metadata, idempotency_key, request_hash, reverses_entry_id, txid)"
-                    " from stdin"
-                ) as copy:
-                    for entry in chunk:
-                        entry_id = uuid.uuid4()
-                        copy.write_row(
-                            (
-                                book_id,
-                                entry_id,
-                                entry.effective_date,
-                                now,
-                                entry.memo,
-                                json.dumps(entry.metadata, sort_keys=True, default=str),
-                                entry.idempotency_key,
-                                request_hash(entry),
-                                None,
-                                txid[0],
-                            )
-                        )
-                        for line_no, p in enumerate(entry.postings, start=1):
-                            posting_rows.append(
-                                (
-                                    book_id,
-                                    entry_id,
-                                    line_no,
-                                    names[p.account],
-                                    p.money.quantized().amount,
-                                    p.currency,
-                                    entry.effective_date,
-                                    p.customer,
-                                    p.document,
-                                    json.dumps(dict(p.dimensions), sort_keys=True),
-                                )
-                            )
-                with cur.copy(
-                    "copy bench_copy_postings (book_id, entry_id, line_no, account_id, amount,"
-                    " currency, effective_date, customer_id, document, dimensions) from stdin"
-                ) as copy:
-                    for row in posting_rows:
-                        copy.write_row(row)
-            conn.commit()
+            copy_batch(conn, book_id, names, chunk)
             times.append((time.perf_counter() - t0) * 1000)
         wall = time.perf_counter() - started
-        copied = conn.execute(
-            "select (select count(*) from bench_copy_entries),"
-            " (select count(*) from bench_copy_postings)"
-        ).fetchone()
-    assert copied is not None
+        entries, postings = copied_counts(conn)
     return {
-        "entries": copied[0],
-        "postings": copied[1],
+        "entries": entries,
+        "postings": postings,
         "seconds": round(wall, 3),
-        "entries_per_s": round(copied[0] / wall, 1),
+        "entries_per_s": round(entries / wall, 1),
         "per_batch": timing_summary(times),
+        "first_batch_ms": round(times[0], 3),
+        "last_batch_ms": round(times[-1], 3),
+    }
+
+
+def run_interleaved(
+    db: BenchDatabase, book_id: uuid.UUID, chunks: list[Sequence[JournalEntry]]
+) -> dict[str, Any]:
+    """Each batch through post_entries and, right beside it, through COPY (which
+    goes first alternates), so both meet the same load on a shared machine: the
+    ratio of their total times is the figure least moved by other work."""
+    names = account_ids(db, book_id)
+    post_ms: list[float] = []
+    copy_ms: list[float] = []
+    directory = AccountDirectory()
+    with db.connect(app_role=True) as app, db.connect() as owner:
+        for n, chunk in enumerate(chunks):
+            for step in ("post", "copy") if n % 2 == 0 else ("copy", "post"):
+                t0 = time.perf_counter()
+                if step == "post":
+                    mark_billing_transaction(app)
+                    post_entries(app, book_id, chunk, directory)
+                    app.commit()
+                    post_ms.append((time.perf_counter() - t0) * 1000)
+                else:
+                    copy_batch(owner, book_id, names, chunk)
+                    copy_ms.append((time.perf_counter() - t0) * 1000)
+    entries = sum(len(c) for c in chunks)
+    return {
+        "entries": entries,
+        "post_entries_per_s": round(entries / (sum(post_ms) / 1000), 1),
+        "copy_entries_per_s": round(entries / (sum(copy_ms) / 1000), 1),
+        "post_entries_per_batch": timing_summary(post_ms),
+        "copy_per_batch": timing_summary(copy_ms),
+        "ratio_post_entries_to_copy": ratio(sum(copy_ms), sum(post_ms)),
     }
 
 
@@ -237,8 +295,6 @@ def run_http(db: BenchDatabase, key: str, chunks: list[Sequence[JournalEntry]]) 
                                     "account": p.account,
                                     "amount": str(p.money.quantized().amount),
                                     "currency": p.currency,
-                                    "customer": p.customer,
-                                    "document": p.document,
                                 }
                                 for p in e.postings
                             ],
@@ -279,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-entries", type=int, default=20_000, help="0 skips HTTP")
     parser.add_argument("--days", type=int, default=30, help="effective dates spread over")
     parser.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        help="then N more entries, each batch through post_entries and COPY in turn "
+        "(same load for both; 0 skips)",
+    )
+    parser.add_argument(
         "--warmup",
         type=int,
         default=2000,
@@ -297,6 +360,13 @@ def main(argv: list[str] | None = None) -> int:
         warm_up(db, book.id, args.warmup, start)
         direct = run_post_entries(db, book.id, chunks, args.clients)
         copy = run_copy(db, book.id, chunks)
+        interleaved = None
+        if args.interleave:
+            interleaved = run_interleaved(
+                db,
+                book.id,
+                batches(make_entries(args.interleave, start, args.days, "inter"), args.batch),
+            )
         http = None
         if args.http_entries:
             http_chunks = batches(
@@ -312,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             ).fetchone()
         info = db.server_info()
     assert row is not None
-    expected = args.warmup + args.entries + (args.http_entries or 0)
+    expected = args.warmup + args.entries + (args.http_entries or 0) + args.interleave
     value = ratio(direct["entries_per_s"], copy["entries_per_s"])
     emit(
         {
@@ -331,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             "post_entries": direct,
             "copy_unconstrained": copy,
             "http_batch": http,
+            "interleaved": interleaved,
             "ratio_post_entries_to_copy": value,
             "database_check": {
                 "entries_in_db": row[0],

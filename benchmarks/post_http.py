@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,12 @@ wrk.headers["Authorization"] = "Bearer __KEY__"
 
 function request()
   n = n + 1
+  if __IDEMPOTENCY__ then
+    local headers = {}
+    for k, v in pairs(wrk.headers) do headers[k] = v end
+    headers["Idempotency-Key"] = string.format("%s-%d", tostring(wrk.thread):sub(-8), n)
+    return wrk.format(nil, "/v1/journal-entries", headers, bodies[(n % 1000) + 1])
+  end
   return wrk.format(nil, "/v1/journal-entries", nil, bodies[(n % 1000) + 1])
 end
 
@@ -133,13 +140,22 @@ end
 """
 
 
-def run_wrk(base: str, key: str, *, clients: int, threads: int, seconds: int) -> dict[str, Any]:
+def run_wrk(
+    base: str,
+    key: str,
+    *,
+    clients: int,
+    threads: int,
+    seconds: int,
+    idempotency: bool = False,
+) -> dict[str, Any]:
     wrk = shutil.which("wrk")
     assert wrk is not None
     today = datetime.now(UTC).date().isoformat()
     script = (
         WRK_SCRIPT.replace("__TODAY__", today)
         .replace("__KEY__", key)
+        .replace("__IDEMPOTENCY__", "true" if idempotency else "false")
         .replace("__HOT__", HOT_ACCOUNT)
     )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
@@ -194,7 +210,9 @@ def run_wrk(base: str, key: str, *, clients: int, threads: int, seconds: int) ->
     }
 
 
-def run_python_clients(base: str, key: str, *, clients: int, seconds: int) -> dict[str, Any]:
+def run_python_clients(
+    base: str, key: str, *, clients: int, seconds: int, idempotency: bool = False
+) -> dict[str, Any]:
     """Fallback: one thread per client, each with a keep-alive httpx client."""
     import random
 
@@ -206,6 +224,7 @@ def run_python_clients(base: str, key: str, *, clients: int, seconds: int) -> di
     latencies: list[float] = []
     counts = {"created_201": 0, "other_2xx": 0, "non_2xx": 0}
     stop = time.monotonic() + seconds
+    run_id = uuid.uuid4().hex[:8]
 
     def client(seed: int) -> None:
         rng = random.Random(seed)
@@ -234,7 +253,8 @@ def run_python_clients(base: str, key: str, *, clients: int, seconds: int) -> di
                     )
                 body = {"effective_date": today, "memo": "bench", "postings": postings}
                 t0 = time.perf_counter()
-                r = http.post("/v1/journal-entries", json=body)
+                extra = {"Idempotency-Key": f"{run_id}-{seed}-{i}"} if idempotency else None
+                r = http.post("/v1/journal-entries", json=body, headers=extra)
                 mine.append((time.perf_counter() - t0) * 1000)
                 if r.status_code == 201:
                     local["created_201"] += 1
@@ -311,6 +331,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pgbench-seconds", type=int, default=None, help="default: --seconds")
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
     parser.add_argument(
+        "--server",
+        choices=["uvicorn", "granian"],
+        default="uvicorn",
+        help="serve's HTTP stack: uvicorn with httptools (default) or granian",
+    )
+    parser.add_argument(
+        "--idempotency-key",
+        action="store_true",
+        help="send a fresh Idempotency-Key with every request (issue 14's figure)",
+    )
+    parser.add_argument(
         "--warmup",
         type=int,
         default=5000,
@@ -323,13 +354,24 @@ def main(argv: list[str] | None = None) -> int:
     with bench_database() as db:
         book, key = create_bench_book(db)
         warm_up(db, book.id, args.warmup, datetime.now(UTC).date())
-        with http_server(db, workers=args.workers) as base:
+        with http_server(db, workers=args.workers, server=args.server) as base:
             if use_wrk:
                 http = run_wrk(
-                    base, key, clients=args.clients, threads=args.threads, seconds=args.seconds
+                    base,
+                    key,
+                    clients=args.clients,
+                    threads=args.threads,
+                    seconds=args.seconds,
+                    idempotency=args.idempotency_key,
                 )
             else:
-                http = run_python_clients(base, key, clients=args.clients, seconds=args.seconds)
+                http = run_python_clients(
+                    base,
+                    key,
+                    clients=args.clients,
+                    seconds=args.seconds,
+                    idempotency=args.idempotency_key,
+                )
             time.sleep(1.0)  # let requests cut off at the end finish their commit
         check = check_database(db, book.id)
         pgbench = run_pgbench(
@@ -357,11 +399,20 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python -m benchmarks.post_http "
             + " ".join(sys.argv[1:] if argv is None else argv),
             "setup": {
-                "server": f"activebilling serve --workers {args.workers} (uvicorn, httptools)",
+                "server": (
+                    f"activebilling serve --workers {args.workers} (uvicorn, httptools)"
+                    if args.server == "uvicorn"
+                    else f"activebilling serve --workers {args.workers} --server granian"
+                ),
                 "clients": args.clients,
                 "entries": "alternating 2-posting (debit asset / credit Income:Subscriptions) "
                 "and 3-posting (… / Income:Subscriptions / Liabilities:Tax-Payable) entries, "
-                "no Idempotency-Key header, dated today",
+                + (
+                    "a fresh Idempotency-Key on each"
+                    if args.idempotency_key
+                    else "no Idempotency-Key header"
+                )
+                + ", dated today",
                 "warm_up": f"{args.warmup} entries via post_entries, then VACUUM ANALYZE",
                 **info,
             },

@@ -132,6 +132,19 @@ select %(book)s, md5(%(book)s::text || ':' || n)::uuid, l.line_no, l.account_id,
 """
 
 
+# Postings must come from the statement that inserts their entry (cmin check in
+# the posting trigger): both inserts in one statement.
+GEN_BOTH = (
+    "with entries as ("
+    + GEN_ENTRIES.strip()
+    + " returning 1) "
+    + GEN_POSTINGS.strip().replace(
+        "where l.line_no < 3", "where (select count(*) from entries) > 0 and (l.line_no < 3"
+    )
+    + ")"
+)
+
+
 def load_sql(
     db: BenchDatabase, book_id: uuid.UUID, entries: int, start: date, debits: list[str]
 ) -> None:
@@ -152,8 +165,7 @@ def load_sql(
             size = 1000 if chunk_no == 0 else 100_000
             last = min(first + size, entries) - 1
             conn = conns[chunk_no % WRITERS]
-            conn.execute(GEN_ENTRIES, {**params, "first": first, "last": last})
-            conn.execute(GEN_POSTINGS, {**params, "first": first, "last": last})
+            conn.execute(GEN_BOTH, {**params, "first": first, "last": last})
             conn.commit()
             first = last + 1
             chunk_no += 1

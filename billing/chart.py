@@ -20,6 +20,7 @@ DEFAULT_CHART: tuple[DefaultAccount, ...] = (
     DefaultAccount("1105", "Assets:Receivable:Payer"),
     DefaultAccount("1106", "Assets:Receivable:Patient"),
     DefaultAccount("1110", "Assets:Receivable:Allowance"),
+    DefaultAccount("1115", "Assets:Receivable:FX-Translation"),
     DefaultAccount("1120", "Assets:Receivable:Unbilled"),
     DefaultAccount("2000", "Liabilities:Deferred-Revenue"),
     DefaultAccount("2010", "Liabilities:Customer-Credit"),

@@ -18,7 +18,9 @@ amount off an invoice's lines. What they take is split the same way:
    Refunding the unused half of an annual plan thus debits Deferred-Revenue
    and books no contra-revenue; crediting more than is still deferred books
    the rest as contra-revenue. The recognition run then recognizes what is
-   left deferred, so the line's revenue is its total less every credit.
+   left deferred ratably over the service days from the credit's date
+   (prospective: billing.recognition.scheduled_through), so the line's
+   revenue is its total less every credit.
 
 Every posting these entries make on an invoice carries
 `document = invoice:<id>`, `dimensions["line"]` and `dimensions["via"]`

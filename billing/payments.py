@@ -201,6 +201,28 @@ def refund_capacity(invoice: RefundableInvoice) -> Money:
     return invoice.paid_by_payment if invoice.paid_by_payment <= most else most
 
 
+def plan_dispute_loss(
+    amount: Money, unapplied: Money, credit: Money, invoices: Sequence[RefundableInvoice]
+) -> tuple[RefundPlan, Money]:
+    """A lost dispute returns `amount` to the cardholder whatever the books say is left
+    of the payment: the card network has decided. Split it as a refund (unapplied
+    credit, then the invoices' refundable lines); what the invoices no longer hold
+    because a credit note kept it as customer credit comes out of the customer's
+    credit balance (`credit`, at most); anything beyond is unrecovered, a loss to
+    contra-revenue without a tax split. Returns (plan, unrecovered)."""
+    zero = Money.zero(amount.currency)
+    unapplied = unapplied if unapplied.amount > 0 else zero
+    capacity = sum((refund_capacity(i) for i in invoices), unapplied)
+    if amount <= capacity:
+        return plan_refund(amount, unapplied, invoices), zero
+    spare = credit - unapplied if credit > unapplied else zero
+    extra = amount - capacity if amount - capacity <= spare else spare
+    covered = capacity + extra
+    if covered.amount <= 0:
+        return RefundPlan(zero, ()), amount
+    return plan_refund(covered, unapplied + extra, invoices), amount - covered
+
+
 def plan_refund(
     amount: Money, unapplied: Money, invoices: Sequence[RefundableInvoice]
 ) -> RefundPlan:

@@ -41,7 +41,37 @@ PAYMENT_ACCOUNTS = {
     "check": BANK,
     "cash": BANK,
     "card": "Assets:Clearing:Manual",
+    # Charges through a gateway land in its clearing account (ACCOUNTING.md 1010).
+    "fake": "Assets:Clearing:Fake",
+    "stripe": "Assets:Clearing:Stripe",
+    # Direct debits collected by a collection run (billing.direct_debit).
+    "sepa_debit": "Assets:Clearing:SEPA",
+    "ach_debit": "Assets:Clearing:ACH",
 }
+
+
+# The documents billing writes; postings naming one are billing's alone
+# (ACCOUNTING.md, "Manual journals and billing documents").
+# Revision 0009's postings trigger holds the same list (0011 adds `contract`:
+# retainer draw-down and breakage postings; 0015 the healthcare documents).
+BILLING_DOCUMENT_KINDS = (
+    "invoice",
+    "payment",
+    "credit_note",
+    "refund",
+    "contract",
+    # healthcare
+    "encounter",
+    "claim",
+    "remittance",
+    "patient_payment",
+)
+
+
+def document_kind(document: str) -> str | None:
+    """`invoice` for `invoice:<id>`; None when the text has no `<kind>:` prefix."""
+    kind, sep, _ = document.partition(":")
+    return kind if sep else None
 
 
 def invoice_doc(invoice_id: object) -> str:
@@ -123,6 +153,52 @@ def finalization_entry(
         postings,
         metadata={"kind": "invoice", "invoice": str(invoice_id), "number": number},
         idempotency_key=f"invoice:{invoice_id}:finalize",
+    )
+
+
+# Stand-ins for what differs between invoices of one shape (finalization_template).
+_ANY_INVOICE = "\x00invoice"
+_ANY_NUMBER = "\x00number"
+_ANY_CUSTOMER = "\x00customer"
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizationTemplate:
+    """`finalization_entry` of one invoice shape (issue date and final lines), built and
+    checked once: a billing run's invoices come in a handful of shapes, and only the
+    invoice id, number and customer differ between the entries of one shape."""
+
+    issue_date: date
+    lines: tuple[FinalLine, ...]
+    entry: JournalEntry | None  # with stand-ins for the invoice, number and customer
+
+    def entry_for(self, invoice_id: object, number: str, customer: str) -> JournalEntry | None:
+        """The same entry `finalization_entry` builds for this invoice."""
+        template = self.entry
+        if template is None:
+            return None
+        memo = f"Invoice {number}"
+        if len(memo) > 1000:  # build_entry refuses it: let it say so
+            return finalization_entry(invoice_id, number, customer, self.issue_date, self.lines)
+        doc = invoice_doc(invoice_id)
+        return JournalEntry(
+            effective_date=template.effective_date,
+            memo=memo,
+            postings=tuple(
+                Posting(p.account, p.money, customer, doc, p.dimensions) for p in template.postings
+            ),
+            metadata={"kind": "invoice", "invoice": str(invoice_id), "number": number},
+            idempotency_key=f"invoice:{invoice_id}:finalize",
+        )
+
+
+def finalization_template(issue_date: date, lines: Sequence[FinalLine]) -> FinalizationTemplate:
+    """The template of `finalization_entry(…, issue_date, lines)` for any invoice,
+    number and customer (balance, accounts and amounts depend on the lines alone)."""
+    return FinalizationTemplate(
+        issue_date,
+        tuple(lines),
+        finalization_entry(_ANY_INVOICE, _ANY_NUMBER, _ANY_CUSTOMER, issue_date, lines),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from billing.periods import month_of
-from billing.recognition import LineProgress, due_for_line
+from billing.recognition import LineProgress, recognition_postings
 from ledger.money import Money
 
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
@@ -27,17 +27,13 @@ def aging_bucket(as_of: date, due: date | None) -> str:
 
 def waterfall(line: LineProgress, as_of: date) -> list[tuple[date, Money]]:
     """When the line's remaining deferred revenue will be recognized, month by
-    month after `as_of`, if runs happen at each month end."""
-    out: list[tuple[date, Money]] = []
-    progress = line
-    month = month_of(as_of + timedelta(days=1))
-    while not progress.remaining.is_zero() and month.start < line.period.end + timedelta(days=62):
-        through = month.end - timedelta(days=1)
-        due = due_for_line(progress, through)
-        if not due.is_zero():
-            out.append((month.start, due))
-            progress = LineProgress(
-                progress.total, progress.period, progress.recognized + due, progress.removed
-            )
-        month = month_of(month.end)
-    return out
+    month after `as_of`: what runs at each month end would post (the same rule
+    as a run). What is already earned but not yet recognized by `as_of` falls
+    in the first month after it."""
+    first = month_of(as_of + timedelta(days=1)).start
+    out: dict[date, Money] = {}
+    last = max(line.period.end - timedelta(days=1), first)
+    for on, amount in recognition_postings(line, last):
+        month = max(month_of(on).start, first)
+        out[month] = out[month] + amount if month in out else amount
+    return sorted(out.items())

@@ -32,9 +32,16 @@ command does, in dates:
 - **Coupons** (percent or amount; once, repeating N periods, forever) apply
   to the recurring lines of the first N paid periods, allocated over the
   lines by largest remainder (billing.discounts). Proration lines get none.
-- **Usage in arrears** is the seam left for a later issue: `period_lines`
-  takes `arrears`, lines already rated for the *previous* period (their own
-  service period), which the invoice carries after the in-advance lines.
+- **Credits are never negative invoices.** Proration lines that net to a
+  credit (a downgrade, a cancellation) are issued as credit notes on the
+  invoice lines they take back (`credit_parts` says which price gives how
+  much); that holds for `next_invoice` too — a credit is owed now and never
+  waits in a pending draft, so a period invoice can never net below zero.
+- **Usage in arrears.** Items with a usage price (`Item.usage`) carry no
+  quantity and give no line in advance, no proration and no credit: their
+  usage is rated at period end (billing.usage) and handed to `period_lines`
+  as `arrears`, lines for the *previous* period (their own service period),
+  which the invoice carries after the in-advance lines.
 """
 
 from __future__ import annotations
@@ -50,11 +57,13 @@ from billing.errors import InvalidBillingRequest
 from billing.periods import Interval, Period, anchor_date, next_period_end
 from billing.proration import prorate
 from billing.rating import Charge, ChargeModel, FlatCharge, PerUnitCharge, rate
-from ledger.money import Money
+from billing.usage import UsagePrice
+from ledger.money import Money, allocate
 
 __all__ = [
     "Coupon",
     "CouponDuration",
+    "CreditPart",
     "Item",
     "Line",
     "Plan",
@@ -64,9 +73,11 @@ __all__ = [
     "change_lines",
     "check_items",
     "coupon_of",
+    "credit_parts",
     "cycle_period",
     "due_periods",
     "item_amount",
+    "nets_to_credit",
     "period_lines",
     "share",
     "status_on",
@@ -78,6 +89,7 @@ class SubscriptionStatus(StrEnum):
     ACTIVE = "active"
     PAST_DUE = "past_due"
     PAUSED = "paused"
+    SUSPENDED = "suspended"  # by dunning (billing/dunning.py): no new periods billed
     CANCELED = "canceled"
 
 
@@ -117,6 +129,7 @@ class Item:
     charge: Charge
     quantity: Decimal
     revenue_account: str = "Income:Subscriptions"
+    usage: UsagePrice | None = None  # billed in arrears from usage events
 
     @property
     def key(self) -> tuple[str, Decimal]:
@@ -244,6 +257,8 @@ def period_lines(
     cycle = cycle_period(plan.anchor, plan.interval, plan.count, period.start)
     lines: list[Line] = []
     for item in plan.items:
+        if item.usage is not None:
+            continue
         full = item_amount(item)
         amount = share(full, cycle, period)
         lines.append(_line("subscription", item, amount, period == cycle, period))
@@ -270,12 +285,12 @@ def change_lines(plan: Plan, new_items: Sequence[Item], current: Period, on: dat
     kept = {i.key for i in plan.items} & {i.key for i in new_items}
     lines: list[Line] = []
     for item in plan.items:
-        if item.key not in kept:
+        if item.key not in kept and item.usage is None:
             lines.append(
                 _line("proration", item, -share(item_amount(item), cycle, rest), False, rest)
             )
     for item in new_items:
-        if item.key not in kept:
+        if item.key not in kept and item.usage is None:
             lines.append(
                 _line("proration", item, share(item_amount(item), cycle, rest), False, rest)
             )
@@ -291,8 +306,53 @@ def cancellation_credits(plan: Plan, current: Period, on: date) -> list[Line]:
     return [
         _line("proration", item, -share(item_amount(item), cycle, rest), False, rest)
         for item in plan.items
-        if not item_amount(item).is_zero()
+        if item.usage is None and not item_amount(item).is_zero()
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class CreditPart:
+    """What a change that nets to a credit takes back from the invoiced line of one price."""
+
+    price_id: str | None
+    service: Period  # the span credited (the credit lines' service periods)
+    amount: Money  # net of tax, > 0
+
+
+def nets_to_credit(lines: Sequence[Line]) -> bool:
+    return (
+        bool(lines)
+        and sum((line.amount for line in lines), Money.zero(lines[0].amount.currency)).amount < 0
+    )
+
+
+def credit_parts(lines: Sequence[Line]) -> list[CreditPart]:
+    """How proration lines that net to a credit are credited.
+
+    Lines of the same price net off first (a quantity change credits the old
+    quantity and charges the new one). Each price left with a credit gives
+    back its credit, less — pro rata, largest remainder — what the prices
+    left with a charge cost, so the parts sum to the net credit.
+    """
+    if not nets_to_credit(lines):
+        return []
+    currency = lines[0].amount.currency
+    zero = Money.zero(currency)
+    by_price: dict[str | None, list[Line]] = {}
+    for line in lines:
+        by_price.setdefault(line.price_id, []).append(line)
+    sums = {price: sum((x.amount for x in group), zero) for price, group in by_price.items()}
+    credits = [price for price, total in sums.items() if total.amount < 0]
+    charges = sum((t for t in sums.values() if t.amount > 0), zero)
+    net = sum((-sums[p] for p in credits), zero) - charges
+    parts = allocate(net, [-sums[p].amount for p in credits])
+    out = []
+    for price, part in zip(credits, parts, strict=True):
+        spans = [x.service for x in by_price[price] if x.amount.amount < 0]
+        service = Period(min(p.start for p in spans), max(p.end for p in spans))
+        if not part.is_zero():
+            out.append(CreditPart(price, service, part))
+    return out
 
 
 def due_periods(plan: Plan, next_start: date, as_of: date, limit: int = 1000) -> list[Period]:
@@ -317,12 +377,15 @@ def status_on(
     cancel_at: date | None,
     paused_on: date | None,
     overdue: bool,
+    suspended_on: date | None = None,
 ) -> SubscriptionStatus:
     """The status a subscription has on `today` (the book's date)."""
     if cancel_at is not None and today >= cancel_at:
         return SubscriptionStatus.CANCELED
     if paused_on is not None and today >= paused_on:
         return SubscriptionStatus.PAUSED
+    if suspended_on is not None and today >= suspended_on:
+        return SubscriptionStatus.SUSPENDED
     if trial_end is not None and today < trial_end:
         return SubscriptionStatus.TRIALING
     if overdue:

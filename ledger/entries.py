@@ -1,7 +1,8 @@
 """Journal entries and postings: immutable records, balanced per currency.
 
 The zero-sum rule is checked here, when an entry is built, and again by
-PostgreSQL at commit (a deferred constraint trigger), so neither a bug here
+PostgreSQL when the statement inserting the entry ends (its statement-level
+triggers; no posting can join the entry later), so neither a bug here
 nor a raw SQL session can store an unbalanced entry.
 """
 

@@ -12,6 +12,7 @@ LedgerError                 base; never raised itself
 ├── AccountClosed           posting to a closed account
 ├── CurrencyNotAllowed      posting in a currency the account does not take
 ├── PeriodClosed            an effective date inside a closed period
+├── DateNotAccepted         a date outside the book's accepted window (ledger.dates)
 ├── BalanceLimitExceeded    a posting that would take a guarded account below its minimum
 ├── IdempotencyConflict     an idempotency key reused with a different request
 ├── AlreadyReversed         reversing an entry twice
@@ -85,6 +86,11 @@ class CurrencyNotAllowed(LedgerError):
 
 class PeriodClosed(LedgerError):
     code = "period_closed"
+    status = 422
+
+
+class DateNotAccepted(LedgerError):
+    code = "date_not_accepted"
     status = 422
 
 

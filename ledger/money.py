@@ -206,6 +206,15 @@ def minor_unit_text(amount: Decimal, currency: str) -> str:
     return str(Decimal(amount).quantize(quantum(currency)))
 
 
+def price_text(amount: Decimal, currency: str) -> str:
+    """A unit price: at least the currency's minor-unit places, more only where the price
+    carries more ("9.90", "0.0125" and "9.90" again for 9.900000 USD; "120" JPY)."""
+    value = Decimal(amount)
+    if decimal_places(value) <= minor_unit(currency):
+        return minor_unit_text(value, currency)
+    return format(value.normalize(), "f")
+
+
 def allocate(total: Money, weights: Sequence[Decimal | int]) -> list[Money]:
     """Split `total` over `weights` in whole minor units by largest remainder.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from datetime import date
 from enum import StrEnum
 
@@ -32,3 +33,12 @@ def period_bounds(name: str) -> tuple[date, date]:
     start = date(year, month, 1)
     end = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
     return start, end
+
+
+def first_open_day(day: date, closed: Collection[str]) -> date:
+    """`day` when its period is open, else the first day of the first open
+    period after it: where an amount that belongs to a closed period is dated
+    (ACCOUNTING.md, "Late usage" and "Revenue recognition")."""
+    while period_of(day) in closed:
+        day = period_bounds(period_of(day))[1]
+    return day

@@ -49,14 +49,14 @@ def _amount(value: Decimal) -> str:
 
 
 def canonical_bytes(entry: SealedEntry) -> bytes:
-    document = {
-        "id": entry.entry_id,
-        "date": entry.effective_date.isoformat(),
-        "memo": entry.memo,
-        "metadata": entry.metadata,
-        "key": entry.idempotency_key,
-        "reverses": entry.reverses,
-        "postings": [
+    return canonical_row_bytes(
+        entry.entry_id,
+        entry.effective_date.isoformat(),
+        entry.memo,
+        entry.metadata,
+        entry.idempotency_key,
+        entry.reverses,
+        [
             [
                 p.line_no,
                 p.account_id,
@@ -68,10 +68,50 @@ def canonical_bytes(entry: SealedEntry) -> bytes:
             ]
             for p in sorted(entry.postings, key=lambda p: p.line_no)
         ],
+    )
+
+
+def canonical_row_bytes(
+    entry_id: str,
+    effective_date: str,
+    memo: str,
+    metadata: Any,
+    idempotency_key: str,
+    reverses: str | None,
+    postings: list[list[Any]],
+) -> bytes:
+    """The canonical document from plain values (the bulk paths skip the dataclasses).
+
+    `postings` must already be in line order, each
+    `[line_no, account_id, amount, currency, customer, document, dimensions]`
+    with the amount as `_amount` writes it (`canonical_amount`).
+    """
+    document = {
+        "id": entry_id,
+        "date": effective_date,
+        "memo": memo,
+        "metadata": metadata,
+        "key": idempotency_key,
+        "reverses": reverses,
+        "postings": postings,
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def canonical_amount(text: str) -> str:
+    """`_amount` of a trailing-zero-free decimal text (PostgreSQL's `trim_scale(x)::text`).
+
+    Past 28 significant digits `Decimal.normalize` rounds to the context's
+    precision, so such an amount goes through `_amount` itself.
+    """
+    return text if len(text) <= 28 else _amount(Decimal(text))
+
+
 def chain_hash(previous_hash: str, entry: SealedEntry) -> str:
-    content = hashlib.sha256(canonical_bytes(entry)).hexdigest()
+    return link_hash(previous_hash, canonical_bytes(entry))
+
+
+def link_hash(previous_hash: str, canonical: bytes) -> str:
+    """`sha256(previous hash || sha256(canonical entry))`, both as hex text."""
+    content = hashlib.sha256(canonical).hexdigest()
     return hashlib.sha256(f"{previous_hash}{content}".encode()).hexdigest()

@@ -12,6 +12,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,20 +48,42 @@ def server_url() -> Iterator[str]:
             server.cleanup()
 
 
-@pytest.fixture(scope="session")
-def database_url(server_url: str) -> Iterator[str]:
-    name = f"ab_test_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def migrated_database(server_url: str, prefix: str = "ab_test") -> Iterator[str]:
+    """A new database on the server, migrated by Alembic, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     url = with_database(server_url, name)
-    upgrade(url)
     try:
+        upgrade(url)
         yield url
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
             )
+
+
+# ACTIVEBILLING_PGBOUNCER=1 runs the tests through a transaction-pooling PgBouncer
+# (tests/integration/pgbouncer.py): the service must then keep no session state.
+THROUGH_PGBOUNCER = os.environ.get("ACTIVEBILLING_PGBOUNCER", "") == "1"
+# Raw sessions opened by the tests themselves: no server-side prepared statements
+# when a transaction pooler may hand the next statement to another server session.
+RAW_OPTIONS: dict[str, Any] = {"prepare_threshold": None} if THROUGH_PGBOUNCER else {}
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    with migrated_database(server_url) as url:
+        if not THROUGH_PGBOUNCER:
+            yield url
+            return
+        from tests.integration.pgbouncer import pgbouncer_in_front
+
+        os.environ["ACTIVEBILLING_TRANSACTION_POOLING"] = "1"
+        with pgbouncer_in_front(url) as pooled:
+            yield pooled
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +122,10 @@ def book(runtime: Runtime) -> BookFixture:
 @pytest.fixture
 def app_conn(database_url: str) -> Iterator[psycopg.Connection]:
     """A raw session as the application's role, as `psql` would open it."""
+    if THROUGH_PGBOUNCER:  # SET ROLE would outlive the statement on a pooled server session
+        with psycopg.connect(database_url, autocommit=True, user=APP_ROLE, **RAW_OPTIONS) as conn:
+            yield conn
+        return
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("set role {}").format(sql.Identifier(APP_ROLE)))
         yield conn
@@ -107,5 +134,5 @@ def app_conn(database_url: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture
 def owner_conn(database_url: str) -> Iterator[psycopg.Connection]:
     """A superuser session, for tests that must tamper behind the triggers."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(database_url, autocommit=True, **RAW_OPTIONS) as conn:
         yield conn

@@ -14,18 +14,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .model import StatementError
+from .model import MAX_DEPTH, StatementError
 
-_TOKEN = re.compile(
-    r"<!\[CDATA\[(?P<cdata>.*?)\]\]>"
-    r"|<!--.*?-->"
-    r"|<[?!][^>]*>"
-    r"|</(?P<close>[A-Za-z0-9._]+)\s*>"
-    r"|<(?P<open>[A-Za-z0-9._]+)\s*/?>"
-    r"|(?P<text>[^<]+)"
-    r"|(?P<stray><)",
-    re.DOTALL,
-)
+_TAG = re.compile(r"(?P<close>/)?(?P<name>[A-Za-z0-9._]+)\s*(?P<empty>/)?")
 
 
 @dataclass(slots=True)
@@ -52,31 +43,76 @@ class Node:
             yield from child.iter(tag)
 
 
+def _tokens(body: str) -> Iterator[tuple[str, str]]:
+    """(kind, value) pairs: text, cdata, open, empty (`<X/>`) and close.
+
+    Each step searches forward from where the last one ended and never goes
+    back, so a file is read in linear time whatever it holds; an unterminated
+    CDATA section or comment ends the file with an error, not a rescan.
+    """
+    pos, end = 0, len(body)
+    while pos < end:
+        lt = body.find("<", pos)
+        if lt < 0:
+            yield "text", body[pos:]
+            return
+        if lt > pos:
+            yield "text", body[pos:lt]
+        for opener, closer, kind in (("<![CDATA[", "]]>", "cdata"), ("<!--", "-->", "")):
+            if body.startswith(opener, lt):
+                stop = body.find(closer, lt + len(opener))
+                if stop < 0:
+                    raise StatementError(
+                        "truncated_file",
+                        f"the OFX file ends inside an unterminated {opener} section; it was "
+                        "probably cut off while downloading. Download it again.",
+                    )
+                if kind:
+                    yield kind, body[lt + len(opener) : stop]
+                pos = stop + len(closer)
+                break
+        else:
+            gt = body.find(">", lt + 1)
+            tag = _TAG.fullmatch(body, lt + 1, gt) if gt > 0 else None
+            if body.startswith(("<?", "<!"), lt) and gt > 0:
+                pos = gt + 1  # processing instructions and declarations say nothing
+                continue
+            if tag is None:
+                raise StatementError(
+                    "malformed_ofx", "the OFX body has a '<' that does not start a tag."
+                )
+            name = tag.group("name").upper()
+            yield (
+                ("close" if tag.group("close") else "empty" if tag.group("empty") else "open"),
+                name,
+            )
+            pos = gt + 1
+
+
 def build_tree(body: str) -> Node:
     """Tree of the first <OFX> element in `body`; tags are upper-cased."""
     root = Node("#document")
     stack = [root]
-    for token in _TOKEN.finditer(body):
-        kind = token.lastgroup
-        if kind == "open":
+    for kind, value in _tokens(body):
+        if kind in ("open", "empty"):
             _close_value(stack)
-            node = Node(token.group("open").upper())
+            node = Node(value)
             stack[-1].children.append(node)
-            stack.append(node)
-            if token.group(0).endswith("/>"):
-                stack.pop()
+            if kind == "open":
+                stack.append(node)
+                if len(stack) > MAX_DEPTH:
+                    raise StatementError(
+                        "too_deeply_nested",
+                        f"the OFX elements nest deeper than {MAX_DEPTH} levels (a statement "
+                        "nests about 10); the file is damaged or not a statement.",
+                    )
         elif kind in ("text", "cdata"):
-            text = token.group(kind)
-            text = html.unescape(text) if kind == "text" else text
+            text = html.unescape(value) if kind == "text" else value
             if text.strip() and len(stack) > 1:
                 top = stack[-1]
                 top.text = (top.text or "") + text.strip()
-        elif kind == "close":
-            _close(stack, token.group("close").upper())
-        elif kind == "stray":
-            raise StatementError(
-                "malformed_ofx", "the OFX body has a '<' that does not start a tag."
-            )
+        else:
+            _close(stack, value)
     _close_value(stack)
     if len(stack) > 1:
         raise StatementError(
@@ -104,9 +140,10 @@ def _close(stack: list[Node], tag: str) -> None:
             # their parent, innermost first.
             for index in range(len(stack) - 1, depth, -1):
                 node, parent = stack[index], stack[index - 1]
+                # An open element is its parent's last child (everything
+                # since it opened went inside it), so its content is appended.
                 if node.text is None and node.children:
-                    at = parent.children.index(node) + 1
-                    parent.children[at:at] = node.children
+                    parent.children.extend(node.children)
                     node.children = []
             del stack[depth:]
             return

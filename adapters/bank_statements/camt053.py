@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import TypeVar
 from xml.etree.ElementTree import Element
@@ -19,7 +19,7 @@ from xml.etree.ElementTree import Element
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from .model import ReferenceMinter, Statement, StatementError, StatementLine
+from .model import ReferenceMinter, Statement, StatementError, StatementLine, distinct_references
 from .validation import collect_errors
 
 _T = TypeVar("_T")
@@ -48,18 +48,22 @@ class _Balance:
     on: date | None
 
 
-def parse_camt053(data: bytes) -> list[Statement]:
+def parse_camt053(data: bytes, time_zone: tzinfo = UTC) -> list[Statement]:
     """Parse and check; raise the first problem found."""
-    statements, errors = read_camt053(data)
+    statements, errors = read_camt053(data, time_zone)
     if errors:
         raise errors[0]
     return statements
 
 
-def read_camt053(data: bytes) -> tuple[list[Statement], list[StatementError]]:
+def read_camt053(
+    data: bytes, time_zone: tzinfo = UTC
+) -> tuple[list[Statement], list[StatementError]]:
     """Parse, returning statements and every problem they show.
 
-    Raises StatementError only when the file cannot be read at all.
+    `time_zone` is the bank account's: a date-time with an offset (a booking
+    at 23:30Z) is booked on its calendar day there. Raises StatementError
+    only when the file cannot be read at all.
     """
     body = _message_body(*_parse_xml(data))
     elements = body.findall("Stmt")
@@ -70,7 +74,7 @@ def read_camt053(data: bytes) -> tuple[list[Statement], list[StatementError]]:
             "banking with an account and a date range selected.",
         )
     errors: list[StatementError] = []
-    statements = [_statement(element, errors) for element in elements]
+    statements = [_statement(element, errors, time_zone) for element in elements]
     return statements, collect_errors(statements, errors)
 
 
@@ -146,7 +150,7 @@ def _message_body(root: Element, namespace: str) -> Element:
     return body
 
 
-def _statement(element: Element, errors: list[StatementError]) -> Statement:
+def _statement(element: Element, errors: list[StatementError], zone: tzinfo) -> Statement:
     statement_id = _text(element, "Id")
     if statement_id is None:
         raise StatementError("missing_field", "a camt.053 <Stmt> has no <Id>.")
@@ -154,7 +158,7 @@ def _statement(element: Element, errors: list[StatementError]) -> Statement:
     iban = _text(element, "Acct/Id/IBAN")
     other = _text(element, "Acct/Id/Othr/Id")
     balances = {
-        _text(bal, "Tp/CdOrPrtry/Cd"): _balance(bal, where) for bal in element.findall("Bal")
+        _text(bal, "Tp/CdOrPrtry/Cd"): _balance(bal, where, zone) for bal in element.findall("Bal")
     }
     # OPBD is the opening balance; PRCD (previous closing) stands in for it.
     opening = balances.get("OPBD") or balances.get("PRCD")
@@ -173,11 +177,21 @@ def _statement(element: Element, errors: list[StatementError]) -> Statement:
                 )
             )
     minter = ReferenceMinter(iban or other)
-    lines = [
+    # An entry without a booking date was booked on its value date, else on
+    # the statement's own date (real daily files carry neither on entries):
+    # the day of its closing balance, else the end of its period, else the
+    # day it was created.
+    created = _text(element, "CreDtTm")
+    own_day = (
+        (closing.on if closing else None)
+        or _period_date(element, "ToDtTm", where, zone)
+        or (_moment(created, zone, f"{where}, <CreDtTm>") if created else None)
+    )
+    lines = distinct_references(
         line
         for index, entry in enumerate(entries, start=1)
-        for line in _entry_lines(entry, f"{where}, entry {index}", minter)
-    ]
+        for line in _entry_lines(entry, f"{where}, entry {index}", minter, zone, own_day)
+    )
     return Statement(
         format="camt.053",
         statement_id=statement_id,
@@ -186,9 +200,9 @@ def _statement(element: Element, errors: list[StatementError]) -> Statement:
         currency=currency,
         opening_balance=opening.amount if opening else None,
         closing_balance=closing.amount if closing else None,
-        opening_date=opening.on if opening else _period_date(element, "FrDtTm", where),
-        closing_date=closing.on if closing else _period_date(element, "ToDtTm", where),
-        lines=tuple(lines),
+        opening_date=opening.on if opening else _period_date(element, "FrDtTm", where, zone),
+        closing_date=closing.on if closing else _period_date(element, "ToDtTm", where, zone),
+        lines=lines,
     )
 
 
@@ -202,10 +216,14 @@ def _first_currency(
     return amount.get("Ccy") if amount is not None else None
 
 
-def _balance(element: Element, where: str) -> _Balance:
+def _balance(element: Element, where: str, zone: tzinfo) -> _Balance:
     amount, currency = _amount(element.find("Amt"), f"{where}, balance")
-    signed = _signed(amount, _text(element, "CdtDbtInd"), f"{where}, balance")
-    return _Balance(signed, currency, _date_choice(element.find("Dt"), f"{where}, balance"))
+    # Banks leave <CdtDbtInd> out of balances that are zero or in credit (one
+    # bank does on every daily file); ISO 20022 reads an unsigned balance as a
+    # credit, so it counts as positive. Only DBIT makes a balance negative.
+    indicator = _text(element, "CdtDbtInd") or "CRDT"
+    signed = _signed(amount, indicator, f"{where}, balance")
+    return _Balance(signed, currency, _date_choice(element.find("Dt"), f"{where}, balance", zone))
 
 
 def _is_booked(entry: Element) -> bool:
@@ -215,20 +233,28 @@ def _is_booked(entry: Element) -> bool:
     return status in (None, "BOOK")
 
 
-def _entry_lines(entry: Element, where: str, minter: ReferenceMinter) -> list[StatementLine]:
+def _entry_lines(
+    entry: Element, where: str, minter: ReferenceMinter, zone: tzinfo, own_day: date | None
+) -> list[StatementLine]:
     amount, currency = _amount(entry.find("Amt"), where)
     indicator = _text(entry, "CdtDbtInd")
     signed = _signed(amount, indicator, where)
-    booking = _date_choice(entry.find("BookgDt"), f"{where}, booking date")
+    value = _date_choice(entry.find("ValDt"), f"{where}, value date", zone)
+    booking = _date_choice(entry.find("BookgDt"), f"{where}, booking date", zone)
+    booking = booking or value or own_day
     if booking is None:
-        raise StatementError("bad_date", f"{where} has no booking date <BookgDt>.")
+        raise StatementError(
+            "bad_date",
+            f"{where} has no booking date <BookgDt>, no value date <ValDt>, and the "
+            "statement no creation date <CreDtTm> to fall back to.",
+        )
     reversal = (_text(entry, "RvslInd") or "").lower() == "true"
     # Parties keep their roles from the original payment, so a reversed credit
     # still names the payer as debtor.
     incoming = (indicator == "CRDT") != reversal
     common = _Common(
         booking=booking,
-        value=_date_choice(entry.find("ValDt"), f"{where}, value date"),
+        value=value,
         currency=currency,
         incoming=incoming,
         code=_bank_code(entry.find("BkTxCd")),
@@ -243,11 +269,17 @@ def _entry_lines(entry: Element, where: str, minter: ReferenceMinter) -> list[St
         detail = details[0] if len(details) == 1 else None
         reference = entry_ref or (_text(detail, "Refs/AcctSvcrRef") if detail else None)
         return [_line(detail, signed, reference, common, minter)]
+    # Each part is a line of its own, so it needs an identity of its own: the
+    # detail's reference when every detail has a distinct one (other than the
+    # entry's, which Swiss grouped credits repeat on each part), else the
+    # entry's reference and the detail's position in the entry.
+    own = [_text(detail, "Refs/AcctSvcrRef") for detail, _ in parts]
+    distinct = None not in own and entry_ref not in own and len(set(own)) == len(own)
     return [
         _line(
             detail,
             part,
-            _text(detail, "Refs/AcctSvcrRef") or (f"{entry_ref}/{n}" if entry_ref else None),
+            own[n - 1] if distinct else (f"{entry_ref}/{n}" if entry_ref else None),
             common,
             minter,
         )
@@ -381,7 +413,7 @@ def _signed(amount: Decimal, indicator: str | None, where: str) -> Decimal:
     )
 
 
-def _date_choice(element: Element | None, where: str) -> date | None:
+def _date_choice(element: Element | None, where: str, zone: tzinfo) -> date | None:
     """A DateAndDateTimeChoice: <Dt> or <DtTm>."""
     if element is None:
         return None
@@ -392,13 +424,22 @@ def _date_choice(element: Element | None, where: str) -> date | None:
     moment = _text(element, "DtTm")
     if moment is None:
         raise StatementError("bad_date", f"{where} has neither <Dt> nor <DtTm>.")
-    # The calendar day as the bank wrote it, in the bank's own time zone.
-    return _parse(datetime.fromisoformat, moment, where).date()
+    return _moment(moment, zone, where)
 
 
-def _period_date(element: Element, name: str, where: str) -> date | None:
+def _moment(text: str, zone: tzinfo, where: str) -> date:
+    """The calendar day of an ISO date-time on the account's clock.
+
+    With an offset (`2023-01-15T23:30:00Z`) the instant is converted to the
+    account's time zone; without one it is already the bank's local time.
+    """
+    moment = _parse(datetime.fromisoformat, text, where)
+    return (moment.astimezone(zone) if moment.tzinfo is not None else moment).date()
+
+
+def _period_date(element: Element, name: str, where: str, zone: tzinfo) -> date | None:
     text = _text(element, f"FrToDt/{name}")
-    return _parse(datetime.fromisoformat, text, where).date() if text else None
+    return _moment(text, zone, where) if text else None
 
 
 def _parse(parse: Callable[[str], _T], text: str, where: str) -> _T:

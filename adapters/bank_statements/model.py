@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import Literal
@@ -18,6 +18,7 @@ ErrorCode = Literal[
     "unsafe_xml",
     "malformed_ofx",
     "malformed_csv",
+    "malformed_mt940",
     "truncated_file",
     "unsupported_format",
     "unknown_format",
@@ -30,6 +31,9 @@ ErrorCode = Literal[
     "currency_mismatch",
     "unbalanced_statement",
     "ofx_error_response",
+    "too_deeply_nested",
+    "nul_byte",
+    "bad_archive",
 ]
 
 
@@ -42,6 +46,7 @@ class StatementError(ValueError):
     - malformed_xml: the XML is not well-formed (often a truncated download).
     - unsafe_xml: the XML declares a DTD or entities; statements never need them.
     - malformed_ofx: the OFX tags do not nest, or there is no <OFX> element.
+    - malformed_mt940: an MT940 statement that breaks the SWIFT field layout.
     - malformed_csv: the CSV is not in the mapping's encoding or its quoting is broken.
     - truncated_file: the file ends inside an open element.
     - unsupported_format: a known format we deliberately do not import
@@ -55,6 +60,9 @@ class StatementError(ValueError):
     - currency_mismatch: a balance or line in another currency than its statement.
     - unbalanced_statement: opening + lines != closing.
     - ofx_error_response: the bank answered the OFX request with an error status.
+    - too_deeply_nested: elements nest deeper than any statement does (MAX_DEPTH).
+    - nul_byte: a field holds a NUL character, which no statement text contains.
+    - bad_archive: a ZIP of statements that is broken, empty or too large unpacked.
     """
 
     def __init__(self, code: ErrorCode, message: str) -> None:
@@ -101,6 +109,38 @@ class Statement:
     @property
     def account(self) -> str | None:
         return self.account_iban or self.account_number
+
+
+# Deeper than any real statement nests (OFX ~10 levels, camt.053 ~15); a limit
+# keeps hostile files from costing recursion or quadratic work.
+MAX_DEPTH = 64
+
+
+def distinct_references(lines: Iterable[StatementLine]) -> tuple[StatementLine, ...]:
+    """The lines with a reference each that no other line of the statement has.
+
+    A reference is a line's identity for de-duplication across uploads, so two
+    lines of one statement sharing one (a bank reusing an entry reference, a
+    repeated FITID) would make the second look already imported. Repeats get
+    an occurrence suffix instead: within one file no line is ever dropped.
+    """
+    result: list[StatementLine] = []
+    seen: set[str] = set()
+    # The last suffix given per reference: a file repeating one reference
+    # many times costs one step per line, not a search from #2 each time.
+    last: dict[str, int] = {}
+    for line in lines:
+        base = reference = line.bank_reference
+        if reference in seen:
+            count = last.get(base, 1)
+            while reference in seen:
+                count += 1
+                reference = f"{base}#{count}"
+            last[base] = count
+            line = replace(line, bank_reference=reference)
+        seen.add(reference)
+        result.append(line)
+    return tuple(result)
 
 
 class ReferenceMinter:

@@ -15,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 
 from ._sgml import Node, build_tree
-from .model import ReferenceMinter, Statement, StatementError, StatementLine
+from .model import ReferenceMinter, Statement, StatementError, StatementLine, distinct_references
 from .validation import collect_errors
 
 _STATEMENTS = {"STMTRS": "BANKACCTFROM", "CCSTMTRS": "CCACCTFROM"}
@@ -69,7 +69,9 @@ def _decode(data: bytes) -> str:
         r"^CHARSET:\s*(\S+)", head, re.MULTILINE
     )
     encoding = _ENCODINGS.get(declared.group(1).upper(), declared.group(1)) if declared else None
-    for candidate in (encoding, "utf-8", "cp1252"):
+    # UTF-8 first: exports often declare CHARSET:1252 over UTF-8 text, and
+    # cp1252 text with any accent almost never happens to be valid UTF-8.
+    for candidate in ("utf-8", encoding, "cp1252"):
         if candidate is None:
             continue
         try:
@@ -109,7 +111,13 @@ def _statement(node: Node, account_tag: str) -> Statement:
         raise StatementError(
             "missing_field", f"{where}: no currency in <CURDEF>; export the file again."
         )
+    lines = list(distinct_references(lines))
     closing, closing_date = _ledger_balance(node.find("LEDGERBAL"), where)
+    # OFX reports only the ledger balance at the end; the balance before the
+    # first line is that minus the lines, so the statement still chains.
+    opening = (
+        None if closing is None else closing - sum((line.amount for line in lines), Decimal(0))
+    )
     opening_date = _optional_date(node.value("BANKTRANLIST/DTSTART"), where)
     end_date = _optional_date(node.value("BANKTRANLIST/DTEND"), where)
     return Statement(
@@ -118,7 +126,7 @@ def _statement(node: Node, account_tag: str) -> Statement:
         account_iban=None,
         account_number=account,
         currency=currency,
-        opening_balance=None,  # OFX reports only the ledger balance at the end
+        opening_balance=opening,
         closing_balance=closing,
         opening_date=opening_date,
         closing_date=closing_date or end_date,

@@ -6,15 +6,24 @@ whole list, the way a ledger validator reports all errors of a batch.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from decimal import Decimal
 
-from .model import Statement, StatementError
+from .model import Statement, StatementError, StatementLine
+
+_TEXT_FIELDS = [f.name for f in fields(StatementLine) if f.type in ("str", "str | None")]
 
 
 def validate_statement(statement: Statement) -> list[StatementError]:
     errors: list[StatementError] = []
     name = describe(statement)
+    for field in ("statement_id", "account_iban", "account_number", "currency"):
+        if "\x00" in (getattr(statement, field) or ""):
+            errors.append(_nul(f"{name}: the statement's {field}"))
     for index, line in enumerate(statement.lines, start=1):
+        for field in _TEXT_FIELDS:
+            if "\x00" in (getattr(line, field) or ""):
+                errors.append(_nul(f"{name}: line {index}, {field}"))
         if line.currency != statement.currency:
             errors.append(
                 StatementError(
@@ -40,6 +49,11 @@ def validate_statement(statement: Statement) -> list[StatementError]:
                 )
             )
     return errors
+
+
+def _nul(where: str) -> StatementError:
+    # PostgreSQL text cannot hold NUL, and no bank writes one on purpose.
+    return StatementError("nul_byte", f"{where} holds a NUL character; export the statement again.")
 
 
 def collect_errors(

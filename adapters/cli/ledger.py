@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import threading
+import time
 from datetime import date
 
-from adapters.cli.common import CliError, _book_id, _print
+from adapters.cli.common import CliError, _book_id, _check_dates, _print, read_book
 from adapters.database import DatabaseSettings
-from adapters.keys import Role, create_key, parse_role
+from adapters.keys import Role, create_key, list_keys, parse_role, revoke_key
 from adapters.migrate import upgrade
 from adapters.runtime import open_runtime, utc_today
-from adapters.services import create_book_with_chart
+from adapters.services import create_book_with_chart, verify_everything
+from billing.postgres.settings import change_settings, read_settings
+from billing.settings import masked, merge_patch, parse_assignment
 from ledger.balances import totals_by_currency
 from ledger.postgres.books import get_book
 from ledger.postgres.queries import trial_balance_as_of
 from ledger.postgres.sealer import seal_pending
 from ledger.postgres.unit_of_work import unit_of_work
-from ledger.postgres.verify import verify_book
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -43,6 +47,29 @@ def cmd_books_create(args: argparse.Namespace) -> int:
             "currency": book.base_currency,
         },
         f"book {book.id} ({book.name}, {book.base_currency})\nadmin API key: {key}",
+    )
+    return 0
+
+
+def cmd_books_settings(args: argparse.Namespace) -> int:
+    """Print the book's settings (secrets masked), or change them with --set KEY=VALUE."""
+    change: object = {}
+    for assignment in args.set or []:
+        key, value = parse_assignment(assignment)
+        change = merge_patch(change, {key: value})
+    with open_runtime() as runtime:
+        book_id = _book_id(runtime, args.book)
+        with unit_of_work(runtime.connection) as uow:
+            if args.set:
+                settings = change_settings(uow.conn, book_id, change)
+            else:
+                settings = read_settings(uow.conn, book_id)
+            uow.commit()
+    shown = masked(settings)
+    _print(
+        args,
+        {"book_id": str(book_id), "settings": shown},
+        "\n".join(f"{k} = {json.dumps(v)}" for k, v in sorted(shown.items())) or "no settings",
     )
     return 0
 
@@ -79,9 +106,42 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    book_id, keys = read_book(
+        args, lambda conn, book_id, _today: [k.json() for k in list_keys(conn, book_id)]
+    )
+    text = "\n".join(
+        f"{k['key_id']}  {k['role']:<10} created {k['created_at'][:19]}"
+        f"  last used {(k['last_used_at'] or 'never')[:19]:<19}"
+        f"  {'REVOKED ' + k['revoked_at'][:19] if k['revoked_at'] else 'active'}"
+        f"  {k['label']}"
+        for k in keys
+    )
+    _print(args, {"book_id": str(book_id), "keys": keys}, text or "no keys")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from adapters.http.auth import CACHE_SECONDS
+
+    with open_runtime() as runtime:
+        book_id = _book_id(runtime, args.book)
+        with unit_of_work(runtime.connection) as uow:
+            key = revoke_key(uow.conn, book_id, args.key_id).json()
+            uow.commit()
+    _print(
+        args,
+        {"book_id": str(book_id), **key},
+        f"key {key['key_id']} ({key['role']}) revoked at {key['revoked_at']}; running servers"
+        f" refuse it within {CACHE_SECONDS:g} seconds (the time they cache a key)",
+    )
+    return 0
+
+
 def cmd_trial_balance(args: argparse.Namespace) -> int:
     with open_runtime() as runtime:
         book_id = _book_id(runtime, args.book)
+        _check_dates(runtime, book_id, args)
         with runtime.connection() as conn:
             book = get_book(conn, book_id)
             as_of = args.as_of or book.today(utc_today())
@@ -121,11 +181,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         book_id = _book_id(runtime, args.book)
         sealed = seal_pending(runtime.connection, book_id, wait=True)
         with runtime.connection() as conn:
-            problems = verify_book(conn, book_id)
+            problems = verify_everything(conn, book_id)
             counts = conn.execute(
                 "select (select count(*) from journal_entries where book_id = %s),"
                 " (select count(*) from postings where book_id = %s)",
                 (book_id, book_id),
+            ).fetchone()
+            head = conn.execute(
+                "select seq, hash from seals where book_id = %s order by seq desc limit 1",
+                (book_id,),
             ).fetchone()
     entries, postings = counts if counts else (0, 0)
     document = {
@@ -134,12 +198,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         "entries": entries,
         "postings": postings,
         "newly_sealed": sealed,
+        # The chain's last link: equal before a backup and after its restore.
+        "seal_head": {"sequence": head[0], "hash": head[1]} if head else None,
         "discrepancies": [
             {"check": p.check, "subject": p.subject, "detail": p.detail} for p in problems
         ],
     }
     text = (
-        f"ok: {entries} entries, {postings} postings; seal chain and projections agree"
+        f"ok: {entries} entries, {postings} postings;"
+        " seal chain, projections and invoice settlements agree"
         if not problems
         else "\n".join(f"FAIL {p.check} {p.subject}: {p.detail}" for p in problems)
     )
@@ -148,17 +215,53 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import secrets
+
+    # Every worker process signs console sessions with the same secret (inherited
+    # environment), so a session works whichever worker answers; set it yourself to
+    # keep sessions across restarts.
+    os.environ.setdefault("ACTIVEBILLING_CONSOLE_SECRET", secrets.token_urlsafe(32))
+    settings = DatabaseSettings.from_environment()
+    upgrade(settings.url)
+    url = f"http://{args.host}:{args.port}"
+    banner = _bootstrap(settings, url) if args.bootstrap else []
+    # Workers are separate processes: they reach the (possibly embedded) server by URL.
+    os.environ["DATABASE_URL"] = settings.url
+    metrics_dir: str | None = None
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # /metrics sums every worker's request counts from files in this directory;
+        # the server made it, so the server removes it when it stops.
+        import tempfile
+
+        metrics_dir = tempfile.mkdtemp(prefix="activebilling-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    threading.Thread(
+        target=_announce_when_ready,
+        args=(
+            args.host,
+            args.port,
+            [f"Active Billing listening on {url}", f"Console: {url}/console", *banner],
+        ),
+        daemon=True,
+    ).start()
+    try:
+        if getattr(args, "server", "uvicorn") == "granian":
+            _serve_granian(args)
+        else:
+            _run_uvicorn(args)
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _run_uvicorn(args: argparse.Namespace) -> None:
     import uvicorn
 
     from adapters.http.app import CoalescingHttpToolsProtocol
 
-    settings = DatabaseSettings.from_environment()
-    upgrade(settings.url)
-    if args.bootstrap:
-        _bootstrap(settings, f"http://{args.host}:{args.port}")
-    # Workers are separate processes: they reach the (possibly embedded) server by URL.
-    os.environ["DATABASE_URL"] = settings.url
-    print(f"Active Billing listening on http://{args.host}:{args.port}", file=sys.stderr)
     uvicorn.run(
         "adapters.http.app:create_app",
         factory=True,
@@ -168,14 +271,85 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http=CoalescingHttpToolsProtocol,  # httptools, one write per response
         loop="uvloop",
         log_level=args.log_level,
-        access_log=False,
+        access_log=False,  # our own access line (JSON, with the request id) replaces it
+        # A worker importing the app on a busy 2-core machine took longer than uvicorn's
+        # default 5 s to answer its supervisor's first ping, and was killed in a loop.
+        timeout_worker_healthcheck=60,
+        log_config=_json_logging(args.log_level),
     )
-    return 0
 
 
-def _bootstrap(settings: DatabaseSettings, url: str) -> None:
+def _serve_granian(args: argparse.Namespace) -> None:
+    """The same app on granian: HTTP parsing and socket I/O in Rust threads, the
+    app on a uvloop event loop per worker (benchmarks/post_http --server granian)."""
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.log import LogLevels
+
+    Granian(
+        "adapters.http.app:create_app",
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.ASGI,
+        workers=args.workers,
+        loop=Loops.uvloop,
+        http=HTTPModes.http1,
+        websockets=False,
+        factory=True,
+        log_level=LogLevels(args.log_level.lower()),
+        log_dictconfig=_json_logging(args.log_level),
+        log_access=False,  # our own access line (JSON, with the request id) replaces it
+    ).serve()
+
+
+def _json_logging(level: str) -> dict[str, object]:
+    """uvicorn's log configuration, with every line one JSON object (request id included)."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "adapters.http.operations.JsonLogFormatter"}},
+        "handlers": {"stderr": handler},
+        "loggers": {
+            name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "activebilling")
+        },
+    }
+
+
+def _probe_host(host: str) -> str:
+    """Where to knock: a wildcard bind address is reached on loopback."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def _announce_when_ready(host: str, port: int, lines: list[str]) -> None:
+    """Print `lines` once the server answers HTTP. With several workers uvicorn binds
+    the socket before any worker has started, so an accepted TCP connection alone
+    proves nothing: wait for an answer to `GET /health` (any status: a 503 while the
+    database is away still means the server is up)."""
+    import http.client
+
+    while True:
+        connection = http.client.HTTPConnection(_probe_host(host), port, timeout=2)
+        try:
+            connection.request("GET", "/health")
+            connection.getresponse().read()
+            break
+        except OSError:
+            time.sleep(0.1)
+        finally:
+            connection.close()
+    print(lines[0], file=sys.stderr)
+    if len(lines) > 1:
+        print("\n".join(lines[1:]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def _bootstrap(settings: DatabaseSettings, url: str) -> list[str]:
     """Make the service usable at once: on first start a demo book with a year of
-    business (as `activebilling demo`), and on every start a fresh admin key."""
+    business (as `activebilling demo`), and on every start a fresh admin key.
+    Returns the lines to print once the server answers."""
     from adapters.demo import run_demo
 
     with open_runtime(settings) as runtime:
@@ -192,11 +366,12 @@ def _bootstrap(settings: DatabaseSettings, url: str) -> None:
             with unit_of_work(runtime.connection) as uow:
                 _, key = create_key(uow.conn, book_id, Role.ADMIN, label="serve --bootstrap")
                 uow.commit()
-    print(f"URL:      {url}  (OpenAPI: {url}/schema/openapi.json)")
-    print(f"Book:     {book_id}")
-    print(f"API key:  {key}   (admin; shown once)")
-    print(f"Try:      curl -H 'Authorization: Bearer {key}' {url}/v1/reports/trial-balance")
-    sys.stdout.flush()
+    return [
+        f"URL:      {url}  (OpenAPI: {url}/schema/openapi.json)",
+        f"Book:     {book_id}",
+        f"API key:  {key}   (admin; shown once)",
+        f"Try:      curl -H 'Authorization: Bearer {key}' {url}/v1/reports/trial-balance",
+    ]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -224,3 +399,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"verify: {'ok' if summary['verify']['ok'] else 'FAILED'}",
     )
     return 0 if summary["verify"]["ok"] else 1
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from adapters.backup import BackupError, backup
+
+    settings = DatabaseSettings.from_environment()
+    try:
+        size = backup(settings.url, Path(args.out))
+    except BackupError as exc:
+        raise CliError(str(exc)) from exc
+    _print(args, {"out": args.out, "bytes": size}, f"wrote {args.out} ({size} bytes)")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from adapters.backup import BackupError, restore
+
+    settings = DatabaseSettings.from_environment()
+    try:
+        restore(settings.url, Path(args.file))
+    except BackupError as exc:
+        raise CliError(str(exc)) from exc
+    upgrade(settings.url)  # an archive from an older release gets the newer migrations
+    _print(args, {"restored": args.file}, f"restored {args.file}; run `activebilling verify`")
+    return 0

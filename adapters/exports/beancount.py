@@ -10,11 +10,17 @@ The whole export reads one REPEATABLE READ snapshot, so entries committed
 meanwhile can neither appear half-way nor unbalance an assertion.
 
 Conventions:
-- `open` is dated at the account's opening or its first posting, whichever is
-  earlier (accounts are created in real time, entries may be back-dated); its
-  currency constraint is the account's own list, else the currencies it holds.
+- Dates are the book's: `open` is dated at the account's opening or its first
+  posting, whichever is earlier (accounts are created in real time, entries
+  may be back-dated); on a simulated clock, where the machine's date says
+  nothing about the book, an account never posted to opens on the book's
+  first entry date (its today when it has none). Its currency constraint is
+  the account's own list, else the currencies it holds.
 - `close` is dated at the account's closing or its last posting, whichever is
-  later; no assertion is written for a closed account after that date.
+  later (on a simulated clock the book's today stands for the closing); no
+  assertion is written for a closed account after that date.
+- The payee is the customer's name (the first posting's that carries a
+  customer); each posting keeps the customer id as `customer` metadata.
 - Every amount is written as stored; nothing is left to Beancount to infer.
 - A `balance` directive is checked at the *beginning* of its date, so the
   assertion for month end M is dated the first day of M+1. Each assertion
@@ -41,6 +47,7 @@ from typing import Any
 
 import psycopg
 
+from adapters.exports.feed import CUSTOMER_JOIN
 from ledger.currencies import MINOR_UNITS
 
 CHUNK = 1 << 16  # bytes of text handed out at a time
@@ -128,11 +135,11 @@ def export_beancount(
     """Yield the file in chunks. Call inside `begin_snapshot`'s transaction."""
     writer = _Writer()
     book = conn.execute(
-        "select name, base_currency from books where id = %s", (book_id,)
+        "select name, base_currency, clock_date from books where id = %s", (book_id,)
     ).fetchone()
     if book is None:
         return
-    name, base_currency = book
+    name, base_currency, clock_date = book
     date_to = export.date_to or date.max
     usage = conn.execute(
         "select account_id, currency, min(balance_date), max(balance_date)"
@@ -146,7 +153,9 @@ def export_beancount(
         (book_id, date_to),
     ).fetchone()
     first_day, last_day = (span[0], span[1]) if span else (None, None)
-    accounts = _load_accounts(conn, book_id, usage, export.date_to)
+    # A simulated book's time is its clock: its entries, else its today.
+    book_time = None if clock_date is None else (first_day or clock_date, clock_date)
+    accounts = _load_accounts(conn, book_id, usage, export.date_to, book_time)
     by_id = {a.id: a for a in accounts}
 
     yield from writer.add(
@@ -155,8 +164,24 @@ def export_beancount(
         f'option "title" {quote(name)}\n'
         f'option "operating_currency" {quote(base_currency)}\n\n'
     )
-    currencies = sorted({c for _, c, _, _ in usage} | {base_currency})
-    earliest = min([a.open_date for a in accounts] + [first_day or date(1970, 1, 1)])
+    # The book's exchange rates as Beancount prices (units of quote per one base), so
+    # its reports can convert; postings stay in their own currencies, balanced in each.
+    prices = conn.execute(
+        "select date, base, quote, rate from fx_rates where book_id = %s and date <= %s"
+        " order by date, base, quote",
+        (book_id, date_to),
+    ).fetchall()
+    currencies = sorted(
+        {c for _, c, _, _ in usage}
+        | {base_currency}
+        | {r[1] for r in prices}
+        | {r[2] for r in prices}
+    )
+    earliest = min(
+        [a.open_date for a in accounts]
+        + [first_day or date(1970, 1, 1)]
+        + [r[0] for r in prices[:1]]
+    )
     for currency in currencies:
         yield from writer.add(f"{earliest.isoformat()} commodity {currency}\n")
     yield from writer.add("\n")
@@ -164,6 +189,10 @@ def export_beancount(
         constraint = (" " + ",".join(account.currencies)) if account.currencies else ""
         yield from writer.add(f"{account.open_date.isoformat()} open {account.name}{constraint}\n")
     yield from writer.add("\n")
+    for on, base, quote_currency, rate in prices:
+        yield from writer.add(f"{on.isoformat()} price {base} {rate} {quote_currency}\n")
+    if prices:
+        yield from writer.add("\n")
 
     balances: dict[tuple[uuid.UUID, str], Decimal] = {}
     start = export.date_from
@@ -186,13 +215,16 @@ def export_beancount(
     cursor = conn.cursor(name=f"ab_beancount_{uuid.uuid4().hex[:8]}")
     cursor.itersize = ITERSIZE
     cursor.execute(
-        "select e.id, e.effective_date, e.recorded_at, e.memo, e.metadata,"
+        # The entry's id and metadata as text: they repeat on every posting row,
+        # and are parsed once per entry in _transaction, not once per posting.
+        "select e.id::text, e.effective_date, e.recorded_at, e.memo, e.metadata::text,"
         "       e.reverses_entry_id, s.seq, s.hash,"
-        "       p.account_id, p.amount, p.currency, p.customer_id, p.document"
+        "       p.account_id, p.amount, p.currency, p.customer_id, p.document, c.name"
         "  from journal_entries e"
         "  join postings p on p.book_id = e.book_id and p.entry_id = e.id"
         "  left join seals s on s.book_id = e.book_id and s.entry_id = e.id"
-        " where e.book_id = %s and e.effective_date >= %s and e.effective_date <= %s"
+        + CUSTOMER_JOIN
+        + " where e.book_id = %s and e.effective_date >= %s and e.effective_date <= %s"
         " order by e.effective_date, s.seq nulls last, e.recorded_at, e.id, p.line_no",
         (book_id, start or date.min, date_to),
     )
@@ -247,7 +279,9 @@ def _load_accounts(
     book_id: uuid.UUID,
     usage: list[tuple[Any, ...]],
     date_to: date | None,
+    book_time: tuple[date, date] | None = None,
 ) -> list[_Account]:
+    """The accounts to open; `book_time` (first day, today) for a simulated book."""
     first: dict[uuid.UUID, date] = {}
     last: dict[uuid.UUID, date] = {}
     used: dict[uuid.UUID, dict[str, date]] = {}
@@ -262,6 +296,9 @@ def _load_accounts(
     ).fetchall()
     accounts: list[_Account] = []
     for account_id, name, own, opened, closed in rows:
+        if book_time is not None:
+            opened = first.get(account_id, book_time[0])
+            closed = None if closed is None else book_time[1]
         open_date = min(opened, first.get(account_id, opened))
         if date_to is not None and open_date > date_to:
             continue
@@ -353,8 +390,8 @@ def _transaction(
     balances: dict[tuple[uuid.UUID, str], Decimal],
 ) -> str:
     entry_id, effective, recorded, memo, metadata, reverses, seq, seal_hash = rows[0][:8]
-    metadata = metadata or {}
-    customers = [r[11] for r in rows if r[11]]
+    metadata = {} if metadata in (None, "{}") else json.loads(metadata)
+    customers = [r[13] or r[11] for r in rows if r[11]]
     payee = customers[0] if customers else None
     tags: list[str] = []
     kind = metadata.get("kind")

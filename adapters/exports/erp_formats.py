@@ -24,6 +24,22 @@ written exactly as posted (a plain decimal with a dot).
 Account codes: the book's mapping for the format; an unmapped account falls
 back to our account code, else our account name — except QuickBooks, which
 matches by name and falls back to our account name.
+
+Name columns (NetSuite Name, QuickBooks Name, Xero's customer tracking
+option) carry the customer's name; a posting whose customer is not one of
+the book's customers keeps the id it was posted with. JSON Lines carry both
+(`customer`, `customer_name`).
+
+Required mappings (`check_mapping`), by what a blank would do in the ERP:
+- SAP without `company_code`: refused (422 missing_mapping) — every document
+  of the file would be rejected by BAPI_ACC_DOCUMENT_POST.
+- Xero with lines on a tax account (`Liabilities:Tax…`) and no
+  `tax_line_rate`: refused — the lines would go in as the default tax rate
+  and misstate the tax return.
+- NetSuite without `subsidiary`: a warning in the manifest (the column is
+  required by OneWorld accounts only).
+- QuickBooks with accounts of the batch that have no mapped QBO name: a
+  warning naming them (QBO imports them only if its chart has our names).
 """
 
 from __future__ import annotations
@@ -37,8 +53,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from adapters.exports.errors import InvalidMapping, UnsupportedCurrency
-from adapters.exports.journal_feed import ErpMapping, FeedEntry, FeedPosting, external_id
+import msgspec
+
+from adapters.exports.errors import InvalidMapping, MissingMapping, UnsupportedCurrency
+from adapters.exports.feed import ErpMapping, FeedEntry, FeedPosting, external_id
 
 DATE_FORMATS = {"MM/DD/YYYY": "%m/%d/%Y", "DD/MM/YYYY": "%d/%m/%Y", "YYYY-MM-DD": "%Y-%m-%d"}
 
@@ -48,6 +66,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "xero": {
         "date_format": "DD/MM/YYYY",
         "tax_rate": "Tax Exempt",
+        "tax_line_rate": "",
         "tracking_name": "",
         "tracking_dimension": "customer",
     },
@@ -126,6 +145,59 @@ def effective_settings(fmt: str, settings: dict[str, Any]) -> dict[str, str]:
     return {**DEFAULTS.get(fmt, {}), **settings}
 
 
+TAX_ACCOUNTS = "Liabilities:Tax"  # prefix of the accounts whose lines are tax lines
+
+
+def _is_tax(posting: FeedPosting) -> bool:
+    return posting.account.startswith(TAX_ACCOUNTS)
+
+
+def check_mapping(
+    fmt: str, entries: Sequence[FeedEntry], mapping: ErpMapping
+) -> list[dict[str, Any]]:
+    """The warnings for a batch in this layout; raises MissingMapping where blanks would be
+    imported wrongly (the module docstring says which format warns and which refuses)."""
+    settings = effective_settings(fmt, mapping.settings)
+    warnings: list[dict[str, Any]] = []
+    if fmt == "sap" and not settings["company_code"]:
+        raise MissingMapping(
+            "SAP needs the company code: PUT /v1/erp-mappings/sap with settings.company_code",
+            setting="company_code",
+        )
+    if fmt == "xero" and not settings["tax_line_rate"]:
+        taxed = sorted({p.account for e in entries for p in e.postings if _is_tax(p)})
+        if taxed:
+            raise MissingMapping(
+                f"lines on {', '.join(taxed)} need a Xero tax rate: PUT /v1/erp-mappings/xero"
+                ' with settings.tax_line_rate (e.g. "BAS Excluded" or "No VAT")',
+                setting="tax_line_rate",
+                accounts=taxed,
+            )
+    if fmt == "netsuite" and entries and not settings["subsidiary"]:
+        warnings.append(
+            {
+                "code": "missing_subsidiary",
+                "message": "the Subsidiary column is blank: OneWorld accounts need"
+                " settings.subsidiary in the netsuite mapping",
+            }
+        )
+    if fmt == "quickbooks":
+        unmapped = sorted(
+            {p.account for e in entries for p in e.postings if p.account_id not in mapping.codes}
+        )
+        if unmapped:
+            warnings.append(
+                {
+                    "code": "unmapped_accounts",
+                    "message": "no QuickBooks account name mapped for "
+                    + ", ".join(unmapped)
+                    + ": they are sent under our names",
+                    "accounts": unmapped,
+                }
+            )
+    return warnings
+
+
 def _text(value: str | None) -> str:
     return " ".join((value or "").split())
 
@@ -145,13 +217,6 @@ def _code(mapping: ErpMapping, posting: FeedPosting, *, by_name: bool = False) -
     if by_name:
         return posting.account
     return posting.code or posting.account
-
-
-def _line_text(entry: FeedEntry, posting: FeedPosting) -> str:
-    parts = [_text(posting.document)] if posting.document else []
-    if entry.reverses is not None:
-        parts.append(f"reversal of {entry.reverses}")
-    return " ".join(parts) or _text(entry.memo)
 
 
 def _csv(rows: Sequence[Sequence[str]]) -> bytes:
@@ -183,43 +248,117 @@ def render(
     return _csv(rows)
 
 
+# Sorted keys, compact, UTF-8 unescaped: the bytes json.dumps(sort_keys=True,
+# separators=(",", ":"), ensure_ascii=False) gives for these strings, ints and
+# nulls, at a fraction of its per-row cost (tests compare the two).
+_JSON = msgspec.json.Encoder(order="sorted")
+
+
+def _json_object(value: dict[str, Any]) -> Any:
+    """Metadata and dimensions are free JSON (floats, big ints): json.dumps renders them,
+    as before, and msgspec inserts that text as is."""
+    if not value:
+        return value
+    return msgspec.Raw(
+        json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    )
+
+
 def _jsonl(book_id: uuid.UUID, entries: Sequence[FeedEntry]) -> bytes:
-    out: list[str] = []
+    encode = _JSON.encode
+    out: list[bytes] = []
     for e in entries:
-        document = {
-            "external_id": external_id(book_id, e.seq),
-            "seq": e.seq,
-            "seal_hash": e.seal_hash,
-            "entry_id": str(e.entry_id),
-            "effective_date": e.effective_date.isoformat(),
-            "recorded_at": e.recorded_at.isoformat(),
-            "memo": e.memo,
-            "metadata": e.metadata,
-            "reverses": str(e.reverses) if e.reverses else None,
-            "lines": [
+        lines = []
+        for p in e.postings:
+            amount = p.amount
+            positive = amount > 0
+            lines.append(
                 {
                     "line_no": p.line_no,
                     "account": p.account,
                     "account_code": p.code,
-                    "amount": _amount(p.amount),
+                    "amount": format(amount, "f"),
                     "currency": p.currency,
-                    "debit": _debit_credit(p.amount)[0] or None,
-                    "credit": _debit_credit(p.amount)[1] or None,
+                    "debit": format(amount, "f") if positive else None,
+                    "credit": None if positive else format(-amount, "f"),
                     "customer": p.customer,
+                    "customer_name": p.customer_name,
                     "document": p.document,
-                    "dimensions": p.dimensions,
+                    "dimensions": _json_object(p.dimensions),
                 }
-                for p in e.postings
-            ],
-        }
+            )
         out.append(
-            json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+            encode(
+                {
+                    "external_id": external_id(book_id, e.seq),
+                    "seq": e.seq,
+                    "seal_hash": e.seal_hash,
+                    "entry_id": str(e.entry_id),
+                    "effective_date": e.effective_date.isoformat(),
+                    "recorded_at": e.recorded_at.isoformat(),
+                    "memo": e.memo,
+                    "metadata": _json_object(e.metadata),
+                    "reverses": str(e.reverses) if e.reverses else None,
+                    "lines": lines,
+                }
+            )
         )
-    return "".join(out).encode("utf-8")
+        out.append(b"\n")
+    return b"".join(out)
 
 
 def _date(day: date, settings: dict[str, str]) -> str:
     return day.strftime(DATE_FORMATS[settings["date_format"]])
+
+
+class _Pieces:
+    """A batch's repeated cells, computed once: an entry's posting lines share its date
+    and memo, and a book has few accounts and customers."""
+
+    def __init__(self, mapping: ErpMapping, date_format: str, *, by_name: bool = False) -> None:
+        self.mapping = mapping
+        self.date_format = date_format
+        self.by_name = by_name
+        self.dates: dict[date, str] = {}
+        self.codes: dict[uuid.UUID, str] = {}
+        self.labels: dict[str | None, str] = {}
+
+    def date(self, day: date) -> str:
+        text = self.dates.get(day)
+        if text is None:
+            text = self.dates[day] = day.strftime(self.date_format)
+        return text
+
+    def code(self, posting: FeedPosting) -> str:
+        # an account id names one account (one name and code) in a batch
+        code = self.codes.get(posting.account_id)
+        if code is None:
+            code = self.codes[posting.account_id] = _code(
+                self.mapping, posting, by_name=self.by_name
+            )
+        return code
+
+    def label(self, posting: FeedPosting) -> str:
+        value = posting.customer_label
+        text = self.labels.get(value)
+        if text is None:
+            text = self.labels[value] = _text(value)
+        return text
+
+
+def _reversal(entry: FeedEntry) -> str | None:
+    return f"reversal of {entry.reverses}" if entry.reverses is not None else None
+
+
+def _line(document: str | None, reversal: str | None, memo: str) -> str:
+    """A line's text: the posting's document and the entry's reversal note (computed once
+    per entry), else the entry's memo (folded, also once per entry)."""
+    if document:
+        text = _text(document)
+        line = f"{text} {reversal}" if reversal is not None else text
+    else:
+        line = reversal or ""
+    return line or memo
 
 
 def _netsuite(
@@ -230,23 +369,29 @@ def _netsuite(
     settings: dict[str, str],
 ) -> list[list[str]]:
     rows = []
+    pieces = _Pieces(mapping, DATE_FORMATS[settings["date_format"]])
+    subsidiary = settings["subsidiary"]
     for e in entries:
         ext = external_id(book_id, e.seq)
+        day = pieces.date(e.effective_date)
+        memo = _text(e.memo)
+        reversal = _reversal(e)
         for p in e.postings:
-            debit, credit = _debit_credit(p.amount)
+            amount = p.amount
+            positive = amount > 0
             rows.append(
                 [
                     ext,
-                    _date(e.effective_date, settings),
-                    settings["subsidiary"],
+                    day,
+                    subsidiary,
                     p.currency,
                     "1" if p.currency == base else "",
-                    _code(mapping, p),
-                    debit,
-                    credit,
-                    _text(e.memo),
-                    _text(p.customer),
-                    _line_text(e, p),
+                    pieces.code(p),
+                    format(amount, "f") if positive else "",
+                    "" if positive else format(-amount, "f"),
+                    memo,
+                    pieces.label(p),
+                    _line(p.document, reversal, memo),
                 ]
             )
     return rows
@@ -259,19 +404,23 @@ def _quickbooks(
     settings: dict[str, str],
 ) -> list[list[str]]:
     rows = []
+    pieces = _Pieces(mapping, DATE_FORMATS[settings["date_format"]], by_name=True)
     for e in entries:
         ext = external_id(book_id, e.seq)
+        day = pieces.date(e.effective_date)
+        memo = _text(e.memo)
+        reversal = _reversal(e)
         for p in e.postings:
             debit, credit = _debit_credit(p.amount)
             rows.append(
                 [
                     ext,
-                    _date(e.effective_date, settings),
-                    _code(mapping, p, by_name=True),
+                    day,
+                    pieces.code(p),
                     debit,
                     credit,
-                    _text(" ".join(filter(None, [e.memo, _line_text(e, p)]))),
-                    _text(p.customer),
+                    _text(" ".join(filter(None, [e.memo, _line(p.document, reversal, memo)]))),
+                    pieces.label(p),
                     p.currency,
                 ]
             )
@@ -286,6 +435,7 @@ def _xero(
     settings: dict[str, str],
 ) -> list[list[str]]:
     rows = []
+    pieces = _Pieces(mapping, DATE_FORMATS[settings["date_format"]])
     tracking = settings["tracking_name"]
     dimension = settings["tracking_dimension"]
     for e in entries:
@@ -298,18 +448,21 @@ def _xero(
                 currencies=foreign,
             )
         narration = _text(f"{external_id(book_id, e.seq)} {e.memo}")
+        day = pieces.date(e.effective_date)
+        memo = _text(e.memo)
+        reversal = _reversal(e)
         for p in e.postings:
             option = ""
             if tracking:
-                value = p.customer if dimension == "customer" else p.dimensions.get(dimension)
+                value = p.customer_label if dimension == "customer" else p.dimensions.get(dimension)
                 option = _text(str(value)) if value is not None else ""
             rows.append(
                 [
                     narration,
-                    _date(e.effective_date, settings),
-                    _line_text(e, p),
-                    _code(mapping, p),
-                    settings["tax_rate"],
+                    day,
+                    _line(p.document, reversal, memo),
+                    pieces.code(p),
+                    settings["tax_line_rate"] if _is_tax(p) else settings["tax_rate"],
                     _amount(p.amount),
                     tracking if option else "",
                     option,
@@ -325,15 +478,17 @@ def _sap(
     settings: dict[str, str],
 ) -> list[list[str]]:
     rows = []
+    pieces = _Pieces(mapping, "%Y%m%d")
+    company, doc_type = settings["company_code"], settings["doc_type"]
     for e in entries:
-        day = e.effective_date.strftime("%Y%m%d")
+        day = pieces.date(e.effective_date)
         rows.append(
             [
                 "H",
-                settings["company_code"],
+                company,
                 day,
                 day,
-                settings["doc_type"],
+                doc_type,
                 f"AB-{e.seq}"[:16],
                 external_id(book_id, e.seq)[:25],
                 "",
@@ -343,6 +498,8 @@ def _sap(
                 "",
             ]
         )
+        memo = _text(e.memo)
+        reversal = _reversal(e)
         for item, p in enumerate(e.postings, start=1):
             rows.append(
                 [
@@ -354,10 +511,10 @@ def _sap(
                     "",
                     "",
                     f"{item:010d}",
-                    _code(mapping, p),
+                    pieces.code(p),
                     p.currency,
-                    _amount(p.amount),
-                    _line_text(e, p)[:50],
+                    format(p.amount, "f"),
+                    _line(p.document, reversal, memo)[:50],
                 ]
             )
     return rows

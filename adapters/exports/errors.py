@@ -28,3 +28,10 @@ class InvalidMapping(LedgerError):
 class UnsupportedCurrency(LedgerError):
     code = "unsupported_currency"
     status = 422
+
+
+class MissingMapping(LedgerError):
+    """A layout whose required mapping is missing, where blanks would be imported wrongly."""
+
+    code = "missing_mapping"
+    status = 422

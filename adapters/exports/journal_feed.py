@@ -16,18 +16,25 @@ are exported as new journals, never as edits.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from adapters.exports.erp_formats import (
+    check_mapping,
+    check_settings,
+    effective_settings,
+    render,
+)
 from adapters.exports.errors import InvalidCursor, InvalidMapping, UnknownFormat
+from adapters.exports.feed import CUSTOMER_JOIN, ErpMapping, FeedEntry, FeedPosting
 from ledger.postgres.sealer import seal_pending
 
 FORMATS = ("jsonl", "netsuite", "quickbooks", "xero", "sap")
@@ -46,38 +53,6 @@ EXTENSIONS = {"jsonl": "jsonl", "netsuite": "csv", "quickbooks": "csv", "xero": 
 
 
 @dataclass(frozen=True, slots=True)
-class FeedPosting:
-    line_no: int
-    account_id: uuid.UUID
-    account: str
-    code: str | None
-    amount: Decimal
-    currency: str
-    customer: str | None
-    document: str | None
-    dimensions: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class FeedEntry:
-    seq: int
-    seal_hash: str
-    entry_id: uuid.UUID
-    effective_date: date
-    recorded_at: datetime
-    memo: str
-    metadata: dict[str, Any]
-    reverses: uuid.UUID | None
-    postings: tuple[FeedPosting, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ErpMapping:
-    settings: dict[str, Any]
-    codes: dict[uuid.UUID, str]
-
-
-@dataclass(frozen=True, slots=True)
 class Batch:
     format: str
     since: int
@@ -88,6 +63,7 @@ class Batch:
     lines: int
     totals: dict[str, tuple[Decimal, Decimal]]  # currency → (debits, credits)
     body: bytes
+    warnings: tuple[dict[str, Any], ...] = ()  # see erp_formats.check_mapping
 
     @property
     def sha256(self) -> str:
@@ -108,11 +84,8 @@ class Batch:
             },
             "sha256": self.sha256,
             "bytes": len(self.body),
+            "warnings": list(self.warnings),
         }
-
-
-def external_id(book_id: uuid.UUID, seq: int) -> str:
-    return f"AB-{book_id.hex[:8].upper()}-{seq}"
 
 
 def check_format(value: str) -> str:
@@ -141,44 +114,83 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-_READ = """
-select s.seq, s.hash, e.id, e.effective_date, e.recorded_at, e.memo, e.metadata,
-       e.reverses_entry_id, p.line_no, p.account_id, a.name, a.code, p.amount, p.currency,
-       p.customer_id, p.document, p.dimensions
+# The sealer numbers a book's seals without gaps, so a batch is the range
+# (since, since + limit]: bounded on both sides, the plan reads that range of the
+# primary key whatever it guesses for a generic LIMIT (it used to read and sort the
+# whole rest of the book per batch, so following the feed slowed as it went).
+# Entries and their postings are read apart: each entry's columns are loaded
+# once, not once per posting line, and a posting's account (a uuid and two
+# texts per row) is a key into the book's accounts, read once per batch.
+_READ_ENTRIES = """
+select s.seq, s.hash, e.id, e.effective_date, e.recorded_at, e.memo, e.metadata::text,
+       e.reverses_entry_id
   from (select seq, hash, entry_id from seals
-         where book_id = %(book)s and seq > %(since)s order by seq limit %(limit)s) s
+         where book_id = %(book)s and seq > %(since)s and seq <= %(since)s::bigint + %(limit)s
+         order by seq limit %(limit)s) s
   join journal_entries e on e.book_id = %(book)s and e.id = s.entry_id
-  join postings p on p.book_id = %(book)s and p.entry_id = e.id
-  join accounts a on a.book_id = %(book)s and a.id = p.account_id
+ order by s.seq
+"""
+
+# Sealed entries never change, so the postings of the entries read above are
+# these, whatever committed in between.
+_READ_POSTINGS = (
+    """
+select s.seq, p.line_no, p.account_id::text, p.amount, p.currency, p.customer_id, p.document,
+       p.dimensions::text, c.name
+  from seals s
+  join postings p on p.book_id = %(book)s and p.entry_id = s.entry_id
+"""
+    + CUSTOMER_JOIN
+    + """
+ where s.book_id = %(book)s and s.seq > %(since)s and s.seq <= %(last)s
  order by s.seq, p.line_no
 """
+)
 
 
 def read_entries(
     conn: psycopg.Connection, book_id: uuid.UUID, since: int, limit: int
 ) -> list[FeedEntry]:
-    rows = conn.execute(_READ, {"book": book_id, "since": since, "limit": limit}).fetchall()
-    entries: list[FeedEntry] = []
-    postings: list[FeedPosting] = []
-    for index, row in enumerate(rows):
-        postings.append(FeedPosting(*row[8:17]))
-        if index + 1 == len(rows) or rows[index + 1][0] != row[0]:
-            seq, seal_hash, entry_id, effective, recorded, memo, metadata, reverses = row[:8]
-            entries.append(
-                FeedEntry(
-                    seq,
-                    seal_hash,
-                    entry_id,
-                    effective,
-                    recorded,
-                    memo,
-                    metadata or {},
-                    reverses,
-                    tuple(postings),
-                )
+    heads = conn.execute(
+        _READ_ENTRIES, {"book": book_id, "since": since, "limit": limit}
+    ).fetchall()
+    if not heads:
+        return []
+    accounts = {
+        str(a_id): (a_id, name, code)
+        for a_id, name, code in conn.execute(
+            "select id, name, code from accounts where book_id = %s", (book_id,)
+        ).fetchall()
+    }
+    rows = conn.execute(
+        _READ_POSTINGS, {"book": book_id, "since": since, "last": heads[-1][0]}
+    ).fetchall()
+    by_seq: dict[int, list[FeedPosting]] = {}
+    for seq, line_no, account, amount, currency, customer, document, dimensions, name in rows:
+        account_id, account_name, code = accounts[account]
+        by_seq.setdefault(seq, []).append(
+            FeedPosting(
+                line_no, account_id, account_name, code, amount, currency, customer, document,
+                # text, parsed only when there are some: most postings have none
+                {} if dimensions in (None, "{}") else json.loads(dimensions),
+                name,
             )
-            postings = []
-    return entries
+        )  # fmt: skip
+    return [
+        FeedEntry(
+            seq,
+            seal_hash,
+            entry_id,
+            effective,
+            recorded,
+            memo,
+            # text, parsed only when there is some
+            {} if metadata in (None, "{}") else json.loads(metadata),
+            reverses,
+            tuple(by_seq.get(seq, ())),
+        )
+        for seq, seal_hash, entry_id, effective, recorded, memo, metadata, reverses in heads
+    ]
 
 
 def load_mapping(conn: psycopg.Connection, book_id: uuid.UUID, fmt: str) -> ErpMapping:
@@ -204,8 +216,6 @@ def save_mapping(
 ) -> None:
     """Replace the book's mapping for one ERP: settings and account codes.
     Accounts are named by name or id; unmapped ones fall back (see erp_formats)."""
-    from adapters.exports.erp_formats import check_settings
-
     if fmt not in ERP_FORMATS:
         raise UnknownFormat(
             f"no mapping for {fmt!r}: use one of {', '.join(ERP_FORMATS)}", format=fmt
@@ -240,8 +250,6 @@ def save_mapping(
 
 
 def mapping_document(conn: psycopg.Connection, book_id: uuid.UUID, fmt: str) -> dict[str, Any]:
-    from adapters.exports.erp_formats import effective_settings
-
     mapping = load_mapping(conn, book_id, fmt)
     names: dict[uuid.UUID, str] = dict(
         conn.execute("select id, name from accounts where book_id = %s", (book_id,)).fetchall()
@@ -260,13 +268,12 @@ def build_batch(
     since: int,
     limit: int = DEFAULT_LIMIT,
 ) -> Batch:
-    from adapters.exports.erp_formats import render
-
     check_format(fmt)
     check_limit(limit)
     base = conn.execute("select base_currency from books where id = %s", (book_id,)).fetchone()
     entries = read_entries(conn, book_id, since, limit)
     mapping = load_mapping(conn, book_id, fmt)
+    warnings = check_mapping(fmt, entries, mapping)
     body = render(fmt, book_id, base[0] if base else "", entries, mapping)
     totals: dict[str, tuple[Decimal, Decimal]] = {}
     lines = 0
@@ -289,6 +296,7 @@ def build_batch(
         lines=lines,
         totals=totals,
         body=body,
+        warnings=tuple(warnings),
     )
 
 
@@ -298,12 +306,14 @@ def seal_then_build(
     fmt: str,
     since: int,
     limit: int = DEFAULT_LIMIT,
+    read: Callable[[], AbstractContextManager[psycopg.Connection]] | None = None,
 ) -> Batch:
-    """Seal what is queued (so fresh entries are included), then build the batch."""
+    """Seal what is queued (so fresh entries are included), then build the batch
+    (on `read`, a replica connection that has replayed the seal, when given)."""
     check_format(fmt)
     check_limit(limit)
     seal_pending(connect, book_id, wait=True)
-    with connect() as conn:
+    with (read or connect)() as conn:
         try:
             return build_batch(conn, book_id, fmt, since, limit)
         finally:

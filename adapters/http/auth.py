@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import Any
 
 from litestar import Request
@@ -12,13 +13,18 @@ from adapters.http.problems import ApiError
 from adapters.keys import Principal, authenticate
 from adapters.runtime import Runtime
 
-CACHE_SECONDS = 10.0  # a revoked key stops working within this time
+# A key revoked in this process stops working at once (the cache forgets it); in
+# other worker processes it stops within this time.
+CACHE_SECONDS = 10.0
 
 
 class KeyCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[Principal, float]] = {}
+        # Keys revoked by this process: a lookup that read the key before the revocation
+        # committed must not put it back in the cache.
+        self._revoked: set[uuid.UUID] = set()
 
     def cached(self, key: str) -> Principal | None:
         with self._lock:
@@ -34,14 +40,21 @@ class KeyCache:
             return found_cached
         with runtime.connection() as conn:
             found = authenticate(conn, key)
-            conn.rollback()
-        if found is None:
-            raise ApiError(401, "unauthenticated", "the API key is unknown or revoked")
+            conn.commit()  # the last_used_at stamp
         with self._lock:
+            if found is None or found.key_id in self._revoked:
+                raise ApiError(401, "unauthenticated", "the API key is unknown or revoked")
             if len(self._entries) > 10_000:
                 self._entries.clear()
             self._entries[key] = (found, now + CACHE_SECONDS)
         return found
+
+    def forget(self, key_id: uuid.UUID) -> None:
+        """Drop a (revoked) key from the cache: its next request is refused."""
+        with self._lock:
+            self._revoked.add(key_id)
+            for key in [k for k, (p, _) in self._entries.items() if p.key_id == key_id]:
+                del self._entries[key]
 
 
 def bearer_key(request: Request[Any, Any, Any]) -> str:

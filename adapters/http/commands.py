@@ -44,14 +44,14 @@ def require(principal: Principal, permission: Permission) -> None:
         )
 
 
-def _key(request: Request[Any, Any, Any]) -> str | None:
+def request_key(request: Request[Any, Any, Any]) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH):
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters")
     return key
 
 
-def _fingerprint(request: Request[Any, Any, Any], payload: Any) -> str:
+def fingerprint(request: Request[Any, Any, Any], payload: Any) -> str:
     return hashlib.sha256(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + encode(payload)
     ).hexdigest()
@@ -80,11 +80,11 @@ def run_command(
     payload: Any,
     work: Work,
 ) -> Response[bytes]:
-    key = _key(request)
+    key = request_key(request)
     with unit_of_work(runtime.connection) as uow:
         if key is not None:
-            fingerprint = _fingerprint(request, payload)
-            stored = _claim(uow.conn, principal, key, fingerprint, request)
+            digest = fingerprint(request, payload)
+            stored = _claim(uow.conn, principal, key, digest, request)
             if stored is not None:
                 return _replayed(stored)
         status, result = work(uow.conn)
@@ -103,13 +103,13 @@ async def run_command_async(
     work: AsyncWork,
 ) -> Response[bytes]:
     """run_command on the event loop: the same unit of work, without a thread hop."""
-    key = _key(request)
+    key = request_key(request)
     if key is None:
         status, body = await run_unit_async(pool, work)
         return Response(content=body, status_code=status, media_type=JSON)
     async with async_unit_of_work(pool.connection) as uow:
-        fingerprint = _fingerprint(request, payload)
-        stored = await _claim_async(uow.conn, principal, key, fingerprint, request)
+        digest = fingerprint(request, payload)
+        stored = await _claim_async(uow.conn, principal, key, digest, request)
         if stored is not None:
             return _replayed(stored)
         status, result = await work(uow.conn)

@@ -12,18 +12,16 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from adapters.http.commands import (
-    JSON,
-    AsyncWork,
-    encode,
-    require,
-    run_command,
-    run_command_async,
-)
+from adapters.gateways.collection import on_clock_moved
+from adapters.http.commands import AsyncWork, request_key, require, run_command_async
 from adapters.http.cursors import decode_keyset, encode_keyset
+from adapters.http.hot_path import needs_no_reads, post_entry_once
 from adapters.http.problems import ApiError
+from adapters.http.routes import Command, Reader, Run, Tx, book_today, command, json_response
 from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
+from billing.postgres.events import record_event
+from billing.postgres.manual_entries import check_manual_entries, check_manual_entries_async
 from ledger.accounts import AccountType
 from ledger.balances import totals_by_currency
 from ledger.entries import JournalEntry, Posting, build_entry
@@ -140,10 +138,6 @@ def to_entry(body: JournalEntryIn, today: date, header_key: str | None) -> Journ
     )
 
 
-def book_today(conn: psycopg.Connection, runtime: Runtime, principal: Principal) -> date:
-    return book_store.get_book(conn, principal.book_id).today(runtime.today())
-
-
 async def book_today_async(
     conn: psycopg.AsyncConnection, runtime: Runtime, book_id: uuid.UUID
 ) -> date:
@@ -168,44 +162,18 @@ def entry_work(
         else:
             today = date.min
         entry = to_entry(data, today, header_key)
+        await check_manual_entries_async(conn, book_id, [entry], name_entry=False)
         posted = await entry_store.post_entry_async(conn, book_id, entry)
         return (201 if posted.created else 200), entry_json(posted)
 
     return work
 
 
-class Reader:
-    """A read-only connection for GET handlers, returned to the pool afterwards."""
-
-    def __init__(self, runtime: Runtime, principal: Principal) -> None:
-        require(principal, Permission.READ)
-        self.runtime = runtime
-
-    def __enter__(self) -> psycopg.Connection:
-        self.conn = self.runtime.pool.getconn()
-        return self.conn
-
-    def __exit__(self, *exc: object) -> None:
-        self.conn.rollback()
-        self.runtime.pool.putconn(self.conn)
-
-
-def json_response(payload: Any, status: int = 200) -> Response[bytes]:
-    return Response(content=encode(payload), status_code=status, media_type=JSON)
-
-
 class LedgerController(Controller):
     path = "/v1"
 
-    @post("/accounts", operation_id="createAccount", sync_to_thread=True)
-    def create_account(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[AccountIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.MANAGE_ACCOUNTS)
+    @command("/accounts", "createAccount", Permission.MANAGE_ACCOUNTS)
+    def create_account(self, data: JSONBody[AccountIn], run: Run) -> Response[bytes]:
         spec = book_store.AccountSpec(
             name=data.name,
             type=_account_type(data.type),
@@ -214,11 +182,9 @@ class LedgerController(Controller):
             min_balance=None if data.min_balance is None else parse_amount(data.min_balance),
             metadata=data.metadata,
         )
-
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            return 201, account_json(book_store.create_account(conn, principal.book_id, spec))
-
-        return run_command(runtime, request, principal, data, work)
+        return run(
+            data, lambda tx: account_json(book_store.create_account(tx.conn, tx.book_id, spec))
+        )
 
     @get("/accounts", operation_id="listAccounts", sync_to_thread=True)
     def list_accounts(
@@ -239,20 +205,14 @@ class LedgerController(Controller):
             account = book_store.get_account(conn, principal.book_id, account_id)
         return json_response(account_json(account))
 
-    @post("/accounts/{account_id:str}/close", operation_id="closeAccount", sync_to_thread=True)
-    def close_account(
-        self,
-        account_id: FromPath[str],
-        request: Request[Any, Any, Any],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.MANAGE_ACCOUNTS)
-
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            return 200, account_json(book_store.close_account(conn, principal.book_id, account_id))
-
-        return run_command(runtime, request, principal, {"close": account_id}, work)
+    @command(
+        "/accounts/{account_id:str}/close", "closeAccount", Permission.MANAGE_ACCOUNTS, status=200
+    )
+    def close_account(self, account_id: FromPath[str], run: Run) -> Response[bytes]:
+        return run(
+            {"close": account_id},
+            lambda tx: account_json(book_store.close_account(tx.conn, tx.book_id, account_id)),
+        )
 
     @post("/journal-entries", operation_id="postJournalEntry")
     async def post_journal_entry(
@@ -265,23 +225,33 @@ class LedgerController(Controller):
         # and no dependency beyond the principal (the runtime is in app state).
         require(principal, Permission.POST_JOURNAL)
         state = request.app.state
-        work = entry_work(state.runtime, principal, data, request.headers.get("idempotency-key"))
+        key = request_key(request)
+        if data.effective_date is not None:
+            # One round trip (adapters/http/hot_path.py) when nothing needs reading
+            # first; a request it cannot answer alone goes the general way below,
+            # which says what is wrong (and a used key is a 409 before any 422).
+            try:
+                entry: JournalEntry | None = to_entry(data, date.min, key)
+            except LedgerError:
+                entry = None
+            if entry is not None and needs_no_reads(entry):
+                answered = await post_entry_once(
+                    state.async_pool, request, principal, data, entry, key, entry_json
+                )
+                if answered is not None:
+                    return answered
+        work = entry_work(state.runtime, principal, data, key)
         return await run_command_async(state.async_pool, request, principal, data, work)
 
-    @post("/journal-entries/batch", operation_id="postJournalEntryBatch", sync_to_thread=True)
+    @command("/journal-entries/batch", "postJournalEntryBatch", Permission.POST_JOURNAL)
     def post_journal_entry_batch(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[JournalEntryBatchIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
+        self, data: JSONBody[JournalEntryBatchIn], run: Run
     ) -> Response[bytes]:
-        require(principal, Permission.POST_JOURNAL)
         if not 0 < len(data.entries) <= MAX_BATCH:
             raise InvalidEntry(f"a batch holds 1 to {MAX_BATCH} entries")
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            today = book_today(conn, runtime, principal)
+        def work(tx: Tx) -> dict[str, Any]:
+            today = tx.today()
             entries = []
             for index, body in enumerate(data.entries):
                 try:
@@ -289,10 +259,11 @@ class LedgerController(Controller):
                 except LedgerError as exc:  # say which entry of the batch is wrong
                     exc.fields["entry"] = index
                     raise
-            posted = entry_store.post_entries(conn, principal.book_id, entries)
-            return 201, {"data": [entry_json(e) for e in posted]}
+            check_manual_entries(tx.conn, tx.book_id, entries)
+            posted = entry_store.post_entries(tx.conn, tx.book_id, entries)
+            return {"data": [entry_json(e) for e in posted]}
 
-        return run_command(runtime, request, principal, data, work)
+        return run(data, work)
 
     @get("/journal-entries", operation_id="listJournalEntries", sync_to_thread=True)
     def list_journal_entries(
@@ -334,29 +305,21 @@ class LedgerController(Controller):
             entry = entry_store.get_entry(conn, principal.book_id, entry_id)
         return json_response(entry_json(entry))
 
-    @post(
-        "/journal-entries/{entry_id:str}/reverse",
-        operation_id="reverseJournalEntry",
-        sync_to_thread=True,
+    @command(
+        "/journal-entries/{entry_id:str}/reverse", "reverseJournalEntry", Permission.POST_JOURNAL
     )
     def reverse_journal_entry(
-        self,
-        entry_id: FromPath[str],
-        request: Request[Any, Any, Any],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-        data: JSONBody[ReverseIn | None] = None,
+        self, entry_id: FromPath[str], run: Run, data: JSONBody[ReverseIn | None] = None
     ) -> Response[bytes]:
-        require(principal, Permission.POST_JOURNAL)
         body = data or ReverseIn()
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
+        def work(tx: Tx) -> dict[str, Any]:
             # The reversal's own key is `reversal:<id>`: a second reversal finds it taken.
             # A retry of the same request replays through its Idempotency-Key instead.
             try:
                 posted = entry_store.reverse_entry(
-                    conn,
-                    principal.book_id,
+                    tx.conn,
+                    tx.book_id,
                     entry_id,
                     effective_date=body.effective_date,
                     memo=body.memo,
@@ -365,9 +328,9 @@ class LedgerController(Controller):
                 raise _already_reversed(entry_id, exc.fields.get("entry_id")) from exc
             if not posted.created:
                 raise _already_reversed(entry_id, str(posted.id))
-            return 201, entry_json(posted)
+            return entry_json(posted)
 
-        return run_command(runtime, request, principal, {"reverse": entry_id, "body": body}, work)
+        return run({"reverse": entry_id, "body": body}, work)
 
     @get("/balances", operation_id="getBalances", sync_to_thread=True)
     def balances(
@@ -405,42 +368,13 @@ class LedgerController(Controller):
             lines = queries.trial_balance_as_of(conn, principal.book_id, day)
         return json_response(trial_balance_json(day, lines))
 
-    @post("/periods/{period:str}/close", operation_id="closePeriod", sync_to_thread=True)
-    def close_period(
-        self,
-        period: FromPath[str],
-        request: Request[Any, Any, Any],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        return self._set_period(period, PeriodStatus.CLOSED, request, principal, runtime)
+    @command("/periods/{period:str}/close", "closePeriod", Permission.CLOSE_PERIODS, status=200)
+    def close_period(self, period: FromPath[str], run: Run) -> Response[bytes]:
+        return _set_period(run, period, PeriodStatus.CLOSED)
 
-    @post("/periods/{period:str}/reopen", operation_id="reopenPeriod", sync_to_thread=True)
-    def reopen_period(
-        self,
-        period: FromPath[str],
-        request: Request[Any, Any, Any],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        return self._set_period(period, PeriodStatus.OPEN, request, principal, runtime)
-
-    def _set_period(
-        self,
-        period: str,
-        status: PeriodStatus,
-        request: Request[Any, Any, Any],
-        principal: Principal,
-        runtime: Runtime,
-    ) -> Response[bytes]:
-        require(principal, Permission.CLOSE_PERIODS)
-        parse_period(period)
-
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            book_store.set_period_status(conn, principal.book_id, period, status)
-            return 200, {"period": period, "status": status.value}
-
-        return run_command(runtime, request, principal, {"period": period, "to": status}, work)
+    @command("/periods/{period:str}/reopen", "reopenPeriod", Permission.CLOSE_PERIODS, status=200)
+    def reopen_period(self, period: FromPath[str], run: Run) -> Response[bytes]:
+        return _set_period(run, period, PeriodStatus.OPEN)
 
     @get("/periods", operation_id="listPeriods", sync_to_thread=True)
     def list_periods(
@@ -460,21 +394,32 @@ class LedgerController(Controller):
             book = book_store.get_book(conn, principal.book_id)
         return json_response(clock_json(book, runtime.today()))
 
-    @post("/clock", operation_id="advanceClock", sync_to_thread=True)
-    def advance_clock(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[ClockIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.MOVE_CLOCK)
+    @command("/clock", "advanceClock", Permission.MOVE_CLOCK, status=200)
+    def advance_clock(self, data: JSONBody[ClockIn], run: Run) -> Response[bytes]:
+        return run(
+            data,
+            lambda tx: clock_json(moved_clock(tx.conn, tx.book_id, data.now), tx.runtime.today()),
+        )
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            book = book_store.set_clock(conn, principal.book_id, data.now)
-            return 200, clock_json(book, runtime.today())
 
-        return run_command(runtime, request, principal, data, work)
+def _set_period(run: Command, period: str, status: PeriodStatus) -> Response[bytes]:
+    parse_period(period)
+
+    def work(tx: Tx) -> dict[str, Any]:
+        book_store.set_period_status(tx.conn, tx.book_id, period, status)
+        answer = {"period": period, "status": status.value}
+        if status is PeriodStatus.CLOSED:
+            record_event(tx.conn, tx.book_id, "period.closed", {"id": period, **answer})
+        return answer
+
+    return run({"period": period, "to": status}, work)
+
+
+def moved_clock(conn: psycopg.Connection, book_id: uuid.UUID, now: date) -> book_store.Book:
+    """Move the clock, then let what runs on it happen: the fake gateway's payouts and disputes."""
+    book = book_store.set_clock(conn, book_id, now)
+    on_clock_moved(conn, book_id, now)
+    return book
 
 
 def clock_json(book: book_store.Book, wall_today: date) -> dict[str, Any]:

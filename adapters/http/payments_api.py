@@ -12,16 +12,16 @@ from datetime import date
 from typing import Annotated, Any
 
 import msgspec
-import psycopg
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from adapters.http.billing_api import invoice_json
-from adapters.http.commands import require, run_command
-from adapters.http.cursors import decode_cursor, next_cursor
-from adapters.http.ledger_api import Reader, book_today, json_response
+from adapters.gateways.collection import refund_through_gateway
+from adapters.http.cursors import decode_cursor, id_page
+from adapters.http.invoices_api import invoice_json
 from adapters.http.problems import ApiError
+from adapters.http.routes import Reader, Run, Tx, command, json_response
+from adapters.invoice_document import credit_note_document
 from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
 from billing.postgres import credit_notes as credit_note_store
@@ -141,38 +141,30 @@ class PaymentsController(Controller):
     path = "/v1"
     tags = ["billing"]
 
-    @post("/payments", operation_id="createPayment", sync_to_thread=True)
-    def create_payment(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[PaymentIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.BILLING_WRITE)
+    @command("/payments", "createPayment", Permission.BILLING_WRITE)
+    def create_payment(self, data: JSONBody[PaymentIn], run: Run) -> Response[bytes]:
         amount = parse_amount(data.amount)
         allocations = [(a.invoice, parse_amount(a.amount)) for a in data.allocations or []]
         if data.allocations is not None and not allocations:
             raise ApiError(422, "invalid_request", "allocations, when given, must not be empty")
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            received_on = data.received_on or book_today(conn, runtime, principal)
+        def work(tx: Tx) -> dict[str, Any]:
             payment = payment_store.create_payment(
-                conn,
-                principal.book_id,
+                tx.conn,
+                tx.book_id,
                 data.customer,
                 amount,
                 data.currency,
                 data.method,
-                received_on,
+                data.received_on or tx.today(),
                 invoice_ref=data.invoice,
                 allocations=allocations or None,
                 reference=data.reference,
                 metadata=data.metadata,
             )
-            return 201, payment_json(payment)
+            return payment_json(payment)
 
-        return run_command(runtime, request, principal, data, work)
+        return run(data, work)
 
     @get("/payments", operation_id="listPayments", sync_to_thread=True)
     def list_payments(
@@ -192,12 +184,7 @@ class PaymentsController(Controller):
                 after=decode_cursor(cursor),
                 limit=limit,
             )
-        return json_response(
-            {
-                "data": [payment_json(p) for p in payments],
-                "next_cursor": next_cursor(payments, limit, lambda p: p.id),
-            }
-        )
+        return json_response(id_page(payments, limit, payment_json))
 
     @get("/payments/{ref:str}", operation_id="getPayment", sync_to_thread=True)
     def get_payment(
@@ -210,33 +197,26 @@ class PaymentsController(Controller):
             payment = payment_store.get_payment(conn, principal.book_id, ref)
         return json_response(payment_json(payment))
 
-    @post("/refunds", operation_id="createRefund", sync_to_thread=True)
-    def create_refund(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[RefundIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.BILLING_WRITE)
+    @command("/refunds", "createRefund", Permission.BILLING_WRITE)
+    def create_refund(self, data: JSONBody[RefundIn], run: Run) -> Response[bytes]:
         amount = parse_amount(data.amount)
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            on = data.refunded_on or book_today(conn, runtime, principal)
+        def work(tx: Tx) -> dict[str, Any]:
             refund = payment_store.create_refund(
-                conn,
-                principal.book_id,
+                tx.conn,
+                tx.book_id,
                 amount,
-                on,
+                data.refunded_on or tx.today(),
                 payment_ref=data.payment,
                 customer_ref=data.customer,
                 currency=data.currency,
                 method=data.method,
                 reason=data.reason,
             )
-            return 201, refund_json(refund)
+            refund_through_gateway(tx.conn, tx.book_id, refund)
+            return refund_json(refund)
 
-        return run_command(runtime, request, principal, data, work)
+        return run(data, work)
 
     @get("/refunds/{ref:str}", operation_id="getRefund", sync_to_thread=True)
     def get_refund(
@@ -249,32 +229,25 @@ class PaymentsController(Controller):
             refund = payment_store.get_refund(conn, principal.book_id, ref)
         return json_response(refund_json(refund))
 
-    @post("/credit-notes", operation_id="createCreditNote", sync_to_thread=True)
-    def create_credit_note(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[CreditNoteIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.BILLING_WRITE)
+    @command("/credit-notes", "createCreditNote", Permission.BILLING_WRITE)
+    def create_credit_note(self, data: JSONBody[CreditNoteIn], run: Run) -> Response[bytes]:
         amount = parse_amount(data.amount) if data.amount is not None else None
         lines = [(line.line_no, parse_amount(line.amount)) for line in data.lines or []]
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
+        def work(tx: Tx) -> dict[str, Any]:
             note = credit_note_store.create_credit_note(
-                conn,
-                principal.book_id,
+                tx.conn,
+                tx.book_id,
                 data.invoice,
-                book_today(conn, runtime, principal),
+                tx.today(),
                 amount=amount,
                 lines=lines or None,
                 reason=data.reason,
                 credit_to=data.credit_to,
             )
-            return 201, credit_note_json(note)
+            return credit_note_json(note)
 
-        return run_command(runtime, request, principal, data, work)
+        return run(data, work)
 
     @get("/credit-notes", operation_id="listCreditNotes", sync_to_thread=True)
     def list_credit_notes(
@@ -296,12 +269,7 @@ class PaymentsController(Controller):
                 after=decode_cursor(cursor),
                 limit=limit,
             )
-        return json_response(
-            {
-                "data": [credit_note_json(n) for n in notes],
-                "next_cursor": next_cursor(notes, limit, lambda n: n.id),
-            }
-        )
+        return json_response(id_page(notes, limit, credit_note_json))
 
     @get("/credit-notes/{ref:str}", operation_id="getCreditNote", sync_to_thread=True)
     def get_credit_note(
@@ -314,48 +282,49 @@ class PaymentsController(Controller):
             note = credit_note_store.get_credit_note(conn, principal.book_id, ref)
         return json_response(credit_note_json(note))
 
-    @post("/invoices/{ref:str}/apply-credit", operation_id="applyCredit", sync_to_thread=True)
-    def apply_credit(
+    @get(
+        "/credit-notes/{ref:str}/document",
+        operation_id="getCreditNoteDocument",
+        sync_to_thread=True,
+    )
+    def credit_note_html(
         self,
         ref: FromPath[str],
-        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
-        data: JSONBody[ApplyCreditIn | None] = None,
+    ) -> Response[str]:
+        with Reader(runtime, principal) as conn:
+            html = credit_note_document(conn, principal.book_id, ref)
+        return Response(content=html, media_type="text/html")  # Litestar adds the charset
+
+    @command(
+        "/invoices/{ref:str}/apply-credit", "applyCredit", Permission.BILLING_WRITE, status=200
+    )
+    def apply_credit(
+        self, ref: FromPath[str], run: Run, data: JSONBody[ApplyCreditIn | None] = None
     ) -> Response[bytes]:
-        require(principal, Permission.BILLING_WRITE)
         body = data or ApplyCreditIn()
         amount = parse_amount(body.amount) if body.amount is not None else None
         if amount is not None and amount <= 0:
             raise ApiError(422, "invalid_request", "amount must be greater than zero")
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            applied = invoice_store.apply_credit(
-                conn, principal.book_id, ref, book_today(conn, runtime, principal), amount
-            )
-            invoice = invoice_store.get_invoice(conn, principal.book_id, ref)
-            return 200, {"applied": money(applied, invoice.currency), **invoice_json(invoice)}
+        def work(tx: Tx) -> dict[str, Any]:
+            applied = invoice_store.apply_credit(tx.conn, tx.book_id, ref, tx.today(), amount)
+            invoice = invoice_store.get_invoice(tx.conn, tx.book_id, ref)
+            return {"applied": money(applied, invoice.currency), **invoice_json(invoice)}
 
-        return run_command(runtime, request, principal, {"apply_credit": ref, "body": body}, work)
+        return run({"apply_credit": ref, "body": body}, work)
 
-    @post(
+    @command(
         "/invoices/{ref:str}/mark-uncollectible",
-        operation_id="markInvoiceUncollectible",
-        sync_to_thread=True,
+        "markInvoiceUncollectible",
+        Permission.BILLING_WRITE,
+        status=200,
     )
-    def mark_uncollectible(
-        self,
-        ref: FromPath[str],
-        request: Request[Any, Any, Any],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.BILLING_WRITE)
-
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            invoice = write_offs.mark_uncollectible(
-                conn, principal.book_id, ref, book_today(conn, runtime, principal)
-            )
-            return 200, invoice_json(invoice)
-
-        return run_command(runtime, request, principal, {"mark_uncollectible": ref}, work)
+    def mark_uncollectible(self, ref: FromPath[str], run: Run) -> Response[bytes]:
+        return run(
+            {"mark_uncollectible": ref},
+            lambda tx: invoice_json(
+                write_offs.mark_uncollectible(tx.conn, tx.book_id, ref, tx.today())
+            ),
+        )

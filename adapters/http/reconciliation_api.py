@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import msgspec
 import psycopg
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
@@ -18,8 +18,8 @@ from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 from adapters.bank_statements import CsvMapping
 from adapters.http.commands import require, run_command
 from adapters.http.cursors import decode_keyset, encode_keyset
-from adapters.http.ledger_api import Reader, book_today, json_response
 from adapters.http.problems import ApiError
+from adapters.http.routes import Command, Reader, Run, book_today, command, json_response
 from adapters.keys import Permission, Principal
 from adapters.reconciliation import statements as statement_store
 from adapters.reconciliation import store
@@ -85,6 +85,16 @@ def _file(form: dict[str, Any]) -> tuple[bytes, str | None]:
     return data, upload.filename or None
 
 
+def _refuse_nul(form: dict[str, Any], filename: str | None) -> None:
+    # PostgreSQL text cannot hold NUL: refuse it here, naming the field.
+    fields = [(name, value) for name, value in form.items() if isinstance(value, str)]
+    for name, value in [*fields, ("file (its filename)", filename or "")]:
+        if "\x00" in value:
+            raise ApiError(
+                422, "nul_byte", f"the form field {name!r} holds a NUL character", field=name
+            )
+
+
 def _csv_mapping(conn: psycopg.Connection, principal: Principal, raw: str | None) -> Any:
     if raw is None:
         return None
@@ -110,6 +120,7 @@ class ReconciliationController(Controller):
     ) -> Response[bytes]:
         require(principal, RECONCILE)
         content, filename = _file(data)
+        _refuse_nul(data, filename)
         account = _text(data, "account")
         if account is None:
             raise ApiError(
@@ -123,20 +134,29 @@ class ReconciliationController(Controller):
             "format": fmt,
             "csv_mapping": mapping_ref,
             "bank_account": bank_account,
+            "time_zone": _text(data, "time_zone"),
             "file_sha256": hashlib.sha256(content).hexdigest(),
         }
+        # What the parse needs comes from a short read; the file is parsed with
+        # no connection held, and only a readable file takes a writing one.
+        with Reader(runtime, principal) as conn:
+            target = statement_store.upload_account(conn, principal.book_id, account)
+            mapping: CsvMapping | None = _csv_mapping(conn, principal, mapping_ref)
+        parsed = statement_store.parse_upload(
+            content,
+            format=fmt,
+            csv_mapping=mapping,
+            time_zone=statement_store.account_time_zone(target, _text(data, "time_zone")),
+            filename=filename,
+        )
 
         def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            mapping: CsvMapping | None = _csv_mapping(conn, principal, mapping_ref)
-            imported = statement_store.import_statement(
+            imported = statement_store.store_statements(
                 conn,
                 principal.book_id,
                 account_ref=account,
-                data=content,
-                format=fmt,
-                csv_mapping=mapping,
+                parsed=parsed,
                 bank_account=bank_account,
-                filename=filename,
             )
             summaries = []
             for item in imported:
@@ -186,56 +206,41 @@ class ReconciliationController(Controller):
             document = statement_store.get_statement(conn, principal.book_id, statement_id)
         return json_response(document)
 
-    @post(
+    @command(
         "/bank-statements/{statement_id:str}/lines/{line:str}/entry",
-        operation_id="createEntryFromStatementLine",
-        sync_to_thread=True,
+        "createEntryFromStatementLine",
+        RECONCILE,
     )
     def entry_from_line(
         self,
         statement_id: FromPath[str],
         line: FromPath[str],
-        request: Request[Any, Any, Any],
         data: JSONBody[LineEntryIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
+        run: Run,
     ) -> Response[bytes]:
-        require(principal, RECONCILE)
-
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            result = store.entry_from_line(
-                conn,
-                principal.book_id,
+        payload = {"statement": statement_id, "line": line, "body": data}
+        return run(
+            payload,
+            lambda tx: store.entry_from_line(
+                tx.conn,
+                tx.book_id,
                 statement_id,
                 line,
                 counter_account=data.counter_account,
                 memo=data.memo,
                 effective_date=data.effective_date,
                 metadata=data.metadata,
-                created_by=principal.key_id,
-            )
-            return 201, result
+                created_by=tx.principal.key_id,
+            ),
+        )
 
-        payload = {"statement": statement_id, "line": line, "body": data}
-        return run_command(runtime, request, principal, payload, work)
-
-    @post("/csv-mappings", operation_id="createCsvMapping", sync_to_thread=True)
-    def create_csv_mapping(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[CsvMappingIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, RECONCILE)
+    @command("/csv-mappings", "createCsvMapping", RECONCILE)
+    def create_csv_mapping(self, data: JSONBody[CsvMappingIn], run: Run) -> Response[bytes]:
         mapping = statement_store.csv_mapping_from_json(data.mapping)
-
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            return 201, statement_store.save_csv_mapping(
-                conn, principal.book_id, data.name, mapping
-            )
-
-        return run_command(runtime, request, principal, data, work)
+        return run(
+            data,
+            lambda tx: statement_store.save_csv_mapping(tx.conn, tx.book_id, data.name, mapping),
+        )
 
     @get("/csv-mappings", operation_id="listCsvMappings", sync_to_thread=True)
     def list_csv_mappings(
@@ -245,54 +250,36 @@ class ReconciliationController(Controller):
             rows = statement_store.list_csv_mappings(conn, principal.book_id)
         return json_response({"data": rows})
 
-    @post("/reconciliation/auto-match", operation_id="autoMatch", sync_to_thread=True)
-    def auto_match(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[AutoMatchIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, RECONCILE)
+    @command("/reconciliation/auto-match", "autoMatch", RECONCILE, status=200)
+    def auto_match(self, data: JSONBody[AutoMatchIn], run: Run) -> Response[bytes]:
         if not 0 <= data.window_days <= 31:
             raise ApiError(422, "invalid_window", "window_days must be between 0 and 31")
-
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            outcome = store.run_auto_match(
-                conn,
-                principal.book_id,
+        return run(
+            data,
+            lambda tx: store.run_auto_match(
+                tx.conn,
+                tx.book_id,
                 account_ref=data.account,
                 statement_ref=data.statement,
-                created_by=principal.key_id,
+                created_by=tx.principal.key_id,
                 window_days=data.window_days,
-            )
-            return 200, outcome.json()
+            ).json(),
+        )
 
-        return run_command(runtime, request, principal, data, work)
-
-    @post("/reconciliation/matches", operation_id="createMatch", sync_to_thread=True)
-    def create_match(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[MatchIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, RECONCILE)
-
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            match = store.create_match(
-                conn,
-                principal.book_id,
+    @command("/reconciliation/matches", "createMatch", RECONCILE)
+    def create_match(self, data: JSONBody[MatchIn], run: Run) -> Response[bytes]:
+        return run(
+            data,
+            lambda tx: store.create_match(
+                tx.conn,
+                tx.book_id,
                 line_ids=data.lines,
                 postings=[(p.entry_id, p.line_no) for p in data.postings],
                 entries=data.entries,
                 note=data.note,
-                created_by=principal.key_id,
-            )
-            return 201, match
-
-        return run_command(runtime, request, principal, data, work)
+                created_by=tx.principal.key_id,
+            ),
+        )
 
     @get("/reconciliation/matches", operation_id="listMatches", sync_to_thread=True)
     def list_matches(
@@ -325,48 +312,19 @@ class ReconciliationController(Controller):
             match = store.get_match(conn, principal.book_id, match_id)
         return json_response(match)
 
-    @delete(
+    @command(
         "/reconciliation/matches/{match_id:str}",
-        operation_id="deleteMatch",
-        sync_to_thread=True,
-        status_code=200,
+        "deleteMatch",
+        RECONCILE,
+        status=200,
+        method="DELETE",
     )
-    def delete_match(
-        self,
-        match_id: FromPath[str],
-        request: Request[Any, Any, Any],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        return self._undo(match_id, request, principal, runtime)
+    def delete_match(self, match_id: FromPath[str], run: Run) -> Response[bytes]:
+        return _undo(run, match_id)
 
-    @post(
-        "/reconciliation/matches/{match_id:str}/unmatch",
-        operation_id="unmatch",
-        sync_to_thread=True,
-    )
-    def unmatch(
-        self,
-        match_id: FromPath[str],
-        request: Request[Any, Any, Any],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        return self._undo(match_id, request, principal, runtime)
-
-    def _undo(
-        self,
-        match_id: str,
-        request: Request[Any, Any, Any],
-        principal: Principal,
-        runtime: Runtime,
-    ) -> Response[bytes]:
-        require(principal, RECONCILE)
-
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            return 200, store.undo_match(conn, principal.book_id, match_id, principal.key_id)
-
-        return run_command(runtime, request, principal, {"unmatch": match_id}, work)
+    @command("/reconciliation/matches/{match_id:str}/unmatch", "unmatch", RECONCILE, status=200)
+    def unmatch(self, match_id: FromPath[str], run: Run) -> Response[bytes]:
+        return _undo(run, match_id)
 
     @get("/reports/reconciliation", operation_id="getReconciliationReport", sync_to_thread=True)
     def report(
@@ -381,3 +339,10 @@ class ReconciliationController(Controller):
             day = as_of or book_today(conn, runtime, principal)
             document = store.reconciliation_report(conn, principal.book_id, account, day, currency)
         return json_response(document)
+
+
+def _undo(run: Command, match_id: str) -> Response[bytes]:
+    return run(
+        {"unmatch": match_id},
+        lambda tx: store.undo_match(tx.conn, tx.book_id, match_id, tx.principal.key_id),
+    )

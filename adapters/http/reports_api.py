@@ -10,7 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery, QueryParameter
 
 from adapters.exports import statements
-from adapters.http.ledger_api import Reader, book_today, json_response
+from adapters.http.routes import Reader, book_today, json_response
 from adapters.keys import Principal
 from adapters.runtime import Runtime
 

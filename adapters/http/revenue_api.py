@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Annotated, Any
 
@@ -11,12 +12,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from adapters.http.commands import require
-from adapters.http.ledger_api import Reader, book_today, json_response
 from adapters.http.problems import ApiError
+from adapters.http.routes import Reader, book_today, json_response
 from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
 from billing.postgres import reports
-from billing.postgres.recognition import run_recognition
+from billing.postgres.recognition import RecognitionResult, run_recognition
 from ledger.money import minor_unit_text as _money
 
 
@@ -34,6 +35,62 @@ def _range(date_from: date | None, date_to: date | None) -> tuple[date, date]:
     return date_from, date_to
 
 
+def recognition_json(result: RecognitionResult) -> dict[str, Any]:
+    return {
+        "through": result.through.isoformat(),
+        "entries": result.entries,
+        "lines": result.lines,
+        "recognized": {c: _money(a, c) for c, a in sorted(result.amount_by_currency.items())},
+    }
+
+
+def ar_aging_json(day: date, lines: list[reports.AgingLine]) -> dict[str, Any]:
+    summary = reports.aging_summary(lines)
+    return {
+        "as_of": day.isoformat(),
+        "totals": {
+            c: {b: _money(v, c) for b, v in buckets.items()} for c, buckets in summary.items()
+        },
+        "invoices": [
+            {
+                "invoice": str(line.invoice_id),
+                "number": line.number,
+                "customer": str(line.customer_id),
+                "customer_name": line.customer_name,
+                "currency": line.currency,
+                "due_date": line.due_date.isoformat() if line.due_date else None,
+                "amount_due": _money(line.amount_due, line.currency),
+                "bucket": line.bucket,
+            }
+            for line in lines
+        ],
+    }
+
+
+def deferred_revenue_json(day: date, report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "as_of": day.isoformat(),
+        "balances": [
+            {"currency": c, "balance": _money(v, c)} for c, v in report["balances"].items()
+        ],
+        "by_revenue_account": [
+            {**row, "amount": _money(row["amount"], row["currency"])}
+            for row in report["by_revenue_account"]
+        ],
+        "waterfall": [
+            {**row, "amount": _money(row["amount"], row["currency"])} for row in report["waterfall"]
+        ],
+    }
+
+
+def revenue_json(start: date, end: date, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "lines": [{**r, "amount": _money(r["amount"], r["currency"])} for r in rows],
+    }
+
+
 class RevenueController(Controller):
     path = "/v1"
 
@@ -49,20 +106,11 @@ class RevenueController(Controller):
         # from the ledger), so a retried request posts nothing twice.
         require(principal, Permission.BILLING_WRITE)
         with runtime.connection() as conn:
-            through = (data.through if data else None) or book_today(conn, runtime, principal)
+            today = book_today(conn, runtime, principal)
             conn.rollback()
-        result = run_recognition(runtime.connection, principal.book_id, through)
-        return json_response(
-            {
-                "through": result.through.isoformat(),
-                "entries": result.entries,
-                "lines": result.lines,
-                "recognized": {
-                    c: _money(a, c) for c, a in sorted(result.amount_by_currency.items())
-                },
-            },
-            201,
-        )
+        through = (data.through if data else None) or today
+        result = run_recognition(runtime.connection, principal.book_id, through, today)
+        return json_response(recognition_json(result), 201)
 
     @get("/reports/ar-aging", operation_id="getArAging", sync_to_thread=True)
     def ar_aging(
@@ -74,29 +122,7 @@ class RevenueController(Controller):
         with Reader(runtime, principal) as conn:
             day = as_of or book_today(conn, runtime, principal)
             lines = reports.ar_aging(conn, principal.book_id, day)
-        summary = reports.aging_summary(lines)
-        return json_response(
-            {
-                "as_of": day.isoformat(),
-                "totals": {
-                    c: {b: _money(v, c) for b, v in buckets.items()}
-                    for c, buckets in summary.items()
-                },
-                "invoices": [
-                    {
-                        "invoice": str(line.invoice_id),
-                        "number": line.number,
-                        "customer": str(line.customer_id),
-                        "customer_name": line.customer_name,
-                        "currency": line.currency,
-                        "due_date": line.due_date.isoformat() if line.due_date else None,
-                        "amount_due": _money(line.amount_due, line.currency),
-                        "bucket": line.bucket,
-                    }
-                    for line in lines
-                ],
-            }
-        )
+        return json_response(ar_aging_json(day, lines))
 
     @get("/reports/deferred-revenue", operation_id="getDeferredRevenue", sync_to_thread=True)
     def deferred_revenue(
@@ -108,22 +134,7 @@ class RevenueController(Controller):
         with Reader(runtime, principal) as conn:
             day = as_of or book_today(conn, runtime, principal)
             report = reports.deferred_revenue(conn, principal.book_id, day)
-        return json_response(
-            {
-                "as_of": day.isoformat(),
-                "balances": [
-                    {"currency": c, "balance": _money(v, c)} for c, v in report["balances"].items()
-                ],
-                "by_revenue_account": [
-                    {**row, "amount": _money(row["amount"], row["currency"])}
-                    for row in report["by_revenue_account"]
-                ],
-                "waterfall": [
-                    {**row, "amount": _money(row["amount"], row["currency"])}
-                    for row in report["waterfall"]
-                ],
-            }
-        )
+        return json_response(deferred_revenue_json(day, report))
 
     @get(
         "/reports/deferred-revenue/roll-forward",
@@ -161,10 +172,4 @@ class RevenueController(Controller):
         start, end = _range(date_from, date_to)
         with Reader(runtime, principal) as conn:
             rows = reports.revenue(conn, principal.book_id, start, end)
-        return json_response(
-            {
-                "from": start.isoformat(),
-                "to": end.isoformat(),
-                "lines": [{**r, "amount": _money(r["amount"], r["currency"])} for r in rows],
-            }
-        )
+        return json_response(revenue_json(start, end, rows))

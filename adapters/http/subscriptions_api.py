@@ -19,23 +19,25 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
 import psycopg
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from adapters.http.billing_api import invoice_view
-from adapters.http.commands import require, run_command
-from adapters.http.cursors import decode_cursor, next_cursor
-from adapters.http.ledger_api import Reader, book_today, json_response
+from adapters.gateways.collection import collect_unattempted
+from adapters.http.commands import require
+from adapters.http.cursors import decode_cursor, id_page
+from adapters.http.invoices_api import invoice_view
+from adapters.http.payments_api import credit_note_json
+from adapters.http.routes import Reader, Run, Tx, book_today, command, json_response
 from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
 from billing.errors import InvalidBillingRequest
-from billing.postgres import billing_runs
+from billing.postgres import billing_runs, telecom_billing
 from billing.postgres import subscriptions as store
-from billing.postgres.invoices import Invoice
 from ledger.errors import InvalidMoney
 from ledger.money import minor_unit_text as money
 from ledger.money import parse_amount
@@ -43,8 +45,11 @@ from ledger.postgres import books as book_store
 
 
 class ItemIn(msgspec.Struct, forbid_unknown_fields=True):
-    price: str
+    price: str | None = None
     quantity: str | int = 1
+    # A postpaid telecom item (instead of `price`): the subscription's `subscriber`'s
+    # rated CDRs are billed in arrears (billing.postgres.telecom_billing).
+    rate_plan: str | None = None
 
 
 class SubscriptionIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -55,6 +60,7 @@ class SubscriptionIn(msgspec.Struct, forbid_unknown_fields=True):
     billing_anchor: date | None = None
     coupon: str | None = None
     metadata: dict[str, Any] = {}
+    subscriber: str | None = None  # the MSISDN or account a rate_plan item's CDRs name
 
 
 class ChangeIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -88,7 +94,64 @@ def _quantity(index: int, value: str | int) -> Decimal:
 
 
 def item_specs(items: list[ItemIn]) -> list[store.ItemSpec]:
-    return [store.ItemSpec(i.price, _quantity(n, i.quantity)) for n, i in enumerate(items)]
+    specs = []
+    for n, i in enumerate(items):
+        if i.rate_plan is not None or i.price is None:
+            raise InvalidBillingRequest(
+                f"items[{n}]: give a price"
+                + (
+                    " (rate plans are set when the subscription is created)"
+                    if i.rate_plan is not None
+                    else ""
+                ),
+                item=n,
+            )
+        specs.append(store.ItemSpec(i.price, _quantity(n, i.quantity)))
+    return specs
+
+
+def _rate_plan_of(data: SubscriptionIn) -> str | None:
+    """The subscription's rate-plan item, checked against its `subscriber`."""
+    plans = [(n, i) for n, i in enumerate(data.items) if i.rate_plan is not None]
+    for n, i in plans:
+        if i.price is not None:
+            raise InvalidBillingRequest(f"items[{n}]: give price or rate_plan, not both", item=n)
+    if len(plans) > 1:
+        raise InvalidBillingRequest("a subscription has at most one rate_plan item")
+    if plans and not data.subscriber:
+        raise InvalidBillingRequest("subscriber: required with a rate_plan item")
+    if data.subscriber is not None and not plans:
+        raise InvalidBillingRequest("subscriber: only with a rate_plan item")
+    if plans and len(plans) == len(data.items):
+        raise InvalidBillingRequest(
+            "a subscription with a rate_plan item also needs a recurring price item (its"
+            " fee, 0.00 if none): the price sets the billing cycle"
+        )
+    return plans[0][1].rate_plan if plans else None
+
+
+def _with_rate_plan(
+    conn: psycopg.Connection, book_id: UUID, body: dict[str, Any]
+) -> dict[str, Any]:
+    found = telecom_billing.rate_plan_items(conn, book_id, [UUID(body["id"])])
+    item = found.get(UUID(body["id"]))
+    if item is None:
+        return body
+    return {
+        **body,
+        "subscriber": item.subscriber,
+        "items": [
+            *body["items"],
+            {
+                "id": body["id"],
+                "price": None,
+                "quantity": "1",
+                "effective_from": body["start_date"],
+                "effective_to": None,
+                "rate_plan": item.rate_plan,
+            },
+        ],
+    }
 
 
 def _d(value: date | None) -> str | None:
@@ -129,12 +192,16 @@ def subscription_json(sub: store.Subscription) -> dict[str, Any]:
     }
 
 
-def _with_invoice(
-    conn: psycopg.Connection, principal: Principal, sub: store.Subscription, inv: Invoice | None
-) -> dict[str, Any]:
-    body = subscription_json(sub)
-    body["invoice"] = invoice_view(conn, principal.book_id, inv) if inv is not None else None
-    return body
+def issued_json(conn: psycopg.Connection, book_id: UUID, issued: store.Issued) -> dict[str, Any]:
+    """What a change or cancellation issued: an invoice (a charge) or credit notes."""
+    if isinstance(issued, tuple):
+        return {"invoice": None, "credit_notes": [credit_note_json(n) for n in issued]}
+    invoice = invoice_view(conn, book_id, issued) if issued is not None else None
+    return {"invoice": invoice, "credit_notes": []}
+
+
+def _with_invoice(tx: Tx, sub: store.Subscription, issued: store.Issued) -> dict[str, Any]:
+    return {**subscription_json(sub), **issued_json(tx.conn, tx.book_id, issued)}
 
 
 def run_json(run: billing_runs.BillingRun) -> dict[str, Any]:
@@ -146,6 +213,10 @@ def run_json(run: billing_runs.BillingRun) -> dict[str, Any]:
         "invoices_created": run.invoices_created,
         "started_at": run.started_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "heartbeat_at": run.heartbeat_at.isoformat(),
+        "failures": [
+            {"subscription": str(f.subscription_id), "reason": f.reason} for f in run.failures
+        ],
     }
 
 
@@ -153,18 +224,12 @@ class SubscriptionsController(Controller):
     path = "/v1/subscriptions"
     tags = ["billing"]
 
-    @post("/", operation_id="createSubscription", sync_to_thread=True)
-    def create(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[SubscriptionIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.BILLING_WRITE)
+    @command("/", "createSubscription", Permission.BILLING_WRITE)
+    def create(self, data: JSONBody[SubscriptionIn], run: Run) -> Response[bytes]:
+        rate_plan = _rate_plan_of(data)
         spec = store.SubscriptionSpec(
             data.customer,
-            item_specs(data.items),
+            item_specs([i for i in data.items if i.rate_plan is None]),
             data.start_date,
             data.trial_end,
             data.billing_anchor,
@@ -172,13 +237,21 @@ class SubscriptionsController(Controller):
             data.metadata,
         )
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            today = book_today(conn, runtime, principal)
-            return 201, subscription_json(
-                store.create_subscription(conn, principal.book_id, spec, today)
-            )
+        def work(tx: Tx) -> dict[str, Any]:
+            sub = store.create_subscription(tx.conn, tx.book_id, spec, tx.today())
+            if rate_plan is not None and data.subscriber is not None:
+                telecom_billing.attach_rate_plan(
+                    tx.conn,
+                    tx.book_id,
+                    sub.id,
+                    sub.customer_id,
+                    sub.currency,
+                    data.subscriber,
+                    rate_plan,
+                )
+            return _with_rate_plan(tx.conn, tx.book_id, subscription_json(sub))
 
-        return run_command(runtime, request, principal, data, work)
+        return run(data, work)
 
     @get("/", operation_id="listSubscriptions", sync_to_thread=True)
     def list(
@@ -200,12 +273,7 @@ class SubscriptionsController(Controller):
             subs = store.list_subscriptions(
                 conn, principal.book_id, today, customer_id=customer_id, after=after, limit=limit
             )
-        return json_response(
-            {
-                "data": [subscription_json(s) for s in subs],
-                "next_cursor": next_cursor(subs, limit, lambda s: s.id),
-            }
-        )
+        return json_response(id_page(subs, limit, subscription_json))
 
     @get("/{ref:str}", operation_id="getSubscription", sync_to_thread=True)
     def get_one(
@@ -217,99 +285,58 @@ class SubscriptionsController(Controller):
         with Reader(runtime, principal) as conn:
             today = book_today(conn, runtime, principal)
             sub = store.get_subscription(conn, principal.book_id, ref, today)
-        return json_response(subscription_json(sub))
+            body = _with_rate_plan(conn, principal.book_id, subscription_json(sub))
+        return json_response(body)
 
-    @post("/{ref:str}/change", operation_id="changeSubscription", sync_to_thread=True)
-    def change(
-        self,
-        ref: FromPath[str],
-        request: Request[Any, Any, Any],
-        data: JSONBody[ChangeIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.BILLING_WRITE)
+    @command("/{ref:str}/change", "changeSubscription", Permission.BILLING_WRITE, status=200)
+    def change(self, ref: FromPath[str], data: JSONBody[ChangeIn], run: Run) -> Response[bytes]:
         items = item_specs(data.items)
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            today = book_today(conn, runtime, principal)
+        def work(tx: Tx) -> dict[str, Any]:
             sub, invoice = store.change_subscription(
-                conn, principal.book_id, ref, items, data.effective_date, data.proration, today
+                tx.conn, tx.book_id, ref, items, data.effective_date, data.proration, tx.today()
             )
-            return 200, _with_invoice(conn, principal, sub, invoice)
+            return _with_invoice(tx, sub, invoice)
 
-        return run_command(runtime, request, principal, {"ref": ref, "body": data}, work)
+        return run({"ref": ref, "body": data}, work)
 
-    @post("/{ref:str}/cancel", operation_id="cancelSubscription", sync_to_thread=True)
+    @command("/{ref:str}/cancel", "cancelSubscription", Permission.BILLING_WRITE, status=200)
     def cancel(
-        self,
-        ref: FromPath[str],
-        request: Request[Any, Any, Any],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-        data: JSONBody[CancelIn | None] = None,
+        self, ref: FromPath[str], run: Run, data: JSONBody[CancelIn | None] = None
     ) -> Response[bytes]:
-        require(principal, Permission.BILLING_WRITE)
         at = data.at if data is not None else "now"
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            today = book_today(conn, runtime, principal)
-            sub, invoice = store.cancel_subscription(conn, principal.book_id, ref, at, today)
-            return 200, _with_invoice(conn, principal, sub, invoice)
+        def work(tx: Tx) -> dict[str, Any]:
+            sub, invoice = store.cancel_subscription(tx.conn, tx.book_id, ref, at, tx.today())
+            return _with_invoice(tx, sub, invoice)
 
-        return run_command(runtime, request, principal, {"ref": ref, "at": at}, work)
+        return run({"ref": ref, "at": at}, work)
 
-    @post("/{ref:str}/pause", operation_id="pauseSubscription", sync_to_thread=True)
-    def pause(
-        self,
-        ref: FromPath[str],
-        request: Request[Any, Any, Any],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.BILLING_WRITE)
+    @command("/{ref:str}/pause", "pauseSubscription", Permission.BILLING_WRITE, status=200)
+    def pause(self, ref: FromPath[str], run: Run) -> Response[bytes]:
+        return run(
+            {"pause": ref},
+            lambda tx: subscription_json(
+                store.pause_subscription(tx.conn, tx.book_id, ref, tx.today())
+            ),
+        )
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            today = book_today(conn, runtime, principal)
-            return 200, subscription_json(
-                store.pause_subscription(conn, principal.book_id, ref, today)
-            )
-
-        return run_command(runtime, request, principal, {"pause": ref}, work)
-
-    @post("/{ref:str}/resume", operation_id="resumeSubscription", sync_to_thread=True)
-    def resume(
-        self,
-        ref: FromPath[str],
-        request: Request[Any, Any, Any],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.BILLING_WRITE)
-
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            today = book_today(conn, runtime, principal)
-            return 200, subscription_json(
-                store.resume_subscription(conn, principal.book_id, ref, today)
-            )
-
-        return run_command(runtime, request, principal, {"resume": ref}, work)
+    @command("/{ref:str}/resume", "resumeSubscription", Permission.BILLING_WRITE, status=200)
+    def resume(self, ref: FromPath[str], run: Run) -> Response[bytes]:
+        return run(
+            {"resume": ref},
+            lambda tx: subscription_json(
+                store.resume_subscription(tx.conn, tx.book_id, ref, tx.today())
+            ),
+        )
 
 
 class BillingRunsController(Controller):
     path = "/v1"
     tags = ["billing"]
 
-    @post("/coupons", operation_id="createCoupon", sync_to_thread=True)
-    def create_coupon(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[CouponIn],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.BILLING_WRITE)
-
+    @command("/coupons", "createCoupon", Permission.BILLING_WRITE)
+    def create_coupon(self, data: JSONBody[CouponIn], run: Run) -> Response[bytes]:
         def amount(value: str | None, name: str) -> Decimal | None:
             if value is None:
                 return None
@@ -327,9 +354,9 @@ class BillingRunsController(Controller):
             data.duration_in_periods,
         )
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            coupon_id = store.create_coupon(conn, principal.book_id, spec)
-            body: dict[str, Any] = {
+        def work(tx: Tx) -> dict[str, Any]:
+            coupon_id = store.create_coupon(tx.conn, tx.book_id, spec)
+            return {
                 "id": str(coupon_id),
                 "object": "coupon",
                 "name": spec.name,
@@ -341,9 +368,8 @@ class BillingRunsController(Controller):
                 else None,
                 "currency": spec.currency,
             }
-            return 201, body
 
-        return run_command(runtime, request, principal, data, work)
+        return run(data, work)
 
     @post("/billing-runs", operation_id="createBillingRun", sync_to_thread=True)
     def create_run(
@@ -359,6 +385,8 @@ class BillingRunsController(Controller):
         run = billing_runs.run_billing(
             runtime.connection, principal.book_id, data.as_of or today, today
         )
+        # Auto-collection of the run's invoices, each after the run's commits.
+        collect_unattempted(runtime.connection, principal.book_id, today)
         return json_response(run_json(run), 201)
 
     @get("/billing-runs/{ref:str}", operation_id="getBillingRun", sync_to_thread=True)

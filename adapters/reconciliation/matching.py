@@ -6,7 +6,11 @@ The rules run in order, each on what the earlier ones left unmatched:
    opposite amounts) clear each other; the bank never saw either.
 1. bank_reference: the line's bank reference or end-to-end id equals a
    reference the posting carries (its document, an entry metadata value such
-   as `bank_reference`, or the entry's idempotency key).
+   as `bank_reference`, or the entry's idempotency key). An ACH health-care
+   payment (CCD+/CTX) carries its 835's reassociation trace as an X12 TRN
+   segment in the addenda (`TRN*1*<TRN02>*<TRN03>\\`): that TRN02 counts as
+   a line reference too, and equals the `bank_reference` of the remittance's
+   bank posting.
 2. invoice_number: an invoice number in the line's remittance text is one the
    posting carries (`invoice:<number>` documents, `invoice_number` metadata,
    or an invoice-like token of the entry memo).
@@ -58,6 +62,7 @@ _NAME_NOISE = frozenset(
      "nv", "oy", "ab", "as", "aps", "the", "and", "und", "et", "of")
 )  # fmt: skip
 _SPLIT = re.compile(r"[\s,;()\[\]{}<>\"'|]+")
+_TRN = re.compile(r"TRN\*1\*([^*~\\\s]+)")  # X12 reassociation trace: TRN02
 _INVOICE_LIKE = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9][A-Za-z0-9\-/_.#]{3,}$")
 
 
@@ -211,6 +216,8 @@ def line_references(line: BankLine) -> set[str]:
     if line.bank_reference and not line.bank_reference.startswith("sha256:"):
         refs.add(reference_key(line.bank_reference))
     refs.add(reference_key(line.end_to_end_id))
+    for text in (line.remittance_info, line.bank_reference):
+        refs.update(reference_key(trace) for trace in _TRN.findall(text or ""))
     return {r for r in refs if r is not None}
 
 
@@ -376,3 +383,61 @@ def auto_match(
         unmatched_lines=sorted(state.free_lines),
         unmatched_postings=sorted(state.free_postings),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    rule: str  # an auto-match rule, or "amount" for a same-amount posting nearby
+    postings: tuple[PostingKey, ...]
+    amount: Decimal
+    lines: tuple[str, ...] = ()  # every line of the proposal (several: a split payment)
+
+
+def candidates(
+    lines: Sequence[BankLine],
+    postings: Sequence[BookPosting],
+    *,
+    window_days: int = WINDOW_DAYS,
+    nearby_days: int = 60,
+) -> dict[str, list[Candidate]]:
+    """Per line, what a person may accept: every proposal of the auto-match
+    rules, ambiguous ones included (auto-match keeps only unambiguous ones),
+    strongest rule first; then postings of the same amount and currency
+    within `nearby_days` that no rule proposed."""
+    state = _State(lines, postings)
+    proposals = [
+        ("bank_reference", _bank_reference(state)),
+        ("invoice_number", _invoice_number(state)),
+    ]
+    out: dict[str, list[Candidate]] = defaultdict(list)
+    seen: dict[str, set[tuple[PostingKey, ...]]] = defaultdict(set)
+
+    def add(
+        line_id: str, rule: str, keys: tuple[PostingKey, ...], lines: tuple[str, ...] = ()
+    ) -> None:
+        keys = tuple(sorted(keys))
+        if keys in seen[line_id]:
+            return
+        seen[line_id].add(keys)
+        amount = sum((state.postings[k].amount for k in keys), Decimal(0))
+        out[line_id].append(Candidate(rule, keys, amount, lines or (line_id,)))
+
+    for rule, found in proposals:
+        for line_ids, keys in sorted(found):
+            for line_id in line_ids:  # a split payment is offered on each of its lines
+                add(line_id, rule, keys, line_ids)
+    window, nearby = timedelta(days=window_days), timedelta(days=nearby_days)
+    for line in lines:
+        days = [line.booking_date] + ([line.value_date] if line.value_date else [])
+        same = sorted(
+            (p for p in postings if p.currency == line.currency and p.amount == line.amount),
+            key=lambda p: (abs((p.effective_date - line.booking_date).days), p.key),
+        )
+        for p in same:  # the amount_date_counterparty rule's test, without its uniqueness
+            close = min(days) - window <= p.effective_date <= max(days) + window
+            if close and names_agree(line.counterparty_name, p):
+                add(line.id, "amount_date_counterparty", (p.key,))
+        for p in same:
+            if abs(p.effective_date - line.booking_date) <= nearby:
+                add(line.id, "amount", (p.key,))
+    return dict(out)

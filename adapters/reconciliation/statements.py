@@ -1,11 +1,25 @@
 """Importing bank statements into a book: parse, check, de-duplicate, store.
 
-A file is parsed and checked in full before anything is written; the
-statement rows and their lines are then inserted in the caller's transaction,
-so a bad file leaves nothing behind. Lines are de-duplicated per book and
-ledger account by the bank's own reference (AcctSvcrRef, FITID, a CSV
-reference column, or the parser's deterministic content hash), and a
-statement uploaded again is recognized by its content fingerprint.
+A file (or every file of a ZIP) is parsed and checked in full before a
+database connection is taken; the statement rows and their lines are then
+inserted in the caller's transaction, so a bad file leaves nothing behind.
+Lines are de-duplicated per book, ledger account and bank account by the
+bank's own reference (AcctSvcrRef, FITID, MT940 //reference, a CSV reference
+column, or the parser's deterministic content hash); no two lines of one
+statement share a reference, so de-duplication never drops a line of the
+file itself. Each statement lists its stored lines (`line_ids`, shared ones
+included) and PostgreSQL checks at commit that they lead from its opening to
+its closing balance. A statement uploaded again is recognized by its content
+fingerprint.
+
+Rules the import states:
+- a statement is in a currency its ledger account holds; an account without
+  a currency list holds the book's currency only;
+- a statement with no entries is accepted when its balances agree;
+- date-times with an offset are booked on their day in the bank account's time
+  zone: the upload's `time_zone`, else the account's metadata `time_zone`,
+  else UTC;
+- a ZIP is imported all or nothing (at most 100 files, 64 MiB unpacked).
 """
 
 from __future__ import annotations
@@ -14,26 +28,35 @@ import dataclasses
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, tzinfo
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from adapters.bank_statements import CsvMapping, Statement, StatementError, parse_statement
+from adapters.bank_statements import (
+    CsvMapping,
+    Statement,
+    StatementError,
+    StatementLine,
+    parse_statement,
+)
+from adapters.bank_statements.archive import is_zip, unpack
+from billing.postgres.events import record_events
 from ledger.accounts import AccountType
 from ledger.errors import LedgerError, NotFound
-from ledger.postgres.books import Account, get_account
+from ledger.postgres.books import Account, get_account, get_book
 
 # Files that cannot be read at all are a bad request; readable files whose
 # content is wrong (or does not add up) are unprocessable.
 _UNREADABLE = frozenset(
-    {"malformed_xml", "unsafe_xml", "malformed_ofx", "malformed_csv", "truncated_file",
-     "unknown_format"}
+    {"malformed_xml", "unsafe_xml", "malformed_ofx", "malformed_csv", "malformed_mt940",
+     "truncated_file", "unknown_format", "too_deeply_nested", "bad_archive"}
 )  # fmt: skip
 
 
@@ -52,12 +75,15 @@ def statement_problem(exc: StatementError) -> ReconciliationError:
 
 
 def bank_account_of(account: Account) -> None:
-    if account.type is not AccountType.ASSET:
+    # A card or a credit line is a liability; its statement's signs are ours
+    # too (a purchase is money out, negative, and raises what is owed).
+    if account.type not in (AccountType.ASSET, AccountType.LIABILITY):
         raise ReconciliationError(
             422,
             "not_a_bank_account",
             f"{account.name} is an {account.type.value} account; statements belong to an "
-            "asset account such as Assets:Bank:Operating or a clearing account.",
+            "asset account such as Assets:Bank:Operating or a clearing account, or to a "
+            "liability such as Liabilities:CreditCard.",
             account=account.name,
         )
 
@@ -174,6 +200,77 @@ def fingerprint(statement: Statement) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedStatement:
+    """A statement read from an upload, before any database work."""
+
+    statement: Statement
+    filename: str | None
+    file_sha256: str
+
+
+def account_time_zone(account: Account, given: str | None = None) -> tzinfo:
+    """The bank account's time zone: the upload's, else the account's, else UTC.
+
+    A ledger account keeps it in its metadata (`{"time_zone": "Europe/Zurich"}`,
+    an IANA name), set when the account is created; statement date-times with
+    an offset are booked on their calendar day in that zone.
+    """
+    name = given or account.metadata.get("time_zone") or "UTC"
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ReconciliationError(
+            422,
+            "invalid_time_zone",
+            f"{name!r} is not an IANA time zone such as Europe/Zurich or America/New_York",
+        ) from None
+
+
+def upload_account(conn: psycopg.Connection, book_id: uuid.UUID, account_ref: str) -> Account:
+    """The ledger account a statement is uploaded to, if it can take one."""
+    account = get_account(conn, book_id, account_ref)
+    bank_account_of(account)
+    if account.closed_at is not None:
+        raise ReconciliationError(422, "account_closed", f"{account.name} is closed")
+    return account
+
+
+def parse_upload(
+    data: bytes,
+    *,
+    format: str | None = None,
+    csv_mapping: CsvMapping | None = None,
+    time_zone: tzinfo = UTC,
+    filename: str | None = None,
+) -> list[ParsedStatement]:
+    """Every statement of an uploaded file, or of each file in an uploaded ZIP.
+
+    Pure and bounded (no database): callers parse before taking a connection.
+    A ZIP is all or nothing: the first member that cannot be imported refuses
+    the whole upload, naming the member.
+    """
+    if not data.strip():
+        raise ReconciliationError(400, "empty_file", "the uploaded file is empty")
+    try:
+        if not is_zip(data):
+            digest = hashlib.sha256(data).hexdigest()
+            statements = parse_statement(data, format, csv_mapping, time_zone)
+            return [ParsedStatement(s, filename, digest) for s in statements]
+        parsed: list[ParsedStatement] = []
+        for name, content in unpack(data):
+            try:
+                statements = parse_statement(content, format, csv_mapping, time_zone)
+            except StatementError as exc:
+                raise StatementError(exc.code, f"{name} (in the ZIP): {exc.message}") from exc
+            digest = hashlib.sha256(content).hexdigest()
+            member = f"{filename}:{name}" if filename else name
+            parsed += [ParsedStatement(s, member, digest) for s in statements]
+        return parsed
+    except StatementError as exc:
+        raise statement_problem(exc) from exc
+
+
 def import_statement(
     conn: psycopg.Connection,
     book_id: uuid.UUID,
@@ -184,44 +281,79 @@ def import_statement(
     csv_mapping: CsvMapping | None = None,
     bank_account: str | None = None,
     filename: str | None = None,
+    time_zone: str | None = None,
 ) -> list[ImportedStatement]:
-    """Store the file's statements (those of `bank_account` when it names one)."""
-    account = get_account(conn, book_id, account_ref)
-    bank_account_of(account)
-    if account.closed_at is not None:
-        raise ReconciliationError(422, "account_closed", f"{account.name} is closed")
-    if not data.strip():
-        raise ReconciliationError(400, "empty_file", "the uploaded file is empty")
-    try:
-        statements = parse_statement(data, format, csv_mapping)
-    except StatementError as exc:
-        raise statement_problem(exc) from exc
-    statements = _select_bank_account(statements, bank_account)
-    for statement in statements:
-        if account.currencies and statement.currency not in account.currencies:
+    """Parse and store in one call (the HTTP API and CLI parse first, then store)."""
+    account = upload_account(conn, book_id, account_ref)
+    parsed = parse_upload(
+        data,
+        format=format,
+        csv_mapping=csv_mapping,
+        time_zone=account_time_zone(account, time_zone),
+        filename=filename,
+    )
+    return store_statements(
+        conn, book_id, account_ref=account_ref, parsed=parsed, bank_account=bank_account
+    )
+
+
+def store_statements(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    *,
+    account_ref: str,
+    parsed: list[ParsedStatement],
+    bank_account: str | None = None,
+) -> list[ImportedStatement]:
+    """Store parsed statements (those of `bank_account` when it names one)."""
+    account = upload_account(conn, book_id, account_ref)
+    parsed = _select_bank_account(parsed, bank_account)
+    currencies = {p.statement.currency for p in parsed}
+    known = {
+        r[0]
+        for r in conn.execute(
+            "select code from currencies where code = any(%s)", (sorted(currencies),)
+        ).fetchall()
+    }
+    # One rule for every format: a statement is in a currency its ledger
+    # account holds. A bank account holds one currency, so an account without
+    # a currency list takes statements in the book's currency only; a foreign
+    # currency account names its currency when it is created.
+    allowed = account.currencies or (get_book(conn, book_id).base_currency,)
+    for currency in sorted(currencies):
+        if currency not in known:
+            raise ReconciliationError(
+                422,
+                "unknown_currency",
+                f"the statement is in {currency}, which is not an ISO 4217 currency this "
+                "service knows (a withdrawn one such as DEM?); it cannot be imported.",
+            )
+        if currency not in allowed:
             raise ReconciliationError(
                 422,
                 "currency_not_allowed",
-                f"the statement is in {statement.currency} but {account.name} holds only "
-                f"{', '.join(account.currencies)}; upload it to the account of that currency.",
+                f"the statement is in {currency} but {account.name} holds only "
+                f"{', '.join(allowed)}; upload it to the account of that currency (an "
+                "account without a currency list holds the book's currency).",
             )
     # One importer per account at a time: de-duplication reads, then writes.
     conn.execute(
         "select pg_advisory_xact_lock(hashtextextended('ab_statements:' || %s::text, 0))",
         (f"{book_id}:{account.id}",),
     )
-    file_hash = hashlib.sha256(data).hexdigest()
-    return [
-        _store(conn, book_id, account.id, statement, file_hash, filename)
-        for statement in statements
-    ]
+    stored = [_store(conn, book_id, account.id, item) for item in parsed]
+    new = [{"object": "statement", "account": account.name, **asdict(s)} for s in stored]
+    record_events(conn, book_id, "statement.imported", [s for s in new if s["created"]])
+    return stored
 
 
-def _select_bank_account(statements: list[Statement], wanted: str | None) -> list[Statement]:
+def _select_bank_account(
+    parsed: list[ParsedStatement], wanted: str | None
+) -> list[ParsedStatement]:
     if wanted:
-        chosen = [s for s in statements if _compact(s.account) == _compact(wanted)]
+        chosen = [p for p in parsed if _compact(p.statement.account) == _compact(wanted)]
         if not chosen:
-            found = sorted({s.account or "(none)" for s in statements})
+            found = sorted({p.statement.account or "(none)" for p in parsed})
             raise ReconciliationError(
                 422,
                 "bank_account_not_in_file",
@@ -229,26 +361,25 @@ def _select_bank_account(statements: list[Statement], wanted: str | None) -> lis
                 f"(it has: {', '.join(found)}).",
             )
         return chosen
-    accounts = {_compact(s.account) for s in statements}
+    accounts = {_compact(p.statement.account) for p in parsed}
     if len(accounts) > 1:
-        found = sorted(s.account or "(none)" for s in statements)
+        found = sorted({p.statement.account or "(none)" for p in parsed})
         raise ReconciliationError(
             422,
             "several_bank_accounts",
             f"the file holds statements of several bank accounts ({', '.join(found)}); "
             "name the one for this ledger account in `bank_account`.",
         )
-    return statements
+    return parsed
 
 
 def _store(
     conn: psycopg.Connection,
     book_id: uuid.UUID,
     account_id: uuid.UUID,
-    statement: Statement,
-    file_hash: str,
-    filename: str | None,
+    parsed: ParsedStatement,
 ) -> ImportedStatement:
+    statement = parsed.statement
     print_ = fingerprint(statement)
     existing = conn.execute(
         "select id from bank_statements where book_id = %s and account_id = %s"
@@ -257,46 +388,65 @@ def _store(
     ).fetchone()
     if existing is not None:
         return ImportedStatement(existing[0], False, 0, len(statement.lines))
-    references = [x.bank_reference for x in statement.lines]
+    # A line's identity: ledger account, bank account and the bank's reference
+    # (parsers make references distinct within a statement, so no line of one
+    # file is ever taken for another). A line an earlier overlapping statement
+    # stored is listed by this statement, not stored again.
+    bank = _compact(statement.account) or ""
     known = {
-        r[0]
+        r[0]: (r[1], r[2])
         for r in conn.execute(
-            "select bank_reference from bank_statement_lines where book_id = %s"
-            " and account_id = %s and bank_reference = any(%s)",
-            (book_id, account_id, references),
+            "select bank_reference, id, amount from bank_statement_lines where book_id = %s"
+            " and account_id = %s and bank_account = %s and bank_reference = any(%s)",
+            (book_id, account_id, bank, [x.bank_reference for x in statement.lines]),
         ).fetchall()
     }
-    fresh: list[tuple[int, Any]] = []
+    line_ids: list[uuid.UUID] = []
+    fresh: list[tuple[uuid.UUID, int, StatementLine]] = []
     for number, line in enumerate(statement.lines, start=1):
-        if line.bank_reference not in known:
-            known.add(line.bank_reference)
-            fresh.append((number, line))
+        hit = known.get(line.bank_reference)
+        if hit is None:
+            fresh.append((uuid.uuid4(), number, line))
+            line_ids.append(fresh[-1][0])
+        elif hit[1] != line.amount:
+            raise ReconciliationError(
+                422,
+                "reference_reused",
+                f"line {number} carries the bank reference {line.bank_reference!r} of a line "
+                f"already imported with amount {hit[1]}, but its amount is {line.amount}; "
+                "the bank reused a reference, so the file cannot be de-duplicated safely.",
+                bank_reference=line.bank_reference,
+            )
+        else:
+            line_ids.append(hit[0])
     statement_id = uuid.uuid4()
     conn.execute(
         "insert into bank_statements (book_id, id, account_id, format, bank_statement_id,"
         " bank_account, currency, opening_balance, closing_balance, opening_date, closing_date,"
-        " line_count, new_line_count, fingerprint, file_sha256, filename)"
-        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " line_count, new_line_count, fingerprint, file_sha256, filename, line_ids)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (book_id, statement_id, account_id, statement.format, statement.statement_id,
          statement.account, statement.currency, statement.opening_balance,
          statement.closing_balance, statement.opening_date, statement.closing_date,
-         len(statement.lines), len(fresh), print_, file_hash, filename),
+         len(statement.lines), len(fresh), print_, parsed.file_sha256, parsed.filename,
+         line_ids),
     )  # fmt: skip
     if fresh:
         columns = list(zip(*[
-            (uuid.uuid4(), number, x.bank_reference, x.booking_date, x.value_date, x.amount,
+            (line_id, number, x.bank_reference, x.booking_date, x.value_date, x.amount,
              x.currency, x.end_to_end_id, x.counterparty_name, x.counterparty_account,
              x.remittance_info, x.bank_transaction_code)
-            for number, x in fresh
+            for line_id, number, x in fresh
         ], strict=True))  # fmt: skip
         conn.execute(
-            "insert into bank_statement_lines (book_id, statement_id, account_id, id, line_no,"
-            " bank_reference, booking_date, value_date, amount, currency, end_to_end_id,"
-            " counterparty_name, counterparty_account, remittance_info, bank_transaction_code)"
-            " select %s, %s, %s, t.* from unnest(%s::uuid[], %s::int[], %s::text[], %s::date[],"
-            " %s::date[], %s::numeric[], %s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::text[], %s::text[]) t",
-            (book_id, statement_id, account_id, *map(list, columns)),
+            "insert into bank_statement_lines (book_id, statement_id, account_id, bank_account,"
+            " id, line_no, bank_reference, booking_date, value_date, amount, currency,"
+            " end_to_end_id, counterparty_name, counterparty_account, remittance_info,"
+            " bank_transaction_code)"
+            " select %s, %s, %s, %s, t.* from unnest(%s::uuid[], %s::int[], %s::text[],"
+            " %s::date[], %s::date[], %s::numeric[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[], %s::text[], %s::text[]) t",
+            (book_id, statement_id, account_id, bank, *map(list, columns)),
         )
     return ImportedStatement(statement_id, True, len(fresh), len(statement.lines) - len(fresh))
 

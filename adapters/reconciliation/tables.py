@@ -6,12 +6,13 @@ it never changes the ledger. Undoing a match stamps `undone_at` on it and
 `released_at` on its links, so the history stays; partial unique indexes on
 the live links keep a line or a posting in at most one live match. PostgreSQL
 checks at commit that a match's lines and postings agree in sum (revision
-0004's triggers).
+0004's rules, checked set-based once per transaction since revision 0030).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     CheckConstraint,
     Column,
@@ -75,11 +76,15 @@ bank_statements = Table(
     Column("file_sha256", Text, nullable=False),
     Column("filename", Text),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    # The stored line of each of the statement's lines, in order (a line an
+    # earlier statement already stored is listed, not stored twice); checked
+    # at commit to add up from opening to closing (revision 0007).
+    Column("line_ids", ARRAY(Uuid)),
     PrimaryKeyConstraint("book_id", "id"),
     UniqueConstraint("book_id", "account_id", "fingerprint"),
     ForeignKeyConstraint(["book_id", "account_id"], ["accounts.book_id", "accounts.id"]),
     Index(None, "book_id", "account_id", "closing_date"),
-    CheckConstraint("format in ('camt.053', 'ofx', 'csv')", name="format"),
+    CheckConstraint("format in ('camt.053', 'ofx', 'csv', 'mt940')", name="format"),
 )
 
 bank_statement_lines = Table(
@@ -100,17 +105,32 @@ bank_statement_lines = Table(
     Column("counterparty_account", Text),
     Column("remittance_info", Text),
     Column("bank_transaction_code", Text),
+    # The bank account the line came from, compacted ('' when the file names
+    # none): references such as OFX FITIDs are unique per bank account only.
+    Column("bank_account", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("book_id", "id"),
-    # De-duplication: the bank's own reference, once per book and account.
-    UniqueConstraint("book_id", "account_id", "bank_reference"),
+    # De-duplication: the bank's own reference, once per ledger and bank account.
+    UniqueConstraint(
+        "book_id",
+        "account_id",
+        "bank_account",
+        "bank_reference",
+        name="uq_bank_statement_lines_reference",
+    ),
     UniqueConstraint("book_id", "statement_id", "line_no"),
     ForeignKeyConstraint(
         ["book_id", "statement_id"], ["bank_statements.book_id", "bank_statements.id"]
     ),
     ForeignKeyConstraint(["book_id", "account_id"], ["accounts.book_id", "accounts.id"]),
-    Index(None, "book_id", "account_id", "booking_date"),
+    # The account leads (see 0009_key_lookup_indexes.sql: no (book_id, id) lookup may use it).
+    Index(None, "account_id", "book_id", "booking_date"),
 )
 
+# Referential integrity of matches and their links (account, entry, match,
+# statement line, posting) is checked by set-based statement triggers since
+# revision 0030, not per-row foreign keys: a foreign key costs a lookup and a
+# KEY SHARE lock on the parent per row, three to six per match of an
+# auto-match run. Parents cannot be deleted (append-only triggers, no grants).
 statement_matches = Table(
     "statement_matches",
     metadata,
@@ -135,11 +155,8 @@ statement_matches = Table(
         server_default=text("(pg_current_xact_id())::text::bigint"),
     ),
     PrimaryKeyConstraint("book_id", "id"),
-    ForeignKeyConstraint(["book_id", "account_id"], ["accounts.book_id", "accounts.id"]),
-    ForeignKeyConstraint(
-        ["book_id", "entry_id"], ["journal_entries.book_id", "journal_entries.id"]
-    ),
-    Index(None, "book_id", "account_id", "created_at"),
+    Index(None, "account_id", "book_id", "created_at"),
+    Index(None, "txid"),  # the commit-time check finds the transaction's matches
     CheckConstraint(
         "rule in (" + ", ".join(f"'{r}'" for r in MATCH_RULES) + ")",
         name="rule",
@@ -154,12 +171,6 @@ statement_match_lines = Table(
     Column("line_id", Uuid, nullable=False),
     Column("released_at", TIMESTAMPTZ),
     PrimaryKeyConstraint("book_id", "match_id", "line_id"),
-    ForeignKeyConstraint(
-        ["book_id", "match_id"], ["statement_matches.book_id", "statement_matches.id"]
-    ),
-    ForeignKeyConstraint(
-        ["book_id", "line_id"], ["bank_statement_lines.book_id", "bank_statement_lines.id"]
-    ),
     Index(
         "uq_statement_match_lines_live",
         "book_id",
@@ -178,13 +189,6 @@ statement_match_postings = Table(
     Column("line_no", SmallInteger, nullable=False),
     Column("released_at", TIMESTAMPTZ),
     PrimaryKeyConstraint("book_id", "match_id", "entry_id", "line_no"),
-    ForeignKeyConstraint(
-        ["book_id", "match_id"], ["statement_matches.book_id", "statement_matches.id"]
-    ),
-    ForeignKeyConstraint(
-        ["book_id", "entry_id", "line_no"],
-        ["postings.book_id", "postings.entry_id", "postings.line_no"],
-    ),
     Index(
         "uq_statement_match_postings_live",
         "book_id",
@@ -193,4 +197,16 @@ statement_match_postings = Table(
         unique=True,
         postgresql_where=text("released_at is null"),
     ),
+)
+
+# The commit-time check (revision 0030): one ticket per transaction that
+# wrote matches or links; its deferred constraint trigger checks all the
+# transaction's matches in one statement and removes the ticket before
+# commit. The application role has no access.
+statement_match_tickets = Table(
+    "statement_match_tickets",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("txid", BigInteger, nullable=False),
+    PrimaryKeyConstraint("book_id", "txid"),
 )

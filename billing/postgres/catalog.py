@@ -55,6 +55,8 @@ class PriceSpec:
     interval_count: int = 1
     metric: str | None = None
     aggregation: str | None = None
+    free_units: Decimal | None = None  # usage prices: units free each period
+    minimum_amount: Decimal | None = None  # usage prices: minimum commitment per period
     tax_behavior: str = "exclusive"
     customer: str | None = None  # a per-customer override
     overrides_price: str | None = None
@@ -79,6 +81,8 @@ class Price:
     overrides_price_id: uuid.UUID | None
     active: bool
     metadata: dict[str, Any]
+    free_units: Decimal | None = None
+    minimum_amount: Decimal | None = None
 
     @property
     def recurring(self) -> bool:
@@ -178,7 +182,7 @@ def list_products(
 _PRICE_COLUMNS = (
     "id, product_id, currency, charge_model, unit_amount, tiers, package_size, interval,"
     " interval_count, metric, aggregation, tax_behavior, customer_id, overrides_price_id,"
-    " active, metadata"
+    " active, metadata, free_units, minimum_amount"
 )
 
 
@@ -212,6 +216,12 @@ def create_price(conn: psycopg.Connection, book_id: uuid.UUID, spec: PriceSpec) 
         raise InvalidBillingRequest("a usage price needs both metric and aggregation")
     if spec.aggregation is not None and spec.aggregation not in AGGREGATIONS:
         raise InvalidBillingRequest(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
+    for name in ("free_units", "minimum_amount"):
+        value = getattr(spec, name)
+        if value is not None and spec.metric is None:
+            raise InvalidBillingRequest(f"{name} is for usage prices (with metric)", field=name)
+        if value is not None and (not value.is_finite() or value < 0):
+            raise InvalidBillingRequest(f"{name} must be zero or more", field=name)
     if spec.tax_behavior not in ("exclusive", "inclusive"):
         raise InvalidBillingRequest("tax_behavior must be exclusive or inclusive")
     charge_of(model, spec.currency, spec.unit_amount, spec.tiers, spec.package_size)
@@ -235,8 +245,8 @@ def create_price(conn: psycopg.Connection, book_id: uuid.UUID, spec: PriceSpec) 
         row = cur.execute(
             "insert into prices (book_id, id, product_id, currency, charge_model, unit_amount,"
             " tiers, package_size, interval, interval_count, metric, aggregation, tax_behavior,"
-            " customer_id, overrides_price_id, metadata)"
-            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " customer_id, overrides_price_id, metadata, free_units, minimum_amount)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             f" returning {_PRICE_COLUMNS}",
             (
                 book_id,
@@ -255,6 +265,8 @@ def create_price(conn: psycopg.Connection, book_id: uuid.UUID, spec: PriceSpec) 
                 customer_id,
                 overrides.id if overrides else None,
                 Jsonb(spec.metadata),
+                spec.free_units,
+                spec.minimum_amount,
             ),
         ).fetchone()
     assert row is not None

@@ -33,11 +33,12 @@ from billing.credit_notes import (
     total_of,
 )
 from billing.errors import DocumentState, ExceedsAvailable, InvalidBillingRequest
-from billing.postgres.invoices import Invoice, get_invoice, next_number
+from billing.postgres.events import record_event
+from billing.postgres.invoices import Invoice, get_invoice, next_number, record_paid
+from billing.postgres.posting import post_entry
 from billing.postings import AR, BANK, CREDIT_LOSSES, DEFERRED, PAYMENT_ACCOUNTS, TAX, invoice_doc
 from ledger.errors import NotFound
 from ledger.money import Money
-from ledger.postgres.posting import post_entry
 
 _LINE_TAKEN = """
 select (p.dimensions->>'line')::int as line,
@@ -179,6 +180,7 @@ def create_credit_note(
     lines: Sequence[tuple[int, Decimal]] | None = None,
     reason: str = "",
     credit_to: str = "receivable",
+    fallback_to_credit: bool = False,
 ) -> CreditNote:
     """Issue a credit note on an open or paid invoice (see billing.credit_notes).
 
@@ -186,7 +188,8 @@ def create_credit_note(
     lines pro rata to what each can still give; `lines` name net amounts per
     line, and each line's tax follows at its original ratio. `receivable`
     lowers the amount due (never below zero: crediting more than is due is
-    refused — use customer_credit or refund for the paid part).
+    refused — use customer_credit or refund for the paid part, or pass
+    `fallback_to_credit` to keep the credit as customer credit then).
     """
     if credit_to not in CREDIT_TO:
         raise InvalidBillingRequest(f"credit_to must be one of {', '.join(CREDIT_TO)}")
@@ -215,6 +218,8 @@ def create_credit_note(
     if total.amount <= 0:
         raise InvalidBillingRequest("a credit note must credit something")
     cash_account = None
+    if credit_to == "receivable" and total.amount > invoice.amount_due and fallback_to_credit:
+        credit_to = "customer_credit"
     if credit_to == "receivable" and total.amount > invoice.amount_due:
         raise ExceedsAvailable(
             f"{total} is more than the {invoice.amount_due} {currency} still due on"
@@ -278,7 +283,11 @@ def create_credit_note(
             posted.id,
         ),
     )
-    return get_credit_note(conn, book_id, str(credit_note_id))
+    note = record_event(
+        conn, book_id, "credit_note.created", get_credit_note(conn, book_id, str(credit_note_id))
+    )
+    record_paid(conn, book_id, [invoice.id])
+    return note
 
 
 _COLUMNS = (

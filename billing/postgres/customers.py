@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -13,12 +14,14 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from billing.errors import InvalidBillingRequest
+from billing.postgres.events import record_event
 from billing.postings import AR, CUSTOMER_CREDIT
 from ledger.errors import Conflict, NotFound
 from ledger.money import check_currency
 
 TERMS = ("net", "due_on_receipt", "end_of_month")
 TAX_TREATMENTS = ("taxable", "exempt", "reverse_charge")
+COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,9 @@ class CustomerSpec:
     tax_treatment: str = "taxable"
     address: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # None on an upsert of an existing customer keeps what it has (new: send_invoice).
+    collection_method: str | None = None
+    default_payment_method: uuid.UUID | None = None
 
     def validate(self) -> None:
         if not self.name.strip():
@@ -48,6 +54,10 @@ class CustomerSpec:
             )
         if self.tax_treatment not in TAX_TREATMENTS:
             raise InvalidBillingRequest(f"tax_treatment must be one of {', '.join(TAX_TREATMENTS)}")
+        if self.collection_method is not None and self.collection_method not in COLLECTION_METHODS:
+            raise InvalidBillingRequest(
+                f"collection_method must be one of {', '.join(COLLECTION_METHODS)}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +75,49 @@ class Customer:
     address: dict[str, Any]
     metadata: dict[str, Any]
     created_at: datetime
+    collection_method: str = "send_invoice"
+    default_payment_method: uuid.UUID | None = None
 
 
 _COLUMNS = (
     "id, book_id, name, currency, email, external_id, payment_terms, payment_terms_days,"
-    " tax_rate, tax_treatment, address, metadata, created_at"
+    " tax_rate, tax_treatment, address, metadata, created_at, collection_method,"
+    " default_payment_method"
 )
 
 
+def check_default_payment_method(
+    conn: psycopg.Connection, book_id: uuid.UUID, customer_id: uuid.UUID, pm: uuid.UUID | None
+) -> None:
+    """A default payment method is one of the customer's own, still attached."""
+    if pm is None:
+        return
+    row = conn.execute(
+        "select 1 from payment_methods where book_id = %s and id = %s and customer_id = %s"
+        " and detached_at is null",
+        (book_id, pm, customer_id),
+    ).fetchone()
+    if row is None:
+        raise InvalidBillingRequest(
+            f"payment method {pm} is not an attached payment method of this customer",
+            default_payment_method=str(pm),
+        )
+
+
 def upsert_customer(
-    conn: psycopg.Connection, book_id: uuid.UUID, spec: CustomerSpec
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    spec: CustomerSpec,
+    *,
+    given: Collection[str] | None = None,
 ) -> tuple[Customer, bool]:
     """Create a customer, or update the one with the same external_id (CRM sync).
 
-    Returns the customer and whether it was created. The currency of an
-    existing customer never changes: its documents are in that currency.
+    Returns the customer and whether it was created. The update is a merge:
+    only the fields named in `given` (the ones the caller sent; None: all of
+    them) change, the others keep their values, so a CRM that sends only the
+    fields it owns wipes nothing. The currency of an existing customer never
+    changes: its documents are in that currency.
     """
     spec.validate()
     values = (
@@ -97,7 +135,7 @@ def upsert_customer(
     with conn.cursor(row_factory=dict_row) as cur:
         if spec.external_id is not None:
             existing = cur.execute(
-                f"select {_COLUMNS} from customers where book_id = %s and external_id = %s"
+                "select id, currency from customers where book_id = %s and external_id = %s"
                 " for update",
                 (book_id, spec.external_id),
             ).fetchone()
@@ -107,37 +145,31 @@ def upsert_customer(
                         f"customer {spec.external_id!r} bills in {existing['currency']}; "
                         "its currency cannot change",
                     )
-                row = cur.execute(
-                    "update customers set name = %s, email = %s, payment_terms = %s,"
-                    " payment_terms_days = %s, tax_rate = %s, tax_treatment = %s,"
-                    " address = %s, metadata = %s where book_id = %s and id = %s"
-                    f" returning {_COLUMNS}",
-                    (
-                        spec.name,
-                        spec.email,
-                        spec.payment_terms,
-                        spec.payment_terms_days,
-                        spec.tax_rate,
-                        spec.tax_treatment,
-                        Jsonb(spec.address),
-                        Jsonb(spec.metadata),
-                        book_id,
-                        existing["id"],
-                    ),
-                ).fetchone()
-                assert row is not None
-                return Customer(**row), False
+                fields = _UPDATABLE if given is None else [f for f in _UPDATABLE if f in given]
+                changes = {name: getattr(spec, name) for name in fields}
+                if given is None:  # a whole spec: None in these two means "keep"
+                    for name in ("collection_method", "default_payment_method"):
+                        if changes[name] is None:
+                            del changes[name]
+                return update_customer(conn, book_id, str(existing["id"]), changes), False
+        if spec.default_payment_method is not None:  # a new customer has none yet
+            raise InvalidBillingRequest(
+                "a new customer has no payment methods yet: attach one"
+                ' (POST /v1/customers/{id}/payment-methods) with "default": true',
+                default_payment_method=str(spec.default_payment_method),
+            )
         row = cur.execute(
             "insert into customers (book_id, id, name, currency, email, external_id,"
-            " payment_terms, payment_terms_days, tax_rate, tax_treatment, address, metadata)"
-            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " payment_terms, payment_terms_days, tax_rate, tax_treatment, address, metadata,"
+            " collection_method)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " on conflict (book_id, external_id) do nothing"
             f" returning {_COLUMNS}",
-            (book_id, uuid.uuid4(), *values),
+            (book_id, uuid.uuid4(), *values, spec.collection_method or "send_invoice"),
         ).fetchone()
     if row is None:  # a concurrent request created the same external id: update it
-        return upsert_customer(conn, book_id, spec)
-    return Customer(**row), True
+        return upsert_customer(conn, book_id, spec, given=given)
+    return record_event(conn, book_id, "customer.created", Customer(**row)), True
 
 
 def get_customer(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Customer:
@@ -158,13 +190,25 @@ def get_customer(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Cust
 
 
 def list_customers(
-    conn: psycopg.Connection, book_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    *,
+    after: uuid.UUID | None,
+    limit: int,
+    search: str | None = None,
 ) -> list[Customer]:
+    """Customers by id; `search` keeps those whose name, email or external id
+    contains it (any case)."""
+    pattern = None
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             f"select {_COLUMNS} from customers where book_id = %s"
-            " and (%s::uuid is null or id > %s) order by id limit %s",
-            (book_id, after, after, limit),
+            " and (%s::uuid is null or id > %s)"
+            " and (%s::text is null or name ilike %s or email ilike %s or external_id ilike %s)"
+            " order by id limit %s",
+            (book_id, after, after, pattern, pattern, pattern, pattern, limit),
         ).fetchall()
     return [Customer(**r) for r in rows]
 
@@ -182,6 +226,22 @@ def credit_balance(
     return Decimal(row[0]) if row else Decimal(0)
 
 
+def balances_by_currency(
+    conn: psycopg.Connection, book_id: uuid.UUID, customer_id: uuid.UUID
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """(due on invoices, credit) in each currency the customer has postings in: a
+    customer may be billed in several (one-off invoices in another currency)."""
+    rows = conn.execute(
+        "select p.currency, coalesce(sum(p.amount) filter (where a.name = %s), 0),"
+        " coalesce(-sum(p.amount) filter (where a.name = %s), 0) from postings p"
+        " join accounts a on a.book_id = p.book_id and a.id = p.account_id"
+        " where p.book_id = %s and a.name in (%s, %s) and p.customer_id = %s"
+        " group by p.currency order by p.currency",
+        (AR, CUSTOMER_CREDIT, book_id, AR, CUSTOMER_CREDIT, str(customer_id)),
+    ).fetchall()
+    return {r[0]: (Decimal(r[1]), Decimal(r[2])) for r in rows}
+
+
 _UPDATABLE = (
     "name",
     "email",
@@ -192,13 +252,33 @@ _UPDATABLE = (
     "tax_treatment",
     "address",
     "metadata",
+    "collection_method",
+    "default_payment_method",
+)
+
+
+def cleared(changes: dict[str, Any]) -> dict[str, Any]:
+    """The changes with `null` read as "clear this field": a nullable field
+    (email, external_id) becomes null, any other its default, as for a new
+    customer (tax_rate 0, payment terms net 30, taxable, no address or metadata)."""
+    defaults = CustomerSpec(name="", currency="", collection_method="send_invoice")
+    return {
+        name: getattr(defaults, name) if value is None and name in _NOT_NULL else value
+        for name, value in changes.items()
+    }
+
+
+_NOT_NULL = frozenset(
+    {"name", "payment_terms", "payment_terms_days", "tax_rate", "tax_treatment"}
+    | {"address", "metadata", "collection_method"}
 )
 
 
 def update_customer(
     conn: psycopg.Connection, book_id: uuid.UUID, ref: str, changes: dict[str, Any]
 ) -> Customer:
-    """Change some fields of a customer (its currency never changes).
+    """Change some fields of a customer (its currency never changes); the
+    others keep their values, and `null` clears a field (see `cleared`).
 
     Setting an `external_id` that another customer of the book already has is
     a conflict: one CRM record maps to one customer.
@@ -206,9 +286,11 @@ def update_customer(
     unknown = sorted(set(changes) - set(_UPDATABLE))
     if unknown:
         raise InvalidBillingRequest(f"these customer fields cannot change: {', '.join(unknown)}")
+    changes = cleared(changes)
     current = get_customer(conn, book_id, ref)
     merged = {name: changes.get(name, getattr(current, name)) for name in ("currency", *_UPDATABLE)}
     CustomerSpec(**merged).validate()
+    check_default_payment_method(conn, book_id, current.id, merged["default_payment_method"])
     external_id = merged["external_id"]
     if external_id is not None and external_id != current.external_id:
         other = conn.execute(
@@ -236,7 +318,10 @@ def update_customer(
             params,
         ).fetchone()
     assert row is not None
-    return Customer(**row)
+    updated = Customer(**row)
+    if updated == current:  # a sync resending what is there changed nothing: no event
+        return updated
+    return record_event(conn, book_id, "customer.updated", updated, current)
 
 
 def receivable_balance(

@@ -4,7 +4,7 @@ figures read back from the ledger (amount paid, amount due, status)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -26,7 +26,11 @@ from billing.invoicing import (
     tax_rate_of,
 )
 from billing.postgres.customers import Customer, credit_balance, get_customer
+from billing.postgres.events import has_event, record_event
 from billing.postgres.ids import parse_id
+from billing.postgres.posting import mark_billing_transaction, post_entry
+from billing.postgres.settings import read_settings
+from billing.postgres.usage_accruals import unbill_voided
 from billing.postings import (
     AR,
     FinalLine,
@@ -36,8 +40,9 @@ from billing.postings import (
 )
 from billing.tax import TaxRate
 from ledger.errors import NotFound
-from ledger.money import Money, quantum
-from ledger.postgres.posting import post_entry, reverse_entry
+from ledger.money import Money, check_currency, quantum
+from ledger.postgres.books import book_window
+from ledger.postgres.posting import reverse_entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +112,23 @@ def create_draft(
     subscription_id: uuid.UUID | None = None,
     subscription_period_start: date | None = None,
     discounts: Sequence[Decimal] | None = None,
+    currency: str | None = None,
 ) -> Invoice | None:
-    """A draft invoice; returns None when the subscription period already has one."""
+    """A draft invoice; returns None when the subscription period already has one.
+    In the customer's currency unless another is given (a customer may be billed in
+    several; each invoice is paid in its own)."""
     customer = get_customer(conn, book_id, customer_ref)
+    currency = check_currency(currency) if currency else customer.currency
     if len(lines) > 1000:
         raise InvalidBillingRequest("an invoice may have at most 1000 lines")
     for spec in lines:
         check_line(spec.description, spec.quantity, spec.service_start, spec.service_end)
+    if subscription_id is None and any(s.service_start or s.service_end for s in lines):
+        # A subscription's periods follow from its dates, checked when it was made.
+        window = book_window(conn, book_id)
+        for index, spec in enumerate(lines):
+            window.check_optional(f"lines[{index}].service_start", spec.service_start)
+            window.check_optional(f"lines[{index}].service_end", spec.service_end)
     _check_accounts(conn, book_id, {s.revenue_account for s in lines})
     invoice_id = uuid.uuid4()
     starts = [s.service_start for s in lines if s.service_start]
@@ -130,7 +145,7 @@ def create_draft(
             customer.id,
             subscription_id,
             subscription_period_start,
-            customer.currency,
+            currency,
             min(starts) if starts else None,
             max(ends) if ends else None,
             memo,
@@ -140,7 +155,7 @@ def create_draft(
     if row is None:
         return None
     if lines:
-        amounts = [line_amount(s.quantity, s.unit_amount, customer.currency) for s in lines]
+        amounts = [line_amount(s.quantity, s.unit_amount, currency) for s in lines]
         discount_amounts = list(discounts) if discounts else [Decimal(0)] * len(lines)
         with conn.cursor() as cur:
             cur.executemany(
@@ -188,8 +203,24 @@ def _check_accounts(conn: psycopg.Connection, book_id: uuid.UUID, names: set[str
         )
 
 
+def invoice_id_of(conn: psycopg.Connection, book_id: uuid.UUID, invoice_ref: str) -> uuid.UUID:
+    """The id of the invoice `invoice_ref` names: its id, or its number (INV-2026-000001)."""
+    try:
+        return uuid.UUID(invoice_ref)
+    except (ValueError, TypeError):
+        pass
+    row = conn.execute(
+        "select id from invoices where book_id = %s and number = %s",
+        (book_id, str(invoice_ref).strip()),
+    ).fetchone()
+    if row is None:
+        return parse_id(invoice_ref, "invoice")  # raises NotFound with the usual message
+    found: uuid.UUID = row[0]
+    return found
+
+
 def _lock_invoice(conn: psycopg.Connection, book_id: uuid.UUID, invoice_ref: str) -> dict[str, Any]:
-    invoice_id = parse_id(invoice_ref, "invoice")
+    invoice_id = invoice_id_of(conn, book_id, invoice_ref)
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "select * from invoices where book_id = %s and id = %s for update",
@@ -198,11 +229,6 @@ def _lock_invoice(conn: psycopg.Connection, book_id: uuid.UUID, invoice_ref: str
     if row is None:
         raise NotFound(f"invoice {invoice_ref!r} does not exist in this book")
     return row
-
-
-def _settings(conn: psycopg.Connection, book_id: uuid.UUID) -> dict[str, Any]:
-    row = conn.execute("select settings from books where id = %s", (book_id,)).fetchone()
-    return dict(row[0]) if row else {}
 
 
 def next_number(conn: psycopg.Connection, book_id: uuid.UUID, prefix: str, year: int) -> str:
@@ -230,8 +256,15 @@ def finalize_invoice(
             invoice=str(row["id"]),
         )
     customer = get_customer(conn, book_id, str(row["customer_id"]))
-    settings = _settings(conn, book_id)
+    settings = read_settings(conn, book_id)
     totals = _compute(conn, book_id, row["id"], row["currency"], customer, settings)
+    if totals.total.amount < 0:
+        # ACCOUNTING.md: credits are never negative invoices.
+        raise InvalidBillingRequest(
+            f"the invoice totals {totals.total}: an invoice cannot total below zero; credit the"
+            " invoice it corrects with a credit note (POST /v1/credit-notes) instead",
+            total=str(totals.total.amount),
+        )
     rate, finals = totals.rate, totals.finals
     subtotal, discount, tax, total = totals.subtotal, totals.discount, totals.tax, totals.total
     number = next_number(conn, book_id, "INV", issue_date.year)
@@ -271,7 +304,9 @@ def finalize_invoice(
         and credit_balance(conn, book_id, customer.id, row["currency"]) > 0
     ):  # most customers hold no credit: skip apply_credit's reads and lock
         apply_credit(conn, book_id, str(row["id"]), issue_date)
-    return get_invoice(conn, book_id, str(row["id"]))
+    return record_event(
+        conn, book_id, "invoice.finalized", get_invoice(conn, book_id, str(row["id"]))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +341,9 @@ def preview_totals(conn: psycopg.Connection, book_id: uuid.UUID, invoice: Invoic
     """What finalizing a draft now would compute (the customer's tax settings may still
     change before then); the stored figures of a draft are zero until finalization."""
     customer = get_customer(conn, book_id, str(invoice.customer_id))
-    return _compute(conn, book_id, invoice.id, invoice.currency, customer, _settings(conn, book_id))
+    return _compute(
+        conn, book_id, invoice.id, invoice.currency, customer, read_settings(conn, book_id)
+    )
 
 
 def apply_credit(
@@ -344,7 +381,32 @@ def apply_credit(
             source,
         ),
     )
+    record_paid(conn, book_id, [invoice.id])
     return use
+
+
+def apply_credit_to_open_invoices(
+    conn: psycopg.Connection, book_id: uuid.UUID, customer_id: uuid.UUID, currency: str, on: date
+) -> None:
+    """Use the customer's credit on their open invoices, oldest due date first, while any
+    is left (ACCOUNTING.md's payment allocation order)."""
+    conn.execute(
+        "select 1 from customers where book_id = %s and id = %s for update", (book_id, customer_id)
+    )
+    if credit_balance(conn, book_id, customer_id, currency) <= 0:
+        return
+    rows = conn.execute(
+        "select id from invoices where book_id = %s and customer_id = %s and currency = %s"
+        " and status = 'open' order by due_date, issue_date, number",
+        (book_id, customer_id, currency),
+    ).fetchall()
+    amounts = receivable_amounts(conn, book_id, [r[0] for r in rows])
+    for (invoice_id,) in rows:
+        if amounts.get(invoice_id, (Decimal(0),))[0] <= 0:
+            continue
+        apply_credit(conn, book_id, str(invoice_id), on)
+        if credit_balance(conn, book_id, customer_id, currency) <= 0:
+            return
 
 
 def void_invoice(
@@ -363,6 +425,7 @@ def void_invoice(
         )
     void_entry = None
     if row["finalization_entry_id"] is not None:
+        mark_billing_transaction(conn)  # the reversal names the invoice
         void_entry = reverse_entry(
             conn,
             book_id,
@@ -374,7 +437,10 @@ def void_invoice(
         "update invoices set status = 'void', void_entry_id = %s where book_id = %s and id = %s",
         (void_entry, book_id, row["id"]),
     )
-    return get_invoice(conn, book_id, str(row["id"]))
+    unbill_voided(conn, book_id, row["id"])  # what it billed of accrued usage is unbilled again
+    return record_event(
+        conn, book_id, "invoice.voided", get_invoice(conn, book_id, str(row["id"])), invoice
+    )
 
 
 def delete_draft(conn: psycopg.Connection, book_id: uuid.UUID, invoice_ref: str) -> None:
@@ -476,22 +542,106 @@ def _invoice(
     )
 
 
+_LINE_COLUMNS = (
+    "line_no, kind, description, quantity, unit_amount, amount, discount_amount,"
+    " tax_rate, tax_amount, service_start, service_end, price_id, revenue_account"
+)
+
+
+def _lines_of(
+    conn: psycopg.Connection, book_id: uuid.UUID, invoice_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[InvoiceLine, ...]]:
+    # Tuples, not dicts: _LINE_COLUMNS lists InvoiceLine's fields in their order, and a
+    # billing run's batch reads a few thousand lines here.
+    rows = conn.execute(
+        f"select invoice_id, {_LINE_COLUMNS} from invoice_lines"
+        " where book_id = %s and invoice_id = any(%s) order by invoice_id, line_no",
+        (book_id, list(invoice_ids)),
+    ).fetchall()
+    out: dict[uuid.UUID, list[InvoiceLine]] = {}
+    for invoice_id, *fields in rows:
+        out.setdefault(invoice_id, []).append(InvoiceLine(*fields))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def get_invoices(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    invoice_ids: Sequence[uuid.UUID],
+    *,
+    receivable: Mapping[uuid.UUID, Decimal] | None = None,
+) -> list[Invoice]:
+    """Several invoices with their lines, in the order of `invoice_ids`, in three reads.
+
+    `receivable`: the caller has just finalized these invoices and knows each one's
+    receivable (its finalization entry's, the only posting naming it yet): nothing is
+    paid, credited or written off, and the AR postings are not read (a billing run's
+    batch would otherwise look its thousand documents up among the book's postings)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "select * from invoices where book_id = %s and id = any(%s)",
+            (book_id, list(invoice_ids)),
+        ).fetchall()
+    by_id = {r["id"]: r for r in rows}
+    if receivable is None:
+        amounts = receivable_amounts(conn, book_id, list(by_id))
+    else:
+        zero = Decimal(0)
+        amounts = {i: (receivable.get(i, zero), zero, zero, zero) for i in by_id}
+    lines = _lines_of(conn, book_id, list(by_id))
+    return [_invoice(by_id[i], amounts.get(i), lines.get(i, ())) for i in invoice_ids if i in by_id]
+
+
+def record_paid(
+    conn: psycopg.Connection, book_id: uuid.UUID, invoice_ids: Iterable[uuid.UUID]
+) -> None:
+    """`invoice.paid` for each invoice whose amount due a payment or credit has just
+    brought to zero; once per invoice."""
+    for invoice in get_invoices(conn, book_id, list(dict.fromkeys(invoice_ids))):
+        if invoice.status == "paid" and not has_event(
+            conn, book_id, "invoice.paid", str(invoice.id)
+        ):
+            record_event(conn, book_id, "invoice.paid", invoice)
+
+
 def get_invoice(conn: psycopg.Connection, book_id: uuid.UUID, invoice_ref: str) -> Invoice:
-    invoice_id = parse_id(invoice_ref, "invoice")
+    """The invoice with its lines; `invoice_ref` is its id or its number."""
+    invoice_id = invoice_id_of(conn, book_id, invoice_ref)
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "select * from invoices where book_id = %s and id = %s", (book_id, invoice_id)
         ).fetchone()
-        if row is None:
-            raise NotFound(f"invoice {invoice_ref!r} does not exist in this book")
-        line_rows = cur.execute(
-            "select line_no, kind, description, quantity, unit_amount, amount, discount_amount,"
-            " tax_rate, tax_amount, service_start, service_end, price_id, revenue_account"
-            " from invoice_lines where book_id = %s and invoice_id = %s order by line_no",
-            (book_id, invoice_id),
-        ).fetchall()
+    if row is None:
+        raise NotFound(f"invoice {invoice_ref!r} does not exist in this book")
     amounts = receivable_amounts(conn, book_id, [invoice_id]).get(invoice_id)
-    return _invoice(row, amounts, tuple(InvoiceLine(**r) for r in line_rows))
+    return _invoice(row, amounts, _lines_of(conn, book_id, [invoice_id]).get(invoice_id, ()))
+
+
+# How invoice lists are ordered: by number, or by issue date then number; drafts,
+# which have neither yet, come last, by creation. Each order is a list of segments
+# (a condition and its sort columns, unique within it), read one after the other, so
+# that "by number" is an index scan of (book_id, number) rather than a sort of the
+# whole book. A cursor is the last row's sort key: its segment's index, then its
+# values in that segment's columns (invoice_sort_key).
+INVOICE_ORDERS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "number": (
+        ("number is not null", ("number",)),
+        ("number is null", ("created_at", "id")),
+    ),
+    "date": (
+        ("issue_date is not null", ("issue_date", "coalesce(number, '')", "id")),
+        ("issue_date is null", ("created_at", "id")),
+    ),
+}
+
+
+def invoice_sort_key(invoice: Invoice, order: str) -> tuple[Any, ...]:
+    """The invoice's place in `order` (INVOICE_ORDERS): segment, then its values."""
+    if order == "date" and invoice.issue_date is not None:
+        return (0, invoice.issue_date, invoice.number or "", invoice.id)
+    if order == "number" and invoice.number is not None:
+        return (0, invoice.number)
+    return (1, invoice.created_at, invoice.id)
 
 
 def list_invoices(
@@ -502,10 +652,16 @@ def list_invoices(
     status: str | None = None,
     date_from: date | None = None,
     date_to: date | None = None,
-    after: uuid.UUID | None = None,
+    order: str = "number",
+    after: Sequence[Any] | None = None,
     limit: int = 100,
 ) -> list[Invoice]:
-    """Invoices by id order (cursor = last id); `status` filters on the derived status."""
+    """Invoices with their lines in `order` (INVOICE_ORDERS), after the sort key `after`
+    (invoice_sort_key of the previous page's last one); `status` filters on the derived
+    status."""
+    if order not in INVOICE_ORDERS:
+        raise InvalidBillingRequest(f"order must be one of {', '.join(INVOICE_ORDERS)}")
+    segments = INVOICE_ORDERS[order]
     clauses = ["book_id = %(book)s"]
     params: dict[str, Any] = {"book": book_id, "limit": limit}
     if customer_id is not None:
@@ -522,27 +678,35 @@ def list_invoices(
     if date_to is not None:
         clauses.append("issue_date <= %(to)s")
         params["to"] = date_to
+    segment, values = 0, None
     if after is not None:
-        clauses.append("id > %(after)s")
-        params["after"] = after
+        segment, values = after[0], tuple(after[1:])
+        if segment not in range(len(segments)) or len(values) != len(segments[segment][1]):
+            raise InvalidBillingRequest("the cursor belongs to another order")
     out: list[Invoice] = []
     with conn.cursor(row_factory=dict_row) as cur:
-        while len(out) < limit:
+        while len(out) < limit and segment < len(segments):
+            condition, columns = segments[segment]
+            where = [*clauses, condition]
+            if values is not None:
+                names = ", ".join(f"%(k{i})s" for i in range(len(values)))
+                where.append(f"({', '.join(columns)}) > ({names})")
+                params.update({f"k{i}": v for i, v in enumerate(values)})
             rows = cur.execute(
-                f"select * from invoices where {' and '.join(clauses)} order by id limit %(limit)s",
+                f"select * from invoices where {' and '.join(where)}"
+                f" order by {', '.join(columns)} limit %(limit)s",
                 params,
             ).fetchall()
-            if not rows:
-                break
-            amounts = receivable_amounts(conn, book_id, [r["id"] for r in rows])
+            ids = [r["id"] for r in rows]
+            amounts = receivable_amounts(conn, book_id, ids) if rows else {}
+            lines = _lines_of(conn, book_id, ids) if rows else {}
             for r in rows:
-                invoice = _invoice(r, amounts.get(r["id"]), ())
+                invoice = _invoice(r, amounts.get(r["id"]), lines.get(r["id"], ()))
                 if status in ("open", "paid") and invoice.status != status:
                     continue
                 out.append(invoice)
-            params["after"] = rows[-1]["id"]
-            if "id > %(after)s" not in clauses:
-                clauses.append("id > %(after)s")
-            if len(rows) < limit:
-                break
+            if len(rows) < limit:  # this segment is done: the next one from its start
+                segment, values = segment + 1, None
+            else:
+                values = tuple(invoice_sort_key(_invoice(rows[-1], None, ()), order)[1:])
     return out[:limit]

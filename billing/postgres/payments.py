@@ -38,13 +38,16 @@ from billing.payments import (
 )
 from billing.postgres.credit_notes import line_states, lock_customer, lock_invoices
 from billing.postgres.customers import credit_balance, get_customer
+from billing.postgres.dunning import resume_settled
+from billing.postgres.events import record_event
+from billing.postgres.fx import realized_for_payment
 from billing.postgres.ids import parse_id
-from billing.postgres.invoices import get_invoice, receivable_amounts
+from billing.postgres.invoices import get_invoice, invoice_id_of, receivable_amounts, record_paid
+from billing.postgres.posting import post_entries
 from billing.postings import AR, CUSTOMER_CREDIT, invoice_doc, payment_entry
 from ledger.entries import JournalEntry
 from ledger.errors import CurrencyMismatch, NotFound
 from ledger.money import Money
-from ledger.postgres.posting import post_entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,15 +114,13 @@ def create_payment(
     allocations: Sequence[tuple[str, Decimal]] | None = None,
     reference: str | None = None,
     metadata: dict[str, Any] | None = None,
+    gateway_charge: str | None = None,
 ) -> Payment:
-    """Record a manual payment and post it (see billing.payments for allocation)."""
+    """Record a manual payment and post it (see billing.payments for allocation).
+    `gateway_charge`: the gateway charge it records, unique per book (0017)."""
     customer = get_customer(conn, book_id, customer_ref)
-    if currency != customer.currency:
-        raise CurrencyMismatch(
-            f"customer {customer.name} pays in {customer.currency}, not {currency}",
-            currency=currency,
-            customer_currency=customer.currency,
-        )
+    # A customer billed in several currencies pays each invoice in its own: a payment
+    # is allocated among the customer's invoices in the payment's currency only.
     money = Money.exact(amount, currency)
     if money.amount <= 0:
         raise InvalidBillingRequest("a payment amount must be greater than zero")
@@ -130,10 +131,10 @@ def create_payment(
         raise InvalidBillingRequest("reference is longer than 500 characters")
     requested: list[tuple[str, Money | None]] | None = None
     if invoice_ref is not None:
-        requested = [(str(parse_id(invoice_ref, "invoice")), None)]
+        requested = [(str(invoice_id_of(conn, book_id, invoice_ref)), None)]
     elif allocations:
         requested = [
-            (str(parse_id(ref, "invoice")), Money.exact(value, currency))
+            (str(invoice_id_of(conn, book_id, ref)), Money.exact(value, currency))
             for ref, value in allocations
         ]
     lock_customer(conn, book_id, customer.id)
@@ -141,8 +142,8 @@ def create_payment(
         rows = cur.execute(
             "select id, number, issue_date, due_date, status from invoices"
             " where book_id = %s and customer_id = %s and status in ('open', 'uncollectible')"
-            " order by id for update",
-            (book_id, customer.id),
+            " and currency = %s order by id for update",
+            (book_id, customer.id, currency),
         ).fetchall()
     ids = [r["id"] for r in rows]
     amounts = receivable_amounts(conn, book_id, ids)
@@ -171,6 +172,13 @@ def create_payment(
                     raise InvalidBillingRequest(
                         f"invoice {other.number or ref} belongs to another customer", invoice=ref
                     )
+                if other.currency != currency:
+                    raise CurrencyMismatch(
+                        f"invoice {other.number or ref} is in {other.currency}: pay it in"
+                        f" {other.currency}, not {currency}",
+                        currency=currency,
+                        invoice_currency=other.currency,
+                    )
                 raise DocumentState(
                     f"invoice {other.number or ref} is {other.status}: it cannot be paid",
                     invoice=ref,
@@ -181,7 +189,7 @@ def create_payment(
     payment_id = uuid.uuid4()
     conn.execute(
         "insert into payments (book_id, id, customer_id, amount, currency, method, received_on,"
-        " reference, metadata) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " reference, metadata, gateway_charge) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             book_id,
             payment_id,
@@ -192,6 +200,7 @@ def create_payment(
             received_on,
             reference,
             Jsonb(metadata or {}),
+            gateway_charge,
         ),
     )
     entries: list[JournalEntry] = []
@@ -217,6 +226,23 @@ def create_payment(
         "update payments set entry_id = %s where book_id = %s and id = %s",
         (posted[-1].id, book_id, payment_id),
     )
+    # A payment in a foreign currency at another rate than its invoices' (billing.fx);
+    # nothing for the functional currency or a book without rates.
+    fx = realized_for_payment(
+        conn,
+        book_id,
+        payment_id,
+        str(customer.id),
+        received_on,
+        currency,
+        [
+            (a, by_id[a.invoice_id].issue_date)
+            for a in chosen
+            if not by_id[a.invoice_id].uncollectible
+        ],
+    )
+    if fx is not None:
+        post_entries(conn, book_id, [fx])
     # A written-off invoice recovered in full is settled again: it reads as paid.
     done = [uuid.UUID(a.invoice_id) for a in recoveries if a.amount == by_id[a.invoice_id].capacity]
     if done:
@@ -224,7 +250,11 @@ def create_payment(
             "update invoices set status = 'open' where book_id = %s and id = any(%s)",
             (book_id, done),
         )
-    return get_payment(conn, book_id, str(payment_id))
+    payment = get_payment(conn, book_id, str(payment_id))
+    record_event(conn, book_id, "payment.succeeded", payment)
+    record_paid(conn, book_id, [a.invoice_id for a in payment.allocations])
+    resume_settled(conn, book_id, customer.id, received_on)  # suspended by dunning, now paid
+    return payment
 
 
 _PAYMENT_COLUMNS = (
@@ -306,6 +336,22 @@ def list_payments(
     return _payments(conn, book_id, rows)
 
 
+def _refuse_disputed(conn: psycopg.Connection, book_id: uuid.UUID, payment_id: uuid.UUID) -> None:
+    """A charge under dispute is not refunded (card networks and Stripe refuse it:
+    `charge_disputed`): the money already left clearing for Disputed-Funds, and a lost
+    dispute gives it back to the cardholder. After a won dispute a refund is fine."""
+    row = conn.execute(
+        "select status from disputes where book_id = %s and payment_id = %s"
+        " and status in ('needs_response', 'lost') limit 1",
+        (book_id, payment_id),
+    ).fetchone()
+    if row is not None:
+        raise DocumentState(
+            f"payment {payment_id} has a dispute that is {row[0]}: it cannot be refunded",
+            payment=str(payment_id),
+        )
+
+
 def _refund_sources(
     conn: psycopg.Connection, book_id: uuid.UUID, payment: Payment
 ) -> tuple[Money, list[RefundableInvoice]]:
@@ -379,7 +425,7 @@ def create_refund(
     else:
         customer = get_customer(conn, book_id, customer_ref or "")
         customer_id = customer.id
-        cur_currency = customer.currency
+        cur_currency = currency or customer.currency  # credit is held per currency
     if currency is not None and currency != cur_currency:
         raise CurrencyMismatch(
             f"this refund is in {cur_currency}, not {currency}", currency=currency
@@ -390,6 +436,7 @@ def create_refund(
     lock_customer(conn, book_id, customer_id)
     if payment is not None:
         payment = get_payment(conn, book_id, str(payment.id))  # under the lock
+        _refuse_disputed(conn, book_id, payment.id)
         lock_invoices(conn, book_id, [a.invoice_id for a in payment.allocations])
         cash_account = cash_account_of(method or payment.method)
         unapplied, invoices = _refund_sources(conn, book_id, payment)
@@ -433,7 +480,7 @@ def create_refund(
             ),
         ).fetchone()
     assert row is not None
-    return Refund(**row)
+    return record_event(conn, book_id, "payment.refunded", Refund(**row))
 
 
 def get_refund(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Refund:

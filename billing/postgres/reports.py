@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from billing.postgres.ids import invoice_id_sql
 from billing.postgres.recognition import deferred_lines
 from billing.postings import AR, DEFERRED
 from billing.reports import AGING_BUCKETS, aging_bucket, waterfall
@@ -40,7 +41,7 @@ def ar_aging(conn: psycopg.Connection, book_id: uuid.UUID, as_of: date) -> list[
         ")"
         " select i.id, i.number, i.customer_id, c.name, i.currency, i.due_date, d.amount"
         "   from due d"
-        "   join invoices i on i.book_id = %(book)s and i.id = substr(d.document, 9)::uuid"
+        f"   join invoices i on i.book_id = %(book)s and i.id = {invoice_id_sql('d.document')}"
         "   join customers c on c.book_id = i.book_id and c.id = i.customer_id"
         "  order by c.name, i.due_date, i.number",
         {"book": book_id, "as_of": as_of, "ar": AR},
@@ -100,8 +101,7 @@ def revenue(
         "       -sum(p.amount)"
         "  from postings p join accounts a on a.book_id = p.book_id and a.id = p.account_id"
         "  left join invoice_lines l on l.book_id = p.book_id"
-        "   and l.invoice_id = case when p.document like 'invoice:%%'"
-        "                      then substr(p.document, 9)::uuid end"
+        f"   and l.invoice_id = {invoice_id_sql('p.document')}"
         "   and l.line_no = (p.dimensions->>'line')::smallint"
         "  left join prices pc on pc.book_id = l.book_id and pc.id = l.price_id"
         "  left join products pr on pr.book_id = pc.book_id and pr.id = pc.product_id"

@@ -14,8 +14,16 @@ Decisions recorded here:
   marked `{"pending": "next_invoice"}` (visible in the invoice list); the
   billing run moves its lines onto the next period's invoice and deletes it.
 - A cancellation credit, and `invoice_now` prorations, are a separate invoice
-  finalized at once (`subscription_period_start` null); a negative total
-  becomes customer credit (billing.postings.finalization_entry).
+  finalized at once (`subscription_period_start` null) when they net to a
+  charge. When they net to a credit (any proration mode) they are credit
+  notes in the CN series on the invoice lines the credit takes back (the
+  latest open or paid invoice of the subscription whose line of that price
+  covers the credited days), split earned / unearned / tax from those
+  lines' posted amounts (at most what a line still holds; days of a voided
+  or written-off invoice get nothing back): credited to that invoice's
+  receivable when it still owes the whole credit, else kept as customer
+  credit and, unless the book turned `auto_apply_credit` off, applied to the
+  customer's open invoices, oldest due date first.
 - Coupons are attached at creation and count paid periods from the first.
 """
 
@@ -32,18 +40,24 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from billing.dunning import policy_of
 from billing.errors import DocumentState, InvalidBillingRequest
 from billing.periods import Period
 from billing.postgres import billing_runs
 from billing.postgres.catalog import Price, get_price, price_for_customer
+from billing.postgres.credit_notes import CreditNote, create_credit_note, line_states
 from billing.postgres.customers import Customer, get_customer
+from billing.postgres.events import record_event
 from billing.postgres.invoices import (
     Invoice,
     LineSpec,
+    apply_credit_to_open_invoices,
     create_draft,
     finalize_invoice,
+    get_invoice,
     receivable_amounts,
 )
+from billing.postgres.settings import read_settings
 from billing.subscriptions import (
     Item,
     Line,
@@ -54,15 +68,22 @@ from billing.subscriptions import (
     change_lines,
     check_items,
     coupon_of,
+    credit_parts,
+    nets_to_credit,
     status_on,
 )
 from ledger.errors import NotFound
 from ledger.money import check_currency
+from ledger.postgres.books import book_window
+
+# What a change or cancellation issues at once: an invoice (nets to a charge), the credit
+# notes (nets to a credit: one per invoice credited), or nothing.
+Issued = Invoice | tuple[CreditNote, ...] | None
 
 _COLUMNS = (
     "id, customer_id, status, currency, start_date, billing_anchor, interval, interval_count,"
     " trial_end, next_period_start, periods_billed, cancel_at, canceled_on, paused_on,"
-    " coupon_id, metadata, created_at"
+    " coupon_id, metadata, created_at, suspended_on"
 )
 
 
@@ -187,12 +208,6 @@ def resolve_items(
                 " prices (interval and interval_count)",
                 item=index,
             )
-        if price.metric is not None:
-            raise InvalidBillingRequest(
-                f"items[{index}]: price {spec.price} is a usage price; usage is billed in"
-                " arrears from usage events, not as a subscription item yet",
-                item=index,
-            )
         if not price.active:
             raise InvalidBillingRequest(f"items[{index}]: price {spec.price} is inactive")
         if price.currency != customer.currency:
@@ -201,7 +216,8 @@ def resolve_items(
                 f" in {customer.currency}",
                 item=index,
             )
-        resolved.append((price, spec.quantity))
+        # A usage item carries no quantity: its usage is billed in arrears.
+        resolved.append((price, Decimal(0) if price.metric is not None else spec.quantity))
     first = resolved[0][0]
     for index, (price, _) in enumerate(resolved):
         if (price.interval, price.interval_count) != (first.interval, first.interval_count):
@@ -280,10 +296,12 @@ def _invoiced(conn: psycopg.Connection, book_id: uuid.UUID, row: dict[str, Any])
 
 
 def _overdue(conn: psycopg.Connection, book_id: uuid.UUID, sub_id: uuid.UUID, today: date) -> bool:
+    """An invoice of it unpaid `dunning.past_due_after_days` (default 1) after its due date."""
+    grace = policy_of(read_settings(conn, book_id)).past_due_after_days
     rows = conn.execute(
         "select id from invoices where book_id = %s and subscription_id = %s"
-        " and status = 'open' and due_date < %s",
-        (book_id, sub_id, today),
+        " and status = 'open' and due_date + %s <= %s",
+        (book_id, sub_id, grace, today),
     ).fetchall()
     if not rows:
         return False
@@ -307,6 +325,7 @@ def get_subscription(
         cancel_at=row["cancel_at"],
         paused_on=row["paused_on"],
         overdue=_overdue(conn, book_id, row["id"], today),
+        suspended_on=row["suspended_on"],
     )
     return Subscription(
         id=row["id"],
@@ -357,6 +376,10 @@ def create_subscription(
     customer = get_customer(conn, book_id, spec.customer)
     items = resolve_items(conn, book_id, customer, spec.items)
     start = spec.start_date or today
+    window = book_window(conn, book_id)
+    window.check("start_date", start)
+    window.check_optional("trial_end", spec.trial_end)
+    window.check_optional("billing_anchor", spec.billing_anchor)
     if spec.trial_end is not None and spec.trial_end <= start:
         raise InvalidBillingRequest(
             f"trial_end {spec.trial_end} must be after start_date {start}",
@@ -403,7 +426,8 @@ def create_subscription(
         ),
     )
     _insert_items(conn, book_id, subscription_id, items, start)
-    return get_subscription(conn, book_id, str(subscription_id), today)
+    created = get_subscription(conn, book_id, str(subscription_id), today)
+    return record_event(conn, book_id, "subscription.created", created)
 
 
 def _catch_up(conn: psycopg.Connection, book_id: uuid.UUID, sub_id: uuid.UUID, today: date) -> None:
@@ -428,7 +452,14 @@ def _plan_now(conn: psycopg.Connection, book_id: uuid.UUID, row: dict[str, Any])
     ).fetchall()
     prices = billing_runs.load_prices(conn, book_id, list({v[0] for v in versions}))
     items = tuple(
-        Item(str(p), prices[p].description, prices[p].charge, Decimal(q), prices[p].revenue_account)
+        Item(
+            str(p),
+            prices[p].description,
+            prices[p].charge,
+            Decimal(q),
+            prices[p].revenue_account,
+            prices[p].usage,
+        )
         for p, q, _, _ in versions
     )
     plan = billing_runs.plan_of(row)
@@ -451,6 +482,70 @@ def _line_specs(lines: Sequence[Line]) -> list[LineSpec]:
     ]
 
 
+# The latest open or paid invoice line of the subscription, for a price, that covers a span.
+_CREDITED_LINE = """
+select i.id, l.line_no from invoice_lines l
+  join invoices i on i.book_id = l.book_id and i.id = l.invoice_id
+ where l.book_id = %(book)s and i.subscription_id = %(sub)s and i.status = 'open'
+   and l.price_id = %(price)s and l.amount > 0
+   and l.service_start <= %(start)s and l.service_end >= %(end)s
+ order by i.issue_date desc, i.number desc, l.line_no desc
+ limit 1
+"""
+
+
+def _credit_now(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    row: dict[str, Any],
+    lines: Sequence[Line],
+    today: date,
+    memo: str,
+) -> tuple[CreditNote, ...]:
+    """Proration lines that net to a credit, as credit notes on the lines they take back.
+
+    A line gives back at most what it still holds (an earlier credit note may have taken
+    part of it); days whose invoice was voided or written off are owed nothing back.
+    """
+    by_invoice: dict[uuid.UUID, list[tuple[int, Decimal]]] = {}
+    for part in credit_parts(lines):
+        found = conn.execute(
+            _CREDITED_LINE,
+            {
+                "book": book_id,
+                "sub": row["id"],
+                "price": uuid.UUID(part.price_id) if part.price_id else None,
+                "start": part.service.start,
+                "end": part.service.end,
+            },
+        ).fetchone()
+        if found is not None:
+            by_invoice.setdefault(found[0], []).append((found[1], part.amount.amount))
+    notes: list[CreditNote] = []
+    for invoice_id, wanted in by_invoice.items():
+        left = {
+            state.line_no: state.net_left.amount
+            for state in line_states(conn, book_id, get_invoice(conn, book_id, str(invoice_id)))
+        }
+        requests = [(n, min(amount, left[n])) for n, amount in wanted if left[n] > 0]
+        if requests:
+            notes.append(
+                create_credit_note(
+                    conn,
+                    book_id,
+                    str(invoice_id),
+                    today,
+                    lines=requests,
+                    reason=memo,
+                    fallback_to_credit=True,
+                )
+            )
+    auto_apply = read_settings(conn, book_id).get("auto_apply_credit", True)
+    if auto_apply and any(n.credit_to == "customer_credit" for n in notes):
+        apply_credit_to_open_invoices(conn, book_id, row["customer_id"], row["currency"], today)
+    return tuple(notes)
+
+
 def _invoice_now(
     conn: psycopg.Connection,
     book_id: uuid.UUID,
@@ -458,9 +553,11 @@ def _invoice_now(
     lines: Sequence[Line],
     today: date,
     memo: str,
-) -> Invoice | None:
+) -> Issued:
     if not lines:
         return None
+    if nets_to_credit(lines):
+        return _credit_now(conn, book_id, row, lines, today, memo)
     draft = create_draft(
         conn,
         book_id,
@@ -481,7 +578,7 @@ def change_subscription(
     effective_date: date | None,
     proration: str,
     today: date,
-) -> tuple[Subscription, Invoice | None]:
+) -> tuple[Subscription, Issued]:
     """Replace the items from `effective_date` (default today), prorating as asked."""
     try:
         mode = ProrationMode(proration)
@@ -490,7 +587,7 @@ def change_subscription(
             "proration must be invoice_now, next_invoice or none", proration=proration
         ) from None
     row = _row(conn, book_id, ref, lock=True)
-    on = effective_date or today
+    on = book_window(conn, book_id).check("effective_date", effective_date or today)
     _live(row, today, "change it")
     customer = get_customer(conn, book_id, str(row["customer_id"]))
     resolved = resolve_items(conn, book_id, customer, new_items)
@@ -502,6 +599,7 @@ def change_subscription(
             " subscription to change the cycle"
         )
     _catch_up(conn, book_id, row["id"], today)
+    before = get_subscription(conn, book_id, ref, today)  # for the event's previous_attributes
     row = _row(conn, book_id, ref, lock=True)
     current = current_period(conn, book_id, row)
     if not current.contains(on):
@@ -531,6 +629,7 @@ def change_subscription(
                 named[p.id].charge,
                 q,
                 named[p.id].revenue_account,
+                named[p.id].usage,
             )
             for p, q in resolved
         ]
@@ -542,8 +641,9 @@ def change_subscription(
         (on, book_id, row["id"]),
     )
     _insert_items(conn, book_id, row["id"], resolved, on)
-    invoice: Invoice | None = None
-    if lines and mode is ProrationMode.INVOICE_NOW:
+    invoice: Issued = None
+    if lines and (mode is ProrationMode.INVOICE_NOW or nets_to_credit(lines)):
+        # A credit is owed now: it never waits in a pending draft (billing.subscriptions).
         invoice = _invoice_now(conn, book_id, row, lines, today, "Proration of a plan change")
     elif lines and mode is ProrationMode.NEXT_INVOICE:
         invoice = create_draft(
@@ -555,12 +655,13 @@ def change_subscription(
             metadata={billing_runs.PENDING: "next_invoice"},
             subscription_id=row["id"],
         )
-    return get_subscription(conn, book_id, ref, today), invoice
+    changed = get_subscription(conn, book_id, ref, today)
+    return record_event(conn, book_id, "subscription.updated", changed, before), invoice
 
 
 def cancel_subscription(
     conn: psycopg.Connection, book_id: uuid.UUID, ref: str, at: str, today: date
-) -> tuple[Subscription, Invoice | None]:
+) -> tuple[Subscription, Issued]:
     """Cancel `now`, at `period_end`, or on a date (today or later)."""
     row = _row(conn, book_id, ref, lock=True)
     if row["cancel_at"] is not None and row["cancel_at"] <= today:
@@ -585,6 +686,7 @@ def cancel_subscription(
                 f"cannot cancel in the past: {on} is before the book's today ({today})",
                 at=at,
             )
+        book_window(conn, book_id).check("at", on)
     credits: list[Line] = []
     if _invoiced(conn, book_id, row) and on < row["next_period_start"]:
         credits = cancellation_credits(_plan_now(conn, book_id, row), current, on)
@@ -594,7 +696,7 @@ def cancel_subscription(
         " where book_id = %s and id = %s",
         (on, today, on, today, book_id, row["id"]),
     )
-    invoice: Invoice | None = None
+    invoice: Issued = None
     if on <= row["next_period_start"]:
         # No further period will carry waiting prorations: they go on the final invoice.
         pending, drafts = billing_runs.take_pending(conn, book_id, [row["id"]])
@@ -603,7 +705,8 @@ def cancel_subscription(
         invoice = _invoice_now(
             conn, book_id, row, lines, today, f"Cancellation on {on}: credit for unused time"
         )
-    return get_subscription(conn, book_id, ref, today), invoice
+    canceled = get_subscription(conn, book_id, ref, today)
+    return record_event(conn, book_id, "subscription.canceled", canceled), invoice
 
 
 def pause_subscription(
@@ -617,7 +720,9 @@ def pause_subscription(
         "update subscriptions set paused_on = %s, status = 'paused' where book_id = %s and id = %s",
         (today, book_id, row["id"]),
     )
-    return get_subscription(conn, book_id, ref, today)
+    return record_event(
+        conn, book_id, "subscription.paused", get_subscription(conn, book_id, ref, today)
+    )
 
 
 def resume_subscription(
@@ -635,4 +740,6 @@ def resume_subscription(
         " where book_id = %s and id = %s",
         (today, today, book_id, row["id"]),
     )
-    return get_subscription(conn, book_id, ref, today)
+    return record_event(
+        conn, book_id, "subscription.resumed", get_subscription(conn, book_id, ref, today)
+    )

@@ -54,8 +54,13 @@ customers = Table(
     Column("address", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    Column("collection_method", Text, nullable=False, server_default="send_invoice"),
+    Column("default_payment_method", Uuid),
     PrimaryKeyConstraint("book_id", "id"),
     UniqueConstraint("book_id", "external_id"),
+    CheckConstraint(
+        "collection_method in ('charge_automatically', 'send_invoice')", name="collection_method"
+    ),
     ForeignKeyConstraint(["book_id"], ["books.id"]),
     CheckConstraint("payment_terms in ('net', 'due_on_receipt', 'end_of_month')", name="terms"),
     CheckConstraint("payment_terms_days between 0 and 3650", name="terms_days"),
@@ -96,6 +101,9 @@ prices = Table(
     Column("metric", Text),
     Column("aggregation", Text),
     Column("tax_behavior", Text, nullable=False, server_default="exclusive"),
+    # Usage prices: units given free each period, and the least a period bills.
+    Column("free_units", Numeric),
+    Column("minimum_amount", Numeric),
     # A per-customer override of another price.
     Column("customer_id", Uuid),
     Column("overrides_price_id", Uuid),
@@ -154,6 +162,8 @@ subscriptions = Table(
     Column("cancel_at", Date),
     Column("canceled_on", Date),
     Column("paused_on", Date),
+    # Set by dunning (billing/dunning.py): no period starting on or after it is billed.
+    Column("suspended_on", Date),
     Column("coupon_id", Uuid),
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
@@ -224,14 +234,23 @@ invoices = Table(
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("book_id", "id"),
-    UniqueConstraint("book_id", "number"),
-    UniqueConstraint("book_id", "subscription_id", "subscription_period_start"),
+    # Only the primary key leads with book_id alone, so the lines trigger's
+    # (book_id, id) lookup cannot be planned as a scan of the book's invoices
+    # (migrations/versions/0009_key_lookup_indexes.sql).
+    Index(
+        "uq_invoices_book_id_number",
+        "book_id",
+        "number",
+        unique=True,
+        postgresql_where=text("number is not null"),
+    ),
+    UniqueConstraint("subscription_id", "subscription_period_start", "book_id"),
     _book_fk("customers", "customer_id"),
     _book_fk("subscriptions", "subscription_id"),
     CheckConstraint("status in ('draft', 'open', 'void', 'uncollectible')", name="status"),
     CheckConstraint("(status = 'draft') = (number is null)", name="number_when_final"),
-    Index(None, "book_id", "customer_id", "due_date"),
-    Index(None, "book_id", "status"),
+    Index(None, "customer_id", "book_id", "due_date"),
+    Index(None, "status", "book_id"),
 )
 
 invoice_lines = Table(
@@ -282,8 +301,12 @@ payments = Table(
     Column("entry_id", Uuid),
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    # The gateway charge a collected payment records (0017): one payment per charge,
+    # whether the charge's answer or its webhook posts it first.
+    Column("gateway_charge", Text),
     PrimaryKeyConstraint("book_id", "id"),
     _book_fk("customers", "customer_id"),
+    UniqueConstraint("book_id", "gateway_charge"),
     CheckConstraint("amount > 0", name="positive"),
     CheckConstraint("status in ('succeeded', 'failed', 'pending')", name="status"),
     Index(None, "book_id", "customer_id"),
@@ -342,7 +365,54 @@ billing_runs = Table(
     Column("invoices_created", Integer, nullable=False, server_default="0"),
     Column("started_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     Column("finished_at", TIMESTAMPTZ),
+    # The worker renews its lease every batch; a running run whose lease ran out is
+    # interrupted (its worker died) and the next run of the same date takes it over.
+    Column("heartbeat_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    Column(
+        "lease_until",
+        TIMESTAMPTZ,
+        nullable=False,
+        server_default=text("now() + interval '5 minutes'"),
+    ),
+    # [{"subscription": id, "reason": text}]: what this run could not bill, and why.
+    Column("failures", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     PrimaryKeyConstraint("book_id", "id"),
     ForeignKeyConstraint(["book_id"], ["books.id"]),
     CheckConstraint("status in ('running', 'completed', 'failed')", name="status"),
+)
+
+# Exchange rates per book (billing.fx): units of `quote` per one `base`, in force from `date`.
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("date", Date, nullable=False),
+    Column("base", Text, nullable=False),
+    Column("quote", Text, nullable=False),
+    Column("rate", Numeric, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("book_id", "base", "quote", "date"),
+    ForeignKeyConstraint(["book_id"], ["books.id"]),
+    ForeignKeyConstraint(["base"], ["currencies.code"]),
+    ForeignKeyConstraint(["quote"], ["currencies.code"]),
+    CheckConstraint("rate > 0", name="positive"),
+    CheckConstraint("base <> quote", name="two_currencies"),
+)
+
+# Month-end revaluations of foreign receivables: one per book and date.
+fx_revaluations = Table(
+    "fx_revaluations",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("functional_currency", Text, nullable=False),
+    Column("entry_id", Uuid),
+    Column("reversal_entry_id", Uuid),
+    # [{"invoice", "number", "currency", "open_amount", "carried_rate", "rate", "amount"}]
+    Column("lines", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("book_id", "id"),
+    UniqueConstraint("book_id", "as_of"),
+    ForeignKeyConstraint(["book_id"], ["books.id"]),
 )

@@ -16,9 +16,10 @@ import psycopg
 from billing.credit_notes import available, split_amount, write_off_entry
 from billing.errors import DocumentState
 from billing.postgres.credit_notes import line_states, lock_customer, lock_invoices
+from billing.postgres.events import record_event
 from billing.postgres.invoices import Invoice, get_invoice
+from billing.postgres.posting import post_entry
 from ledger.money import Money
-from ledger.postgres.posting import post_entry
 
 
 def mark_uncollectible(
@@ -50,4 +51,10 @@ def mark_uncollectible(
         "update invoices set status = 'uncollectible' where book_id = %s and id = %s",
         (book_id, invoice.id),
     )
-    return get_invoice(conn, book_id, str(invoice.id))
+    return record_event(
+        conn,
+        book_id,
+        "invoice.marked_uncollectible",
+        get_invoice(conn, book_id, str(invoice.id)),
+        invoice,
+    )

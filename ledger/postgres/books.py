@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from ledger.accounts import AccountType, check_type
+from ledger.dates import DateWindow, accepted_dates, accepted_window
 from ledger.errors import Conflict, InvalidEntry, NotFound
 from ledger.money import check_currency
 from ledger.periods import PeriodStatus, parse_period
@@ -112,6 +113,20 @@ def get_book(conn: psycopg.Connection, book_id: uuid.UUID) -> Book:
     return _book(row)
 
 
+def book_window(conn: psycopg.Connection, book_id: uuid.UUID) -> DateWindow:
+    """The dates the book accepts: its accepted_dates setting (read with its
+    defaults) around its today — the simulated date, else today in UTC, as the
+    entries trigger of migration 0006 reckons it."""
+    row = conn.execute(
+        "select clock_date, settings, (now() at time zone 'UTC')::date from books where id = %s",
+        (book_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"book {book_id} does not exist")
+    clock_date, settings, utc_today = row
+    return accepted_window(clock_date or utc_today, accepted_dates(settings))
+
+
 def list_books(conn: psycopg.Connection) -> list[Book]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(f"select {_BOOK_COLUMNS} from books order by created_at").fetchall()
@@ -132,8 +147,36 @@ def set_clock(conn: psycopg.Connection, book_id: uuid.UUID, now: date) -> Book:
             raise Conflict(
                 f"the clock only moves forward: it is {row['clock_date']}, cannot go back to {now}"
             )
+        book_window(conn, book_id).check("now", now)
         cur.execute("update books set clock_date = %s where id = %s", (now, book_id))
     return get_book(conn, book_id)
+
+
+def account_id(book_id: uuid.UUID, name: str) -> uuid.UUID:
+    """An account's id follows from its book and name. Accounts opened on first use
+    (a gateway's clearing account, FX translation, a wallet) may be created in a
+    transaction that rolls back; a process that had looked the id up keeps it
+    (posting.AccountDirectory), and the account created again later has the same id."""
+    return uuid.uuid5(book_id, name)
+
+
+def ensure_account(
+    conn: psycopg.Connection, book_id: uuid.UUID, account: str | AccountSpec
+) -> None:
+    """Open the account the first time something posts to it: books made before an area
+    existed (a gateway's clearing, healthcare's, late fees, FX) lack its accounts.
+    Two transactions opening it at once both succeed: the loser's insert is undone in a
+    savepoint and the winner's account is visible once it commits (read committed)."""
+    spec = AccountSpec(account) if isinstance(account, str) else account
+    found = conn.execute(
+        "select 1 from accounts where book_id = %s and name = %s", (book_id, spec.name)
+    ).fetchone()
+    if found is None:
+        try:
+            with conn.transaction():
+                create_account(conn, book_id, spec)
+        except psycopg.errors.UniqueViolation:
+            pass
 
 
 def create_account(conn: psycopg.Connection, book_id: uuid.UUID, spec: AccountSpec) -> Account:
@@ -148,7 +191,7 @@ def create_account(conn: psycopg.Connection, book_id: uuid.UUID, spec: AccountSp
             f" values (%s, %s, %s, %s, %s, %s, %s, %s) returning {_ACCOUNT_COLUMNS}",
             (
                 book_id,
-                uuid.uuid4(),
+                account_id(book_id, spec.name),
                 spec.name,
                 account_type.value,
                 currencies,
@@ -218,7 +261,8 @@ def set_period_status(
     Closing waits for entries being written in this book to commit (they hold
     the per-book lock shared), so none can land in the period after it closes.
     """
-    parse_period(period)
+    year, month = (int(part) for part in parse_period(period).split("-"))
+    book_window(conn, book_id).check_period("period", year, month)
     _lock_book_writers(conn, book_id)
     conn.execute(
         "insert into periods (book_id, period, status) values (%s, %s, %s)"
@@ -233,3 +277,12 @@ def period_statuses(conn: psycopg.Connection, book_id: uuid.UUID) -> dict[str, P
         "select period, status from periods where book_id = %s order by period", (book_id,)
     ).fetchall()
     return {r[0]: PeriodStatus(r[1]) for r in rows}
+
+
+def closed_periods(conn: psycopg.Connection, book_id: uuid.UUID) -> frozenset[str]:
+    """The names ("2026-01") of the book's closed periods."""
+    return frozenset(
+        name
+        for name, status in period_statuses(conn, book_id).items()
+        if status is PeriodStatus.CLOSED
+    )

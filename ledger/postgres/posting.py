@@ -9,8 +9,10 @@ idempotent replays return the original entry, and reads entries back.
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -22,7 +24,7 @@ from psycopg.rows import dict_row
 
 from ledger.entries import JournalEntry, Posting, build_entry, reversal_postings
 from ledger.errors import IdempotencyConflict, InvalidEntry, NotFound
-from ledger.money import Money, minor_unit_text
+from ledger.money import Money, quantum
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,40 +129,115 @@ _ACCOUNT_IDS = "select name, id from accounts where book_id = %s and name = any(
 
 DIRECTORY = AccountDirectory()
 
-# Entries and postings travel as two JSON documents: PostgreSQL parses them
-# faster than psycopg can adapt a dozen Python lists to arrays.
-_INSERT = """
-with entry_rows as (
-  select * from json_to_recordset(%(entries)s::json)
-         as t(id uuid, effective_date date, memo text, metadata jsonb, idempotency_key text,
-              request_hash text, reverses uuid)
+# Entries and postings travel as one array per column (see PreparedEntries), unnested
+# by one statement: no JSON for the server to parse, no parameter per row. The
+# entries go in the order given, so of two with one key the first is written.
+_INSERT_CTES = """
+entry_rows as (
+  select *
+    from unnest(%(ids)s::uuid[], %(dates)s::date[], %(memos)s::text[], %(metadata)s::text[],
+                %(keys)s::text[], %(hashes)s::text[], %(reverses)s::text[])
+         with ordinality as t(id, effective_date, memo, metadata, idempotency_key,
+                              request_hash, reverses, n)
 ), inserted as (
   insert into journal_entries
          (book_id, id, effective_date, memo, metadata, idempotency_key, request_hash,
           reverses_entry_id)
-  select %(book)s, id, effective_date, memo, coalesce(metadata, '{}'), idempotency_key,
-         request_hash, reverses
+  select %(book)s, id, effective_date, memo, coalesce(metadata::jsonb, '{}'), idempotency_key,
+         request_hash, reverses::uuid
     from entry_rows
-  on conflict (book_id, idempotency_key) do nothing
+   order by n
+  /* on conflict */
   returning id, recorded_at, effective_date
 ), posting_rows as (
   insert into postings
          (book_id, entry_id, line_no, account_id, amount, currency, effective_date,
           customer_id, document, dimensions)
   select %(book)s, p.entry_id, p.line_no, p.account_id, p.amount, p.currency,
-         i.effective_date, p.customer_id, p.document, coalesce(p.dimensions, '{}')
-    from json_to_recordset(%(postings)s::json)
-         as p(entry_id uuid, line_no int, account_id uuid, amount numeric, currency text,
-              customer_id text, document text, dimensions jsonb)
+         i.effective_date, p.customer_id, p.document, coalesce(p.dimensions::jsonb, '{}')
+    from unnest(%(entry_ids)s::uuid[], %(line_nos)s::int2[], %(accounts)s::uuid[],
+                %(amounts)s::numeric[], %(currencies)s::text[], %(customers)s::text[],
+                %(documents)s::text[], %(dimensions)s::text[])
+         as p(entry_id, line_no, account_id, amount, currency, customer_id, document,
+              dimensions)
     join inserted i on i.id = p.entry_id
   returning 1
+)"""
+
+
+def _insert_ctes(on_conflict: str) -> str:
+    """The inserts as common table expressions; `on_conflict` empty for a caller
+    that wants a used key to raise unique_violation instead of replaying."""
+    return _INSERT_CTES.replace("/* on conflict */", on_conflict)
+
+
+_INSERT = (
+    "with"
+    + _insert_ctes("on conflict (book_id, idempotency_key) do nothing")
+    + "\nselect id, recorded_at, (select count(*) from posting_rows) from inserted"
 )
-select id, recorded_at, (select count(*) from posting_rows) from inserted
-"""
+
+_UUID_TIME_BITS = (1 << 48) - 1
+_UUID_VERSION_7 = 0x7 << 76
+_UUID_VARIANT = 0b10 << 62
+_UUID_RAND_B = (1 << 62) - 1
 
 
-class _Prepared:
-    """An insert's parameters, and what is needed to read its result."""
+def new_entry_ids(count: int) -> list[uuid.UUID]:
+    """UUID version 7 ids (RFC 9562: 48 bits of Unix milliseconds, then 74 random
+    bits; PostgreSQL 18's uuidv7() makes the same kind). Time-ordered, so a batch's
+    entries and postings go to the right edge of the (book_id, id) and (book_id,
+    entry_id, line_no) indexes, not to a random leaf page each: ~10 % of a
+    1,000-entry batch, measured against uuid4."""
+    head = ((time.time_ns() // 1_000_000) & _UUID_TIME_BITS) << 80 | _UUID_VERSION_7
+    noise = os.urandom(10 * count)
+    ids = []
+    for start in range(0, 10 * count, 10):
+        bits = int.from_bytes(noise[start : start + 10])
+        ids.append(uuid.UUID(int=head | (bits >> 68) << 64 | _UUID_VARIANT | bits & _UUID_RAND_B))
+    return ids
+
+
+def _json_text(value: Mapping[str, Any]) -> str | None:
+    """A metadata or dimensions mapping as JSON text, None when empty (stored as {})."""
+    return _ENCODER.encode(value).decode() if value else None
+
+
+def _array(items: Iterable[str]) -> str:
+    """An array literal of items that need no quoting (uuids, numbers, dates)."""
+    return "{" + ",".join(items) + "}"
+
+
+def _text_array(items: Iterable[str | None]) -> str:
+    """An array literal of any text: each item double-quoted with `\\` and `"`
+    escaped (all array_in needs), None as NULL."""
+    return (
+        "{"
+        + ",".join(
+            "NULL" if t is None else '"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for t in items
+        )
+        + "}"
+    )
+
+
+# The same inserts as common table expressions of a caller's statement, for one
+# that writes more beside the entries in that statement (the HTTP posting route
+# stores its idempotent response there: one round trip). No ON CONFLICT: an
+# idempotency key already used raises unique_violation on
+# `uq_journal_entries_idempotency_key_book_id`, and the caller then takes
+# post_entries' way, which replays. Binds PreparedEntries.params; `inserted`
+# yields id, recorded_at, effective_date.
+STRICT_INSERT_CTES = _insert_ctes("")
+
+
+class PreparedEntries:
+    """An insert's parameters, and what is needed to read its result.
+
+    Each column is sent as one array literal, built with str.join: psycopg
+    adapts a Python list element by element (~2 µs each, ~13 µs for a Decimal),
+    more than the whole JSON path cost per row; array_in parses the literal in C.
+    """
 
     __slots__ = ("entries", "hashes", "ids", "keys", "params")
 
@@ -171,51 +248,61 @@ class _Prepared:
         account_ids: Mapping[str, uuid.UUID],
     ) -> None:
         self.entries = entries
-        self.ids = ids = [uuid.uuid4() for _ in entries]
+        self.ids = ids = new_entry_ids(len(entries))
+        id_texts = [str(i) for i in ids]
         self.keys = keys = [
-            e.idempotency_key or f"auto:{i}" for e, i in zip(entries, ids, strict=True)
+            e.idempotency_key or f"auto:{i}" for e, i in zip(entries, id_texts, strict=True)
         ]
         self.hashes = hashes = [request_hash(e) for e in entries]
-        entry_rows = []
-        posting_rows = []
-        for entry_id, entry, key, digest in zip(ids, entries, keys, hashes, strict=True):
-            entry_rows.append(
-                {
-                    "id": entry_id,
-                    "effective_date": entry.effective_date,
-                    "memo": entry.memo,
-                    "metadata": entry.metadata or None,
-                    "idempotency_key": key,
-                    "request_hash": digest,
-                    "reverses": entry.reverses,
-                }
-            )
+        account_texts = {name: str(account_id) for name, account_id in account_ids.items()}
+        entry_ids: list[str] = []
+        line_nos: list[str] = []
+        accounts: list[str] = []
+        amounts: list[str] = []
+        currencies: list[str] = []
+        customers: list[str | None] = []
+        documents: list[str | None] = []
+        dimensions: list[str | None] = []
+        for entry_id, entry in zip(id_texts, entries, strict=True):
             for line_no, posting in enumerate(entry.postings, start=1):
-                posting_rows.append(
-                    {
-                        "entry_id": entry_id,
-                        "line_no": line_no,
-                        "account_id": account_ids[posting.account],
-                        "amount": minor_unit_text(posting.amount, posting.currency),
-                        "currency": posting.currency,
-                        "customer_id": posting.customer,
-                        "document": posting.document,
-                        "dimensions": posting.dimensions or None,
-                    }
-                )
+                money = posting.money
+                currency = money.currency
+                entry_ids.append(entry_id)
+                line_nos.append(str(line_no))
+                accounts.append(account_texts[posting.account])
+                # Written with exactly the currency's places ("12.50"), as stored.
+                amounts.append(str(money.amount.quantize(quantum(currency))))
+                currencies.append(currency)
+                customers.append(posting.customer)
+                documents.append(posting.document)
+                dimensions.append(_json_text(posting.dimensions))
         self.params = {
             "book": book_id,
-            "entries": _ENCODER.encode(entry_rows).decode(),
-            "postings": _ENCODER.encode(posting_rows).decode(),
+            "ids": _array(id_texts),
+            "dates": _array([e.effective_date.isoformat() for e in entries]),
+            "memos": _text_array([e.memo for e in entries]),
+            "metadata": _text_array([_json_text(e.metadata) for e in entries]),
+            "keys": _text_array(keys),
+            "hashes": _array(hashes),
+            "reverses": _text_array([e.reverses for e in entries]),
+            "entry_ids": _array(entry_ids),
+            "line_nos": _array(line_nos),
+            "accounts": _array(accounts),
+            "amounts": _array(amounts),
+            "currencies": _text_array(currencies),
+            "customers": _text_array(customers),
+            "documents": _text_array(documents),
+            "dimensions": _text_array(dimensions),
         }
 
     def results(
         self, book_id: uuid.UUID, rows: Sequence[tuple[Any, ...]]
-    ) -> tuple[list[PostedEntry | None], dict[str, int]]:
-        """The posted entries, and (key → index) of those a replay must fill in."""
+    ) -> tuple[list[PostedEntry | None], dict[str, list[int]]]:
+        """The posted entries, and (key → indexes) of those a replay must fill in
+        (a key may come more than once in a batch)."""
         recorded = {row[0]: row[1] for row in rows}
         results: list[PostedEntry | None] = []
-        replayed: dict[str, int] = {}
+        replayed: dict[str, list[int]] = {}
         keys = self.keys
         for index, (entry_id, entry) in enumerate(zip(self.ids, self.entries, strict=True)):
             if entry_id in recorded:
@@ -234,25 +321,26 @@ class _Prepared:
                 )
             else:
                 results.append(None)
-                replayed[keys[index]] = index
+                replayed.setdefault(keys[index], []).append(index)
         return results, replayed
 
     def replay(
         self,
         results: list[PostedEntry | None],
-        replayed: Mapping[str, int],
+        replayed: Mapping[str, list[int]],
         originals: Mapping[str, tuple[PostedEntry, str]],
     ) -> list[PostedEntry]:
-        for key, index in replayed.items():
+        for key, indexes in replayed.items():
             original, stored_hash = originals[key]
-            if stored_hash != self.hashes[index]:
-                raise IdempotencyConflict(
-                    f"idempotency key {key!r} was already used for a different entry "
-                    f"({original.id}); use a new key for a new entry",
-                    idempotency_key=key,
-                    entry_id=str(original.id),
-                )
-            results[index] = original
+            for index in indexes:
+                if stored_hash != self.hashes[index]:
+                    raise IdempotencyConflict(
+                        f"idempotency key {key!r} was already used for a different entry "
+                        f"({original.id}); use a new key for a new entry",
+                        idempotency_key=key,
+                        entry_id=str(original.id),
+                    )
+                results[index] = original
         return [r for r in results if r is not None]
 
 
@@ -270,7 +358,7 @@ def post_entries(
     if not entries:
         return []
     account_ids = directory.resolve(conn, book_id, [p.account for e in entries for p in e.postings])
-    prepared = _Prepared(book_id, entries, account_ids)
+    prepared = PreparedEntries(book_id, entries, account_ids)
     rows = conn.execute(_INSERT, prepared.params).fetchall()
     results, replayed = prepared.results(book_id, rows)
     if not replayed:
@@ -294,7 +382,7 @@ async def post_entries_async(
         return []
     names = [p.account for e in entries for p in e.postings]
     account_ids = await directory.resolve_async(conn, book_id, names)
-    prepared = _Prepared(book_id, entries, account_ids)
+    prepared = PreparedEntries(book_id, entries, account_ids)
     cur = await conn.execute(_INSERT, prepared.params)
     results, replayed = prepared.results(book_id, await cur.fetchall())
     if not replayed:
@@ -421,6 +509,8 @@ def list_entries(
     if after is not None:
         clauses.append("(e.recorded_at, e.id) > (%(after_at)s, %(after_id)s)")
         params["after_at"], params["after_id"] = after
+    # States what the recorded-order index's predicate says (always true), so it can be used.
+    clauses.append("e.recorded_at is not null")
     where = "".join(f" and {c}" for c in clauses)
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(

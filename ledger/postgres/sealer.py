@@ -8,15 +8,15 @@ is simply sealed later, so a reader that follows the sequence sees it.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from decimal import Decimal
 from typing import Any
 
 import psycopg
 
-from ledger.sealing import GENESIS_HASH, SealedEntry, SealedPosting, chain_hash
+from ledger.sealing import GENESIS_HASH, canonical_amount, canonical_row_bytes, link_hash
 
 BATCH = 2000
 
@@ -25,38 +25,42 @@ def _lock_key(book_id: uuid.UUID) -> str:
     return f"ab_seal:{book_id}"
 
 
-_LOAD = """
-select e.id, e.effective_date, e.memo, e.metadata, e.idempotency_key, e.reverses_entry_id,
-       coalesce((select json_agg(json_build_array(p.line_no, p.account_id, p.amount::text,
-                                                  p.currency, p.customer_id, p.document,
-                                                  p.dimensions) order by p.line_no)
-                   from postings p where p.book_id = e.book_id and p.entry_id = e.id), '[]')
+# One row per entry with everything its canonical document needs, as text the
+# hash takes as is: the date in ISO form, ids as text, each amount without
+# trailing zeros (`trim_scale`, what `ledger.sealing._amount` writes), the
+# postings as one JSON array in line order. No Python objects per posting.
+ENTRY_COLUMNS = """
+e.id::text, to_char(e.effective_date, 'YYYY-MM-DD'), e.memo, e.metadata::text,
+e.idempotency_key, e.reverses_entry_id::text,
+coalesce((select json_agg(json_build_array(p.line_no, p.account_id, trim_scale(p.amount)::text,
+                                           p.currency, p.customer_id, p.document, p.dimensions)
+                          order by p.line_no)::text
+            from postings p where p.book_id = e.book_id and p.entry_id = e.id), '[]')
+"""
+
+_LOAD = f"""
+select e.id, {ENTRY_COLUMNS}
   from journal_entries e
  where e.book_id = %s and e.id = any(%s)
 """
 
 
-def load_sealed_entries(
-    conn: psycopg.Connection, book_id: uuid.UUID, entry_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, SealedEntry]:
-    rows = conn.execute(_LOAD, (book_id, list(entry_ids))).fetchall()
-    return {row[0]: _sealed(row) for row in rows}
-
-
-def _sealed(row: tuple[Any, ...]) -> SealedEntry:
-    entry_id, effective_date, memo, metadata, key, reverses, postings = row
-    return SealedEntry(
-        entry_id=str(entry_id),
-        effective_date=effective_date,
-        memo=memo,
-        metadata=metadata,
-        idempotency_key=key,
-        reverses=str(reverses) if reverses else None,
-        postings=[
-            SealedPosting(line, str(account), Decimal(amount), currency, customer, document, dims)
-            for line, account, amount, currency, customer, document, dims in postings
-        ],
+def entry_canonical_bytes(row: Sequence[Any]) -> bytes:
+    """Canonical bytes of an entry from the `ENTRY_COLUMNS` values."""
+    entry_id, effective_date, memo, metadata, key, reverses, postings_json = row
+    postings = json.loads(postings_json)
+    for posting in postings:
+        posting[2] = canonical_amount(posting[2])
+    return canonical_row_bytes(
+        entry_id, effective_date, memo, json.loads(metadata), key, reverses, postings
     )
+
+
+def load_canonical_entries(
+    conn: psycopg.Connection, book_id: uuid.UUID, entry_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, bytes]:
+    rows = conn.execute(_LOAD, (book_id, list(entry_ids))).fetchall()
+    return {row[0]: entry_canonical_bytes(row[1:]) for row in rows}
 
 
 def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> int:
@@ -97,13 +101,13 @@ def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> i
             "select seq, hash from seals where book_id = %s order by seq desc limit 1", (book_id,)
         ).fetchone()
         seq, previous = (last[0], last[1]) if last else (0, GENESIS_HASH)
-        entries = load_sealed_entries(conn, book_id, ids)
+        entries = load_canonical_entries(conn, book_id, ids)
         seqs: list[int] = []
         prevs: list[str] = []
         hashes: list[str] = []
         for entry_id in ids:
             seq += 1
-            digest = chain_hash(previous, entries[entry_id])
+            digest = link_hash(previous, entries[entry_id])
             seqs.append(seq)
             prevs.append(previous)
             hashes.append(digest)
@@ -139,3 +143,11 @@ def seal_pending(
 
 def books_with_pending_seals(conn: psycopg.Connection) -> list[uuid.UUID]:
     return [r[0] for r in conn.execute("select distinct book_id from unsealed_entries")]
+
+
+def seal_head(conn: psycopg.Connection, book_id: uuid.UUID) -> tuple[int, str] | None:
+    """The last seal's (sequence, hash), or None before the first."""
+    row = conn.execute(
+        "select seq, hash from seals where book_id = %s order by seq desc limit 1", (book_id,)
+    ).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))

@@ -81,8 +81,16 @@ accounts = Table(
     Column("opened_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     Column("closed_at", TIMESTAMPTZ),
     PrimaryKeyConstraint("book_id", "id"),
-    UniqueConstraint("book_id", "name"),
-    UniqueConstraint("book_id", "code"),
+    # Name and code lead their indexes (or the index is partial), so a lookup
+    # by (book_id, id) can only be planned on the primary key (revision 0009).
+    UniqueConstraint("name", "book_id"),
+    Index(
+        "uq_accounts_book_id_code",
+        "book_id",
+        "code",
+        unique=True,
+        postgresql_where=text("code is not null"),
+    ),
     CheckConstraint(
         "name ~ '^(Assets|Liabilities|Equity|Income|Expenses)(:[A-Z0-9][A-Za-z0-9-]*)+$'",
         name="name_format",
@@ -132,15 +140,28 @@ journal_entries = Table(
         server_default=text("(pg_current_xact_id())::text::bigint"),
     ),
     PrimaryKeyConstraint("book_id", "id"),
-    UniqueConstraint("book_id", "idempotency_key"),
-    UniqueConstraint("book_id", "reverses_entry_id"),
-    ForeignKeyConstraint(
-        ["book_id", "reverses_entry_id"], ["journal_entries.book_id", "journal_entries.id"]
+    # Only the primary key leads with book_id alone: planned on empty tables,
+    # any other such index looked as cheap as the key for the triggers'
+    # (book_id, id) lookups, and a session that cached it scanned every entry
+    # of the book per posting (see 0009_key_lookup_indexes.sql). No (book_id,
+    # effective_date) index for that reason: date queries use postings'.
+    UniqueConstraint("idempotency_key", "book_id"),
+    Index(
+        "uq_journal_entries_book_id_reverses_entry_id",
+        "book_id",
+        "reverses_entry_id",
+        unique=True,
+        postgresql_where=text("reverses_entry_id is not null"),
     ),
-    # No (book_id, effective_date) index: on a fresh database the planner
-    # cached it for the triggers' (book_id, id) lookups, scanning every entry
-    # of the book per posting. Date queries go through postings' own index.
-    Index(None, "book_id", "recorded_at"),
+    # The reversed entry must exist: checked once per statement by the entries
+    # trigger (revision 0029_batch), not by a foreign key's per-row trigger.
+    # recorded_at is never null: only a query that says so (list_entries) can use it.
+    Index(
+        "ix_journal_entries_book_id_recorded_at",
+        "book_id",
+        "recorded_at",
+        postgresql_where=text("recorded_at is not null"),
+    ),
 )
 
 postings = Table(
@@ -158,7 +179,8 @@ postings = Table(
     Column("document", Text),
     Column("dimensions", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     PrimaryKeyConstraint("book_id", "entry_id", "line_no"),
-    Index(None, "book_id", "account_id", "effective_date"),
+    # The account leads (its id is unique on its own): see journal_entries.
+    Index(None, "account_id", "book_id", "effective_date"),
     Index(
         "ix_postings_book_id_customer_id",
         "book_id",

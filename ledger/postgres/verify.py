@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from ledger.postgres.sealer import load_sealed_entries
-from ledger.sealing import GENESIS_HASH, chain_hash
-
-CHUNK = 5000
+from ledger.postgres.sealer import load_canonical_entries
+from ledger.sealing import GENESIS_HASH, link_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +35,38 @@ def verify_book(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepanc
 
 
 def _unbalanced(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepancy]:
+    # One pass groups the postings per entry only: an entry in one currency
+    # whose sum is zero and that has two postings is balanced. Entries failing
+    # that (and those in several currencies, or with no postings) are the
+    # few candidates re-checked per currency below, so the book is not joined
+    # to its entries and grouped twice.
+    suspects = [
+        r[0]
+        for r in conn.execute(
+            "select e.id from journal_entries e"
+            "  left join (select entry_id, count(*) as n, count(currency) as named,"
+            "                    min(currency) as lo, max(currency) as hi, sum(amount) as total"
+            "               from postings where book_id = %s group by entry_id) s"
+            "    on s.entry_id = e.id"
+            " where e.book_id = %s"
+            "   and (s.n is null or s.n < 2 or s.named < s.n or s.lo <> s.hi or s.total <> 0)",
+            (book_id, book_id),
+        )
+    ]
+    if not suspects:
+        return []
     rows = conn.execute(
         "select e.id, coalesce(string_agg(s.currency || ' ' || s.total::text, ', '), ''),"
         "       coalesce(sum(s.n), 0)"
         "  from journal_entries e"
         "  left join (select entry_id, currency, sum(amount) as total, count(*) as n"
-        "               from postings where book_id = %s group by entry_id, currency) s"
+        "               from postings where book_id = %(b)s and entry_id = any(%(ids)s)"
+        "              group by entry_id, currency) s"
         "    on s.entry_id = e.id"
-        " where e.book_id = %s"
+        " where e.book_id = %(b)s and e.id = any(%(ids)s)"
         " group by e.id"
         " having coalesce(sum(s.n), 0) < 2 or bool_or(s.total <> 0)",
-        (book_id, book_id),
+        {"b": book_id, "ids": suspects},
     ).fetchall()
     return [
         Discrepancy("balanced", str(entry_id), f"postings: {int(n)}; sums per currency: {sums}")
@@ -55,40 +74,95 @@ def _unbalanced(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepanc
     ]
 
 
+# The whole chain re-checked in one statement: each seal's hash recomputed
+# from its entry's canonical JSON (ab_canonical_json, migration
+# 0030_perfread, byte for byte what ledger.sealing writes), its predecessor
+# and sequence by window functions. Only seals that need a look come back:
+# discrepancies, and entries whose canonical text SQL cannot write (a float
+# in their JSON, a 29-digit amount, a NULL). Python re-hashes every entry SQL
+# did not vouch for before calling it changed, so SQL only has to be right
+# when it agrees: the lines come from a sorted subquery into string_agg (a
+# per-group ORDER BY sorts each entry apart, several times slower), and UUIDs
+# and amounts (digits, '-', '.'), which need no escaping, are quoted by hand.
+_SEAL_CHECK = """
+with lines as (
+  select entry_id,
+         case when count(*) = count(piece)
+              then '[' || string_agg(piece, ',') || ']' end as lines
+    from (select entry_id, line_no,
+                 '[' || line_no || ',"' || account_id::text || '",'
+                 || case when length(trim_scale(amount)::text) <= 28
+                         then '"' || trim_scale(amount)::text || '"' end
+                 || ',' || to_json(currency)::text
+                 || coalesce(',"' || customer_id::text || '"', ',null')
+                 || ',' || coalesce(to_json(document)::text, 'null')
+                 || ',' || case when dimensions = '{}' then '{}'
+                                else ab_canonical_json(dimensions) end
+                 || ']' as piece
+            from postings where book_id = %(b)s order by entry_id, line_no) p
+   group by entry_id
+), walk as (
+  select s.seq, s.entry_id, s.prev_hash, s.hash,
+         coalesce(lag(s.seq) over w, 0) + 1 as expected_seq,
+         coalesce(lag(s.hash) over w, %(genesis)s) as previous,
+         e.id is not null as present,
+         '{"date":"' || to_char(e.effective_date, 'YYYY-MM-DD') || '"'
+         || ',"id":"' || e.id::text || '"'
+         || ',"key":' || to_json(e.idempotency_key)::text
+         || ',"memo":' || to_json(e.memo)::text
+         || ',"metadata":' || case when e.metadata = '{}' then '{}'
+                                   else ab_canonical_json(e.metadata) end
+         || ',"postings":' || case when l.entry_id is null then '[]' else l.lines end
+         || ',"reverses":' || coalesce(to_json(e.reverses_entry_id::text)::text, 'null')
+         || '}' as doc
+    from seals s
+    left join journal_entries e on e.book_id = s.book_id and e.id = s.entry_id
+    left join lines l on l.entry_id = s.entry_id
+   where s.book_id = %(b)s
+  window w as (order by s.seq)
+)
+select seq, entry_id, entry_id::text, prev_hash, hash, expected_seq, prev_hash <> previous,
+       present, hash_ok
+  from (select *, coalesce(hash = encode(sha256(convert_to(
+                    prev_hash || encode(sha256(convert_to(doc, 'UTF8')), 'hex'), 'UTF8')), 'hex'),
+                  false) as hash_ok
+          from walk) checked
+ where seq <> expected_seq or prev_hash <> previous or not present or not hash_ok
+ order by seq
+"""
+
+
 def _seal_chain(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepancy]:
+    # The check reads every seal, entry and posting of the book: hash joins, not
+    # a nested loop over the grouped postings (seals' statistics lag the sealer).
+    before = conn.execute(
+        "select current_setting('enable_nestloop'), current_setting('work_mem'),"
+        "       set_config('enable_nestloop', 'off', true), set_config('work_mem', '64MB', true)"
+    ).fetchone()
+    rows = conn.execute(_SEAL_CHECK, {"b": book_id, "genesis": GENESIS_HASH}).fetchall()
+    conn.execute(
+        "select set_config('enable_nestloop', %s, true), set_config('work_mem', %s, true)",
+        (before[0], before[1]) if before else ("on", "4MB"),
+    )
+    python_side = load_canonical_entries(conn, book_id, [r[1] for r in rows if r[7] and not r[8]])
     found: list[Discrepancy] = []
-    expected_seq, previous = 1, GENESIS_HASH
-    with conn.cursor(name="seals_walk") as cursor:
-        cursor.itersize = CHUNK
-        cursor.execute(
-            "select seq, entry_id, prev_hash, hash from seals where book_id = %s order by seq",
-            (book_id,),
-        )
-        while rows := cursor.fetchmany(CHUNK):
-            entries = load_sealed_entries(conn, book_id, [r[1] for r in rows])
-            for seq, entry_id, prev_hash, stored in rows:
-                if seq != expected_seq:
-                    found.append(
-                        Discrepancy("seal_chain", f"seq {expected_seq}", f"gap: next is {seq}")
-                    )
-                if prev_hash != previous:
-                    found.append(
-                        Discrepancy(
-                            "seal_chain", str(entry_id), f"seq {seq} does not name its predecessor"
-                        )
-                    )
-                entry = entries.get(entry_id)
-                if entry is None:
-                    found.append(Discrepancy("seal_chain", str(entry_id), "sealed entry missing"))
-                elif chain_hash(prev_hash, entry) != stored:
-                    found.append(
-                        Discrepancy(
-                            "seal_chain",
-                            str(entry_id),
-                            f"entry {entry_id} (seq {seq}) differs from what was sealed",
-                        )
-                    )
-                expected_seq, previous = seq + 1, stored
+    for seq, raw_id, entry_id, prev_hash, stored, expected_seq, broken, present, hash_ok in rows:
+        if seq != expected_seq:
+            found.append(Discrepancy("seal_chain", f"seq {expected_seq}", f"gap: next is {seq}"))
+        if broken:
+            found.append(
+                Discrepancy("seal_chain", entry_id, f"seq {seq} does not name its predecessor")
+            )
+        if not present:
+            found.append(Discrepancy("seal_chain", entry_id, "sealed entry missing"))
+        elif not hash_ok and link_hash(prev_hash, python_side[raw_id]) != stored:
+            found.append(
+                Discrepancy(
+                    "seal_chain",
+                    entry_id,
+                    f"entry {entry_id} (seq {seq}) differs from what was sealed",
+                )
+            )
     return found
 
 

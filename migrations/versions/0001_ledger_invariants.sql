@@ -301,8 +301,13 @@ begin
   -- The service logs in as this role (no superuser session to RESET ROLE back to).
   begin
     alter role activebilling_app login;
-  exception when insufficient_privilege then
-    null;  -- the migrating user may not alter roles; the service then uses SET ROLE
+  exception
+    when insufficient_privilege then
+      null;  -- the migrating user may not alter roles; the service then uses SET ROLE
+    when internal_error then
+      -- "tuple concurrently updated": the role is shared by every database of the
+      -- server, and a migration of another database gave it login at this moment.
+      null;
   end;
 end $$;
 grant usage on schema public to activebilling_app;

@@ -15,9 +15,9 @@ import pytest
 
 from adapters.cli import main
 from adapters.runtime import Runtime
+from billing.postgres.posting import post_entry
 from billing.postings import Allocation, payment_entry
 from ledger.money import Money
-from ledger.postgres.posting import post_entry
 from ledger.postgres.unit_of_work import unit_of_work
 from tests.billing.test_http_invoices import billing_counts, draft, finalize, line
 from tests.conftest import BookFixture, make_book
@@ -123,6 +123,67 @@ def test_customer_upsert_by_external_id(client: Any, runtime: Runtime, sim: Book
     # End of month + 15: an invoice on Jan 10 is due Feb 15.
     invoice = finalize(client, sim, draft(client, sim, "crm-42", line("Work", "1", "10.00"))["id"])
     assert invoice["due_date"] == "2026-02-15"
+
+
+def test_upsert_without_tax_rate_keeps_0_10_and_null_clears_it(
+    client: Any, runtime: Runtime, sim: BookFixture
+) -> None:
+    """A CRM sync sends only the fields it owns: the upsert is a merge."""
+    headers = auth(sim.admin_key)
+    first = {
+        "name": "Merge Co",
+        "currency": "USD",
+        "external_id": "crm-merge",
+        "email": "ap@merge.test",
+        "tax_rate": "0.10",
+        "payment_terms_days": 45,
+        "metadata": {"tier": "gold"},
+    }
+    assert client.post("/v1/customers", json=first, headers=headers).status_code == 201
+    again = client.post(
+        "/v1/customers",
+        json={"name": "Merge Co Ltd", "currency": "USD", "external_id": "crm-merge"},
+        headers=headers,
+    )
+    assert again.status_code == 200, again.text
+    kept = again.json()
+    assert (kept["name"], kept["tax_rate"], kept["payment_terms_days"]) == (
+        "Merge Co Ltd",
+        "0.10",
+        45,
+    )
+    assert (kept["email"], kept["metadata"]) == ("ap@merge.test", {"tier": "gold"})
+    # null clears: a nullable field becomes null, tax_rate and terms their defaults.
+    nulls = {"email": None, "tax_rate": None, "payment_terms_days": None, "metadata": None}
+    cleared = client.post(
+        "/v1/customers",
+        json={"name": "Merge Co Ltd", "currency": "USD", "external_id": "crm-merge", **nulls},
+        headers=headers,
+    ).json()
+    assert (cleared["email"], cleared["tax_rate"], cleared["payment_terms_days"]) == (
+        None,
+        "0.00",
+        30,
+    )
+    assert cleared["metadata"] == {}
+    # The update route merges the same way.
+    by_id = f"/v1/customers/{kept['id']}"
+    assert client.post(by_id, json={"tax_rate": "0.2"}, headers=headers).json()["tax_rate"] == (
+        "0.20"
+    )
+    same = client.post(by_id, json={"email": "new@merge.test"}, headers=headers).json()
+    assert (same["tax_rate"], same["email"]) == ("0.20", "new@merge.test")
+    gone = client.post(by_id, json={"tax_rate": None, "email": None}, headers=headers).json()
+    assert (gone["tax_rate"], gone["email"]) == ("0.00", None)
+    # A new customer with null fields gets the defaults.
+    fresh = client.post(
+        "/v1/customers",
+        json={"name": "Fresh", "currency": "USD", "tax_rate": None, "payment_terms": None},
+        headers=headers,
+    )
+    assert fresh.status_code == 201, fresh.text
+    assert (fresh.json()["tax_rate"], fresh.json()["payment_terms"]) == ("0.00", "net")
+    rejected(client, runtime, sim, by_id, {"name": None}, 400, "validation_error")
 
 
 def test_bad_customer_requests_write_nothing(
@@ -428,14 +489,14 @@ def test_cli_customers_and_invoices(
     )  # fmt: skip
     assert (invoice["status"], invoice["tax_total"], invoice["total"]) == (
         "draft",
-        "0.00",
-        "108.00",
-    )  # the upsert reset tax_rate to 0
+        "10.80",
+        "118.80",
+    )  # the second create left --tax-rate out: 0.10 kept (a merge)
     final = run("invoices", "finalize", invoice["id"])
     assert (final["number"], final["total"], final["amount_due"]) == (
         "INV-2026-000001",
-        "108.00",
-        "108.00",
+        "118.80",
+        "118.80",
     )
     assert run("invoices", "show", invoice["id"]) == final
     voided = run("invoices", "void", invoice["id"])

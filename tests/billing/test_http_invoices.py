@@ -14,10 +14,10 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from adapters.runtime import Runtime
+from billing.postgres.posting import post_entry
 from billing.postings import Allocation, payment_entry
 from ledger.entries import Posting, build_entry
 from ledger.money import Money
-from ledger.postgres.posting import post_entry
 from ledger.postgres.unit_of_work import unit_of_work
 from tests.conftest import BookFixture, make_book
 from tests.integration.http_fixtures import assert_problem, auth, open_client
@@ -376,9 +376,9 @@ def test_invoice_document_carries_what_an_invoice_must(
     for fact in (
         "INV-2026-000001",
         "Issue date",
-        "2026-01-10",  # issue date
-        "2026-01-01 – 2026-01-31",  # the supply period, last day included
-        "2026-02-09",  # due date
+        "Jan 10, 2026",  # issue date, in the book's locale (en_US unless set)
+        "Jan 1\u2009–\u200931, 2026",  # the supply period [Jan 1, Feb 1), last day included
+        "Feb 9, 2026",  # due date
         "Seller &amp; Co Ltd",
         "1 Main St",
         "US-123",

@@ -105,8 +105,18 @@ def test_golden_upgrade_over_http(client: Any, sim_book: BookFixture) -> None:
     _post(client, key, "/v1/clock", {"now": "2026-05-11"}, 200)
     canceled = _post(client, key, f"/v1/subscriptions/{sub['id']}/cancel", {"at": "now"}, 200)
     assert canceled["status"] == "canceled" and canceled["cancel_at"] == "2026-05-11"
-    # 120.00 × 21 / 31 for May 11 → Jun 1 = 81.29
-    assert [line["amount"] for line in canceled["invoice"]["lines"]] == ["-81.29"]
+    # 120.00 × 21 / 31 for May 11 → Jun 1 = 81.29: a credit note on May's invoice, not a
+    # negative invoice.
+    assert canceled["invoice"] is None
+    [note] = canceled["credit_notes"]
+    assert (note["number"], note["total"], note["credit_to"]) == (
+        "CN-2026-000001",
+        "81.29",
+        "receivable",
+    )
+    document = client.get(f"/v1/credit-notes/{note['id']}/document", headers=auth(key))
+    assert document.status_code == 200
+    assert "<h1>Credit note CN-2026-000001</h1>" in document.text
     listed = client.get(f"/v1/subscriptions?customer={who}", headers=auth(key)).json()
     assert [s["id"] for s in listed["data"]] == [sub["id"]]
 
@@ -241,3 +251,24 @@ def test_subscriptions_in_jpy(client: Any, runtime: Runtime) -> None:
     assert _post(client, key, "/v1/billing-runs", {})["invoices_created"] == 2
     invoices = client.get("/v1/invoices", headers=auth(key)).json()["data"]
     assert sorted(i["total"] for i in invoices) == ["2940", "2940"]  # 3 × 980, no minor unit
+
+
+def test_a_closed_month_does_not_wedge_the_billing_run_over_http(
+    client: Any, runtime: Runtime
+) -> None:
+    book = make_book(runtime, "USD", date(2026, 2, 15))
+    key = book.admin_key
+    price = _price(client, key, "31.00")
+    who = _customer(client, key)
+    body = {"customer": who, "items": [{"price": price}], "start_date": "2026-01-10"}
+    _post(client, key, "/v1/subscriptions", body)
+    closed = client.post("/v1/periods/2026-01/close", headers=auth(key))
+    assert closed.status_code in (200, 201), closed.text
+    run = _post(client, key, "/v1/billing-runs", {})
+    assert (run["status"], run["invoices_created"], run["failures"]) == ("completed", 2, [])
+    assert client.get(f"/v1/billing-runs/{run['id']}", headers=auth(key)).json() == run
+    invoices = client.get(f"/v1/invoices?customer={who}", headers=auth(key)).json()["data"]
+    assert sorted((i["issue_date"], i["supply_start"], i["supply_end"]) for i in invoices) == [
+        ("2026-02-01", "2026-01-10", "2026-02-10"),
+        ("2026-02-10", "2026-02-10", "2026-03-10"),
+    ]

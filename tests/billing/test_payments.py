@@ -24,11 +24,12 @@ from billing.postgres.invoices import (
     get_invoice,
 )
 from billing.postgres.payments import create_payment, get_payment
+from billing.postgres.posting import post_entry
 from billing.postings import DEFERRED, invoice_doc
 from ledger.entries import Posting, build_entry
 from ledger.errors import CurrencyMismatch, NotFound
 from ledger.money import Money
-from ledger.postgres.posting import get_entry, post_entry
+from ledger.postgres.posting import get_entry
 from ledger.postgres.queries import trial_balance_as_of
 from ledger.postgres.unit_of_work import unit_of_work
 from tests.conftest import BookFixture
@@ -321,9 +322,11 @@ def test_bad_payments_write_nothing(runtime: Runtime, book: BookFixture) -> None
         customer = new_customer(uow.conn, book.id)
         other = new_customer(uow.conn, book.id)
         foreign = new_invoice(uow.conn, book.id, other, JAN10, [("10.00", None, None)])
+        own = new_invoice(uow.conn, book.id, customer, JAN10, [("10.00", None, None)])
         uow.commit()
     cases: list[tuple[type[Exception], dict[str, object]]] = [
-        (CurrencyMismatch, {"currency": "EUR"}),
+        # a customer may pay in several currencies, each invoice in its own
+        (CurrencyMismatch, {"currency": "EUR", "invoice_ref": str(own.id)}),
         (InvalidBillingRequest, {"method": "bitcoin"}),
         (InvalidBillingRequest, {"amount": D("0")}),
         (InvalidBillingRequest, {"amount": D("-5.00")}),

@@ -7,20 +7,36 @@ same code as the billing run, and checks the invoice lines and the postings.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
 import psycopg
 import pytest
 
+from adapters.invoice_document import (
+    credit_note_document,
+    document_parties,
+    render_invoice_html,
+)
 from adapters.runtime import Runtime
 from billing.discounts import AmountDiscount, PercentDiscount
 from billing.errors import DocumentState, InvalidBillingRequest
 from billing.periods import Interval, Period
 from billing.postgres import billing_runs
 from billing.postgres.catalog import PriceSpec, create_price, create_product, get_price
+from billing.postgres.credit_notes import create_credit_note
 from billing.postgres.customers import CustomerSpec, upsert_customer
-from billing.postgres.invoices import Invoice, get_invoice, list_invoices
+from billing.postgres.invoices import (
+    Invoice,
+    LineSpec,
+    create_draft,
+    finalize_invoice,
+    get_invoice,
+    list_invoices,
+    void_invoice,
+)
+from billing.postgres.payments import create_payment
 from billing.postgres.subscriptions import (
     CouponSpec,
     ItemSpec,
@@ -43,6 +59,7 @@ from billing.subscriptions import (
     SubscriptionStatus,
     cancellation_credits,
     change_lines,
+    credit_parts,
     cycle_period,
     due_periods,
     period_lines,
@@ -388,22 +405,34 @@ def test_proration_none_changes_items_only(runtime: Runtime, april_book: BookFix
     assert len(invoices_of(runtime, book.id)) == 1
 
 
-def test_cancel_now_credits_unused_time_to_customer_credit(
+def test_cancel_now_credits_unused_time_on_the_unpaid_invoice(
     runtime: Runtime, april_book: BookFixture
 ) -> None:
     book = april_book
-    sub_id, who = subscribe(runtime, book)
+    sub_id, _ = subscribe(runtime, book)
     bill(runtime, book.id, date(2026, 4, 1))
     move_clock(runtime, book.id, date(2026, 4, 11))
     with unit_of_work(runtime.connection) as uow:
-        sub, final = cancel_subscription(uow.conn, book.id, sub_id, "now", date(2026, 4, 11))
+        sub, issued = cancel_subscription(uow.conn, book.id, sub_id, "now", date(2026, 4, 11))
         uow.commit()
     assert sub.status is SubscriptionStatus.CANCELED and sub.cancel_at == date(2026, 4, 11)
-    assert final is not None and final.total == D("-60.00")
-    assert line_amounts(final) == [(D("-60.00"), date(2026, 4, 11), date(2026, 5, 1))]
+    # No negative invoice: a credit note on April's invoice, which still owes it all.
+    assert isinstance(issued, tuple)
+    [note] = issued
+    [april] = invoices_of(runtime, book.id)
+    assert (note.number, note.invoice_id, note.total, note.credit_to) == (
+        "CN-2026-000001",
+        april.id,
+        D("60.00"),
+        "receivable",
+    )
+    assert entry_postings(runtime, note.entry_id) == [
+        ("Assets:Receivable:Trade", D("-60.00")),
+        ("Liabilities:Deferred-Revenue", D("60.00")),
+    ]
+    assert (april.amount_credited, april.amount_due) == (D("60.00"), D("30.00"))
     assert balances(runtime, book.id, date(2026, 4, 30)) == {
-        "Assets:Receivable:Trade": D("90.00"),
-        "Liabilities:Customer-Credit": D("-60.00"),
+        "Assets:Receivable:Trade": D("30.00"),
         "Liabilities:Deferred-Revenue": D("-30.00"),
     }
     # Nothing more is billed, and a second cancel is refused.
@@ -411,7 +440,6 @@ def test_cancel_now_credits_unused_time_to_customer_credit(
     assert bill(runtime, book.id, date(2026, 6, 1)).invoices_created == 0
     with unit_of_work(runtime.connection) as uow, pytest.raises(DocumentState):
         cancel_subscription(uow.conn, book.id, sub_id, "now", date(2026, 6, 1))
-    del who
 
 
 def test_cancel_at_period_end_and_at_a_later_date(
@@ -586,16 +614,19 @@ def test_customer_credit_is_applied_to_the_next_period(
     runtime: Runtime, april_book: BookFixture
 ) -> None:
     book = april_book
-    sub_id, _ = subscribe(runtime, book)
+    sub_id, who = subscribe(runtime, book)
     bill(runtime, book.id, date(2026, 4, 1))
+    pay(runtime, book.id, who, "90.00", date(2026, 4, 1))
     move_clock(runtime, book.id, date(2026, 4, 21))
     with unit_of_work(runtime.connection) as uow:
         cheaper = plan_price(uow.conn, book.id, "60.00", name="Basic plan")
-        _, invoice = change_subscription(
+        _, issued = change_subscription(
             uow.conn, book.id, sub_id, [ItemSpec(cheaper)], None, "invoice_now", date(2026, 4, 21)
         )
         uow.commit()
-    assert invoice is not None and invoice.total == D("-10.00")  # -30.00 + 20.00
+    # -30.00 + 20.00: April is paid, so the 10.00 credit note is kept as customer credit.
+    assert isinstance(issued, tuple)
+    assert [(n.total, n.credit_to) for n in issued] == [(D("10.00"), "customer_credit")]
     move_clock(runtime, book.id, date(2026, 5, 1))
     bill(runtime, book.id, date(2026, 5, 1))
     may = invoices_of(runtime, book.id)[-1]
@@ -604,3 +635,221 @@ def test_customer_credit_is_applied_to_the_next_period(
         "-10.00"
     )
     assert "Liabilities:Customer-Credit" not in balances(runtime, book.id, date(2026, 5, 1))
+
+
+def pay(runtime: Runtime, book_id: uuid.UUID, who: str, amount: str, on: date) -> None:
+    with unit_of_work(runtime.connection) as uow:
+        create_payment(uow.conn, book_id, who, D(amount), "USD", "bank_transfer", on)
+        uow.commit()
+
+
+def entry_postings(runtime: Runtime, entry_id: uuid.UUID | None) -> list[tuple[str, Decimal]]:
+    with runtime.connection() as conn:
+        rows = conn.execute(
+            "select a.name, p.amount from postings p"
+            " join accounts a on a.book_id = p.book_id and a.id = p.account_id"
+            " where p.entry_id = %s order by a.name, p.amount",
+            (entry_id,),
+        ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def taxed_subscription(runtime: Runtime, book: BookFixture, rate: str) -> tuple[str, str]:
+    """A 90.00 monthly plan from Apr 1 for a customer taxed at `rate`."""
+    with unit_of_work(runtime.connection) as uow:
+        price = plan_price(uow.conn, book.id, "90.00")
+        who = customer(uow.conn, book.id, tax_rate=D(rate))
+        sub = create_subscription(
+            uow.conn, book.id, SubscriptionSpec(who, [ItemSpec(price)]), date(2026, 4, 1)
+        )
+        uow.commit()
+    return str(sub.id), who
+
+
+def test_credits_net_per_price_and_charges_reduce_them_pro_rata() -> None:
+    rest = Period(date(2026, 4, 21), date(2026, 5, 1))
+    seats_old = Item("seat", "Seats", PerUnitCharge("USD", D("10.00")), D(6))
+    seats_new = Item("seat", "Seats", PerUnitCharge("USD", D("10.00")), D(3))
+    plan = Plan(date(2026, 4, 1), Interval.MONTH, items=(flat("90.00"), seats_old))
+    lines = change_lines(plan, [flat("30.00", "Lite"), seats_new], cycle_april(), rest.start)
+    # Plan −30.00, seats −20.00 (6) +10.00 (3), Lite +10.00: a net credit of 30.00.
+    assert sorted(line.amount.amount for line in lines) == [D(-30), D(-20), D(10), D(10)]
+    parts = credit_parts(lines)
+    # Seats net to −10.00; the 10.00 Lite charge comes off 30 : 10 → 7.50 and 2.50.
+    assert [(p.price_id, p.service, p.amount) for p in parts] == [
+        ("price_90.00", rest, usd("22.50")),
+        ("seat", rest, usd("7.50")),
+    ]
+    upgrade = change_lines(plan, [flat("120.00"), seats_old], cycle_april(), rest.start)
+    assert credit_parts(upgrade) == []
+
+
+def test_cancellation_of_a_paid_plan_is_a_credit_note_applied_to_open_invoices(
+    runtime: Runtime, april_book: BookFixture
+) -> None:
+    book = april_book
+    sub, who = taxed_subscription(runtime, book, "0.08")
+    bill(runtime, book.id, date(2026, 4, 1))
+    pay(runtime, book.id, who, "97.20", date(2026, 4, 1))
+    move_clock(runtime, book.id, date(2026, 4, 5))
+    with unit_of_work(runtime.connection) as uow:
+        draft = create_draft(uow.conn, book.id, who, [LineSpec("Setup", D(1), D("20.00"))])
+        assert draft is not None
+        setup = finalize_invoice(uow.conn, book.id, str(draft.id), date(2026, 4, 5))
+        uow.commit()
+    assert setup.amount_due == D("21.60")
+    move_clock(runtime, book.id, date(2026, 4, 11))
+    with unit_of_work(runtime.connection) as uow:
+        _, issued = cancel_subscription(uow.conn, book.id, sub, "now", date(2026, 4, 11))
+        uow.commit()
+    assert isinstance(issued, tuple)
+    [note] = issued
+    april = invoices_of(runtime, book.id)[0]
+    # 20 unused days of 30: 60.00 net, its tax at the invoice's 8 %: 4.80.
+    assert (note.number, note.invoice_id, note.net_amount, note.tax_amount, note.total) == (
+        "CN-2026-000001",
+        april.id,
+        D("60.00"),
+        D("4.80"),
+        D("64.80"),
+    )
+    assert note.credit_to == "customer_credit"  # April is paid
+    assert entry_postings(runtime, note.entry_id) == [
+        ("Liabilities:Customer-Credit", D("-64.80")),
+        ("Liabilities:Deferred-Revenue", D("60.00")),
+        ("Liabilities:Tax-Payable", D("4.80")),
+    ]
+    # The credit settles the open setup invoice; the rest stays customer credit.
+    with runtime.connection() as conn:
+        setup = get_invoice(conn, book.id, str(setup.id))
+        applied = conn.execute(
+            "select entry_id from postings where book_id = %s and document = %s"
+            " and dimensions->>'via' like 'credit:%%' limit 1",
+            (book.id, f"invoice:{setup.id}"),
+        ).fetchone()
+    assert (setup.status, setup.amount_paid, setup.amount_due) == ("paid", D("21.60"), D("0.00"))
+    assert applied is not None
+    assert entry_postings(runtime, applied[0]) == [
+        ("Assets:Receivable:Trade", D("-21.60")),
+        ("Liabilities:Customer-Credit", D("21.60")),
+    ]
+    assert [i.number for i in invoices_of(runtime, book.id)] == [
+        "INV-2026-000001",
+        "INV-2026-000002",
+    ]  # no invoice for the credit
+    assert balances(runtime, book.id, date(2026, 4, 30)) == {
+        "Assets:Bank:Operating": D("97.20"),
+        "Income:Services": D("-20.00"),
+        "Liabilities:Customer-Credit": D("-43.20"),
+        "Liabilities:Deferred-Revenue": D("-30.00"),
+        "Liabilities:Tax-Payable": D("-4.00"),
+    }
+
+
+def test_downgrade_on_an_unpaid_invoice_is_a_credit_note_on_its_receivable(
+    runtime: Runtime, april_book: BookFixture
+) -> None:
+    book = april_book
+    sub, _ = taxed_subscription(runtime, book, "0.10")
+    bill(runtime, book.id, date(2026, 4, 1))
+    move_clock(runtime, book.id, date(2026, 4, 21))
+    # The same with next_invoice (rolled back): a credit never waits for the next invoice.
+    for mode in ("next_invoice", "invoice_now"):
+        with unit_of_work(runtime.connection) as uow:
+            cheaper = plan_price(uow.conn, book.id, "60.00", name="Basic plan")
+            _, issued = change_subscription(
+                uow.conn, book.id, sub, [ItemSpec(cheaper)], None, mode, date(2026, 4, 21)
+            )
+            assert isinstance(issued, tuple) and [n.total for n in issued] == [D("11.00")]
+            if mode == "invoice_now":
+                uow.commit()
+    assert isinstance(issued, tuple)
+    [note] = issued
+    [april] = invoices_of(runtime, book.id)  # and no pending draft either
+    # −30.00 + 20.00 = 10.00 net off April's line, its 10 % tax 1.00.
+    assert (note.number, note.invoice_id, note.total, note.credit_to) == (
+        "CN-2026-000001",
+        april.id,
+        D("11.00"),
+        "receivable",
+    )
+    assert note.lines == [
+        {"line_no": 1, "net": "10.00", "tax": "1.00", "earned": "0.00", "unearned": "10.00"}
+    ]
+    assert entry_postings(runtime, note.entry_id) == [
+        ("Assets:Receivable:Trade", D("-11.00")),
+        ("Liabilities:Deferred-Revenue", D("10.00")),
+        ("Liabilities:Tax-Payable", D("1.00")),
+    ]
+    assert (april.total, april.amount_credited, april.amount_due, april.status) == (
+        D("99.00"),
+        D("11.00"),
+        D("88.00"),
+        "open",
+    )
+    assert balances(runtime, book.id, date(2026, 4, 30)) == {
+        "Assets:Receivable:Trade": D("88.00"),
+        "Liabilities:Deferred-Revenue": D("-80.00"),
+        "Liabilities:Tax-Payable": D("-8.00"),
+    }
+    # Its document is titled as what it is, and names the invoice it credits.
+    with runtime.connection() as conn:
+        html = credit_note_document(conn, book.id, note.number)
+        seller, buyer, treatment = document_parties(conn, book.id, april.customer_id)
+    assert "<h1>Credit note CN-2026-000001</h1>" in html and "<h1>Invoice" not in html
+    assert "<th>Credits invoice</th><td>INV-2026-000001</td>" in html
+    assert '<td class="num">$11.00</td>' in html  # the book's locale: en_US by default
+    assert "Deducted from the amount due on invoice INV-2026-000001." in html
+    # A negative invoice issued by older code prints as a credit note too.
+    legacy = render_invoice_html(replace(april, total=D("-10.00")), seller, buyer, treatment)
+    assert "<h1>Credit note INV-2026-000001</h1>" in legacy
+    move_clock(runtime, book.id, date(2026, 5, 1))
+    bill(runtime, book.id, date(2026, 5, 1))
+    assert [(i.number, i.total) for i in invoices_of(runtime, book.id)] == [
+        ("INV-2026-000001", D("99.00")),
+        ("INV-2026-000002", D("66.00")),
+    ]
+
+
+def test_a_one_off_invoice_cannot_total_below_zero(
+    runtime: Runtime, april_book: BookFixture
+) -> None:
+    with unit_of_work(runtime.connection) as uow:
+        who = customer(uow.conn, april_book.id)
+        draft = create_draft(
+            uow.conn,
+            april_book.id,
+            who,
+            [LineSpec("Goodwill", D(1), D("-5.00")), LineSpec("Setup", D(1), D("2.00"))],
+        )
+        assert draft is not None
+        with pytest.raises(InvalidBillingRequest, match="cannot total below zero"):
+            finalize_invoice(uow.conn, april_book.id, str(draft.id), date(2026, 4, 1))
+
+
+def test_a_cancellation_credits_no_more_than_the_invoice_line_still_holds(
+    runtime: Runtime, april_book: BookFixture
+) -> None:
+    book = april_book
+    credited_id, _ = subscribe(runtime, book)
+    voided_id, _ = subscribe(runtime, book)
+    bill(runtime, book.id, date(2026, 4, 1))
+    credited, voided = (
+        next(i for i in invoices_of(runtime, book.id) if str(i.subscription_id) == ref)
+        for ref in (credited_id, voided_id)
+    )
+    move_clock(runtime, book.id, date(2026, 4, 11))
+    with unit_of_work(runtime.connection) as uow:
+        create_credit_note(uow.conn, book.id, str(credited.id), date(2026, 4, 5), amount=D(50))
+        void_invoice(uow.conn, book.id, str(voided.id), date(2026, 4, 5))
+        _, first = cancel_subscription(uow.conn, book.id, credited_id, "now", date(2026, 4, 11))
+        _, second = cancel_subscription(uow.conn, book.id, voided_id, "now", date(2026, 4, 11))
+        uow.commit()
+    # 60.00 of unused time, but a credit note took 50.00 of the line already: 40.00 is left.
+    assert isinstance(first, tuple)
+    assert [(n.number, n.total, n.credit_to) for n in first] == [
+        ("CN-2026-000002", D("40.00"), "receivable")
+    ]
+    assert second == ()  # the voided invoice is owed nothing back
+    # 90.00 billed, 50.00 + 40.00 credited (all unearned); the other voided: nothing left.
+    assert balances(runtime, book.id, date(2026, 4, 30)) == {}

@@ -6,6 +6,7 @@ this module holds only plain functions.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +22,17 @@ from ledger.postgres.unit_of_work import unit_of_work
 
 PROBLEM = "application/problem+json"
 
+# Litestar() imports some of its plugins lazily inside its constructor; tests that
+# build apps in several threads at once (the concurrency tests) saw that first import
+# race ("cannot import name 'AttrsSchemaPlugin'"). Apps are built one at a time.
+_BUILDING_APP = threading.Lock()
+
 
 @contextmanager
 def open_client(runtime: Runtime) -> Iterator[Any]:
-    with TestClient(create_app(runtime, run_sealer=False)) as client:
+    with _BUILDING_APP:
+        app = create_app(runtime, run_sealer=False)
+    with TestClient(app) as client:
         yield client
 
 

@@ -35,7 +35,7 @@ from ledger.postgres.queries import account_balance, trial_balance_as_of
 from ledger.postgres.sealer import seal_pending
 from ledger.postgres.unit_of_work import unit_of_work
 from ledger.postgres.verify import verify_book
-from tests.conftest import APP_ROLE, BookFixture
+from tests.conftest import APP_ROLE, RAW_OPTIONS, THROUGH_PGBOUNCER, BookFixture
 
 DAY = date(2026, 3, 10)
 WALLET = "Liabilities:Prepaid-Wallet"
@@ -75,9 +75,12 @@ def app_connect(database_url: str) -> Iterator[Callable[[], psycopg.Connection]]
     opened: list[psycopg.Connection] = []
 
     def connect() -> psycopg.Connection:
-        conn = psycopg.connect(database_url)
-        conn.execute(sql.SQL("set role {}").format(sql.Identifier(APP_ROLE)))
-        conn.commit()
+        if THROUGH_PGBOUNCER:  # log in as the role: SET ROLE is session state
+            conn = psycopg.connect(database_url, user=APP_ROLE, **RAW_OPTIONS)
+        else:
+            conn = psycopg.connect(database_url)
+            conn.execute(sql.SQL("set role {}").format(sql.Identifier(APP_ROLE)))
+            conn.commit()
         opened.append(conn)
         return conn
 
@@ -670,3 +673,43 @@ def test_a_queued_post_with_other_content_gets_a_conflict(
             other.result()
     with runtime.connection() as conn:
         assert book_counts(conn, book.id) == (1, 2)
+
+
+# -- an account opened on first use by two transactions at once ---------------------
+
+
+def test_two_transactions_opening_one_account_on_first_use_both_go_on(
+    owner_conn: psycopg.Connection,
+    book: BookFixture,
+    app_connect: Callable[[], psycopg.Connection],
+) -> None:
+    """The second opener waits on the first's uncommitted account, then finds it
+    there: neither fails, and the book has the account once."""
+    from ledger.postgres.books import AccountSpec, ensure_account
+
+    name = "Income:Opened-On-First-Use"
+    first, second = app_connect(), app_connect()
+    ensure_account(first, book.id, AccountSpec(name, code="4999"))  # uncommitted
+    failures: list[BaseException] = []
+
+    def open_it_too() -> None:
+        try:
+            ensure_account(second, book.id, name)
+            second.commit()
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    racer = threading.Thread(target=open_it_too)
+    racer.start()
+    wait_until(
+        # No pid filter: through PgBouncer a client's server backend is not its own pid.
+        lambda: failures != [] or lock_waiters(owner_conn) == 1,
+        "second waits",
+    )
+    first.commit()
+    racer.join(timeout=60)
+    assert failures == []
+    rows = owner_conn.execute(
+        "select code from accounts where book_id = %s and name = %s", (book.id, name)
+    ).fetchall()
+    assert rows == [("4999",)]

@@ -186,6 +186,8 @@ def fed(runtime: Runtime) -> BookFixture:
     )
     with unit_of_work(runtime.connection) as uow:
         reverse_entry(uow.conn, fixture.id, str(ids[2]), effective_date=date(2026, 1, 9))
+        # SAP refuses a file without its company code (erp_formats.check_mapping).
+        journal_feed.save_mapping(uow.conn, fixture.id, "sap", {"company_code": "1000"}, {})
         uow.commit()
     return fixture
 
@@ -208,6 +210,14 @@ def test_batches_are_deterministic_and_the_manifest_adds_up(
             "EUR": {"debit": "20.50", "credit": "20.50"},
             "USD": {"debit": "114.50", "credit": "114.50"},
         }
+
+
+def test_a_batch_is_the_cursors_range_far_into_the_feed(runtime: Runtime, fed: BookFixture) -> None:
+    """A batch reads (since, since + limit]; cursors and limits past 32,767 (what psycopg
+    sends as a smallint) read an empty range, and a limit past the end reads to it."""
+    for since, limit, expected in ((40_000, 10_000, 0), (32_767, 1, 0), (2, 10_000, 2)):
+        batch = journal_feed.seal_then_build(runtime.connection, fed.id, "jsonl", since, limit)
+        assert batch.manifest(fed.id)["count"] == expected, (since, limit)
 
 
 def rows(body: bytes) -> list[dict[str, str]]:
@@ -265,6 +275,7 @@ def test_erp_layouts(runtime: Runtime, fed: BookFixture) -> None:
 
     sap = rows(journal_feed.seal_then_build(runtime.connection, fed.id, "sap", 0, 1).body)
     assert sap[0]["RECORD_TYPE"] == "H" and sap[0]["PSTNG_DATE"] == "20260105"
+    assert sap[0]["COMP_CODE"] == "1000"
     assert sap[0]["DOC_TYPE"] == "SA" and sap[0]["REF_DOC_NO"] == "AB-1"
     assert sap[0]["HEADER_TXT"] == f"AB-{book_hex}-1"
     assert [(r["ITEMNO_ACC"], r["GL_ACCOUNT"], r["AMT_DOCCUR"]) for r in sap[1:]] == [
@@ -401,3 +412,37 @@ def test_cli_journal(
     assert Decimal(manifest["totals"]["USD"]["debit"]) == Decimal("7.25")
     assert cli_main([*args[:3], "oracle", "--book", str(fed.id)]) == 2
     assert "unknown export format" in capsys.readouterr().err
+
+
+def test_posting_dimensions_reach_the_feed(runtime: Runtime) -> None:
+    """Dimensions are read as text and parsed only when a posting has some
+    (journal_feed.read_entries): both kinds come out as before."""
+    book = make_book(runtime)
+    dims = {"project": "Apollo 11", "région": "EU", "nested": {"a": [1, "x"]}}
+    entry = build_entry(
+        date(2026, 2, 3),
+        "tagged",
+        [
+            Posting("Assets:Bank:Operating", Money.exact("12.00", "USD")),
+            Posting("Income:Services", Money.exact("-12.00", "USD"), None, None, dims),  # type: ignore[arg-type]
+        ],
+    )
+    post(runtime, book.id, entry)
+    batch = journal_feed.seal_then_build(runtime.connection, book.id, "jsonl", 0, 10)
+    (line,) = batch.body.decode().splitlines()
+    assert [p["dimensions"] for p in json.loads(line)["lines"]] == [{}, dims]
+    assert '"dimensions":{"nested":{"a":[1,"x"]},"project":"Apollo 11","région":"EU"}' in line
+    with unit_of_work(runtime.connection) as uow:
+        journal_feed.save_mapping(
+            uow.conn,
+            book.id,
+            "xero",
+            {"tracking_name": "Project", "tracking_dimension": "project"},
+            {},
+        )
+        uow.commit()
+    xero = rows(journal_feed.seal_then_build(runtime.connection, book.id, "xero", 0, 10).body)
+    assert [(r["TrackingName1"], r["TrackingOption1"]) for r in xero] == [
+        ("", ""),
+        ("Project", "Apollo 11"),
+    ]

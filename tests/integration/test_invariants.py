@@ -322,6 +322,129 @@ def test_set_constraints_immediate_does_not_open_a_hole(
     assert footprint(app_conn, book.id) == before
 
 
+# Revision 0028_hotpath checks the balance at the end of the statement that
+# inserts the entry (the statement-level triggers), no longer at commit: these
+# show that no second statement of the same transaction can complete, repair or
+# unbalance an entry, so the check made at the first statement's end is final.
+
+
+def test_an_unbalanced_entry_is_refused_by_its_own_statement(
+    app_conn: psycopg.Connection, book: BookFixture, ids: dict[str, uuid.UUID]
+) -> None:
+    """The balancing posting a second statement would add never gets the chance:
+    the first statement, 100.00 on one side only, is refused when it ends."""
+    before = footprint(app_conn, book.id)
+    bank, revenue = ids["Assets:Bank:Operating"], ids["Income:Services"]
+    entry_id = uuid.uuid4()
+    with pytest.raises(pg.CheckViolation) as exc_info, app_conn.transaction():
+        insert_entry(app_conn, book.id, DAY, [(bank, "100.00", "USD")], entry_id=entry_id)
+        insert_postings(  # not reached: the statement above raised
+            app_conn, book.id, entry_id, DAY, [(revenue, "-100.00", "USD")], first_line=2
+        )
+    assert_refused(exc_info, "23514", "journal_entries_balanced")
+    assert "1 posting(s)" in (exc_info.value.diag.message_primary or "")
+    assert footprint(app_conn, book.id) == before
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param(["100.00", "-100.00"], ["5.00"], id="unbalancing-posting"),
+        pytest.param(["100.00", "-100.00"], ["5.00", "-5.00"], id="balanced-pair"),
+    ],
+)
+def test_a_second_statement_cannot_add_postings_to_an_entry(
+    first: list[str],
+    second: list[str],
+    app_conn: psycopg.Connection,
+    book: BookFixture,
+    ids: dict[str, uuid.UUID],
+) -> None:
+    """Two statements, one transaction: the entry of the first is complete when
+    it ends; the second's postings are refused, whatever they add up to."""
+    before = footprint(app_conn, book.id)
+    accounts = [ids["Assets:Bank:Operating"], ids["Income:Services"]]
+    with pytest.raises(pg.CheckViolation) as exc_info, app_conn.transaction():
+        entry_id = insert_entry(
+            app_conn, book.id, DAY, [(a, x, "USD") for a, x in zip(accounts, first, strict=True)]
+        )
+        insert_postings(
+            app_conn,
+            book.id,
+            entry_id,
+            DAY,
+            [(a, x, "USD") for a, x in zip(accounts, second, strict=False)],
+            first_line=3,
+        )
+    assert_refused(exc_info, "23514", "postings_open_entry")
+    assert footprint(app_conn, book.id) == before
+
+
+def test_an_entry_without_postings_is_refused_by_its_own_statement(
+    app_conn: psycopg.Connection, book: BookFixture, ids: dict[str, uuid.UUID]
+) -> None:
+    before = footprint(app_conn, book.id)
+    entry_id = uuid.uuid4()
+    with pytest.raises(pg.CheckViolation) as exc_info, app_conn.transaction():
+        insert_entry(app_conn, book.id, DAY, [], entry_id=entry_id)
+        insert_postings(  # not reached
+            app_conn,
+            book.id,
+            entry_id,
+            DAY,
+            [
+                (ids["Assets:Bank:Operating"], "1.00", "USD"),
+                (ids["Income:Services"], "-1.00", "USD"),
+            ],
+        )
+    assert_refused(exc_info, "23514", "journal_entries_balanced")
+    assert str(entry_id) in (exc_info.value.diag.message_primary or "")
+    assert footprint(app_conn, book.id) == before
+
+
+def _two_posting_ctes(amounts: tuple[str, str]) -> str:
+    """One statement whose entry gets its postings from two separate inserts."""
+    return (
+        "with e as (insert into journal_entries"
+        " (book_id, id, effective_date, idempotency_key, request_hash)"
+        " values (%(book)s, %(id)s, %(day)s, 'raw:' || %(id)s::text, 'raw')"
+        " returning book_id, id, effective_date),"
+        " p1 as (insert into postings"
+        " (book_id, entry_id, line_no, account_id, amount, currency, effective_date)"
+        f" select book_id, id, 1, %(bank)s, {amounts[0]}, 'USD', effective_date from e),"
+        " p2 as (insert into postings"
+        " (book_id, entry_id, line_no, account_id, amount, currency, effective_date)"
+        f" select book_id, id, 2, %(revenue)s, {amounts[1]}, 'USD', effective_date from e)"
+        " select 1"
+    )
+
+
+def test_postings_from_two_inserts_of_one_statement_are_checked_together(
+    app_conn: psycopg.Connection, book: BookFixture, ids: dict[str, uuid.UUID]
+) -> None:
+    """The balance is summed over everything the statement inserted into
+    postings, however many inserts it has: balanced halves pass, an unbalanced
+    pair is refused."""
+    params = {
+        "book": book.id,
+        "day": DAY,
+        "bank": ids["Assets:Bank:Operating"],
+        "revenue": ids["Income:Services"],
+    }
+    before = footprint(app_conn, book.id)
+    with pytest.raises(pg.CheckViolation) as exc_info, app_conn.transaction():
+        app_conn.execute(_two_posting_ctes(("100.00", "-99.00")), {**params, "id": uuid.uuid4()})
+    assert_refused(exc_info, "23514", "journal_entries_balanced")
+    assert footprint(app_conn, book.id) == before
+
+    entry_id = uuid.uuid4()
+    with app_conn.transaction():
+        app_conn.execute(_two_posting_ctes(("100.00", "-100.00")), {**params, "id": entry_id})
+    after = footprint(app_conn, book.id)
+    assert [row[0] for row in after["entries"]] == [entry_id]
+    assert [row[3] for row in after["postings"]] == [Decimal("100.00"), Decimal("-100.00")]
+
+
 # -- committed entries are closed --------------------------------------------------
 
 
@@ -546,7 +669,7 @@ def test_unknown_currency_is_refused(
         "alter table journal_entries disable trigger all",
         "alter table seals alter constraint fk_seals_book_id_entry_id_journal_entries"
         " not deferrable",
-        "drop trigger journal_entries_balanced on journal_entries",
+        "drop trigger postings_inserted on postings",
         "create or replace function ab_forbid_change() returns trigger"
         " language plpgsql as $$ begin return old; end $$",
         "set session_replication_role = replica",

@@ -19,9 +19,10 @@ import psycopg
 import pytest
 
 from adapters.runtime import Runtime
+from billing.postgres.posting import post_entries  # the book holds billing documents
 from ledger.entries import Posting, build_entry
 from ledger.money import Money
-from ledger.postgres.posting import post_entries, reverse_entry
+from ledger.postgres.posting import reverse_entry
 from ledger.postgres.unit_of_work import unit_of_work
 from tests.conftest import BookFixture, make_book
 from tests.integration.http_fixtures import assert_problem, auth, open_client

@@ -21,11 +21,11 @@ from tests.unit.test_bank_statements import (
     BANK_CSV,
     CAMT053_PROBLEMS,
     CAMT053_UNREADABLE,
+    FIXTURES,
     OFX_OUTCOME,
     _ofx,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "third_party"
 CAMT = FIXTURES / "genkgo-camt"
 OFX = FIXTURES / "ofxparse"
 
@@ -110,8 +110,10 @@ def test_every_parseable_fixture_uploads_and_a_second_upload_creates_nothing(
     assert len(PARSEABLE) == 9
     for index, (path, _) in enumerate(PARSEABLE):
         account = f"Assets:Bank:Fixture{index}"
-        _account(client, book, account)
         expected = parse_statement(path.read_bytes())
+        # Each bank account in its own currency (the book's is USD).
+        currencies = sorted({s.currency for s in expected})
+        _account(client, book, account, currencies=currencies)
         picks: list[dict[str, str]] = [{}]
         if path.name in MULTI_ACCOUNT:
             # Two bank accounts in one file: refused until one is named.
@@ -119,7 +121,7 @@ def test_every_parseable_fixture_uploads_and_a_second_upload_creates_nothing(
             assert body["code"] == "several_bank_accounts"
             picks = [{"bank_account": s.account or ""} for s in expected]
             # each bank account of the file to its own ledger account
-            _account(client, book, account + "b")
+            _account(client, book, account + "b", currencies=currencies)
         for pick_no, pick in enumerate(picks):
             target = account + ("b" if pick_no else "")
             statements = [s for s in expected if not pick or s.account == pick["bank_account"]]
@@ -158,7 +160,7 @@ def test_every_parseable_fixture_uploads_and_a_second_upload_creates_nothing(
 
 
 def test_get_and_list_statements(runtime: Runtime, client: Any) -> None:
-    book = make_book(runtime)
+    book = make_book(runtime, "CAD")
     created = upload(client, book, (OFX / "bank_medium.ofx").read_bytes()).json()
     got = client.get(f"/v1/bank-statements/{created['id']}", headers=auth(book.admin_key))
     assert got.status_code == 200

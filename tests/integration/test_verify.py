@@ -24,7 +24,8 @@ from ledger.money import Money
 from ledger.postgres.posting import PostedEntry, post_entries
 from ledger.postgres.sealer import seal_pending
 from ledger.postgres.unit_of_work import unit_of_work
-from ledger.postgres.verify import Discrepancy, verify_book
+from ledger.postgres.verify import _SEAL_CHECK, Discrepancy, verify_book
+from ledger.sealing import GENESIS_HASH
 from tests.conftest import APP_ROLE, BookFixture, make_book
 
 DAY = date(2026, 3, 10)
@@ -394,3 +395,132 @@ def test_cli_verify_refuses_an_unknown_book(database_url: str, book: BookFixture
     result = run_cli(database_url, "verify", "--book", str(uuid.uuid4()))
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert "does not exist" in result.stderr
+
+
+def test_sql_and_python_hash_the_same_canonical_json(
+    runtime: Runtime, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """verify re-hashes in SQL (ab_canonical_json) and falls back to Python for
+    JSON it cannot write exactly (floats): both must agree with the sealer on
+    escapes, non-ASCII, key order, nesting, integers, booleans and nulls, and
+    both must still see a change."""
+    awkward = {
+        "zeta": 'quote " back \\ nl \n tab \t bell \x07 é ☃ \u2028',
+        "Alpha": [1, -20, True, False, None, {"b": "x", "a": []}],
+        "é": {"nested": {"k": "v"}},
+        "big": 12345678901234567890,
+    }
+    with_float = {**awkward, "rate": 0.1, "whole": 100.0}
+    entries = [
+        build_entry(
+            DAY,
+            memo,
+            [
+                Posting(
+                    "Assets:Bank:Operating",
+                    Money.exact("12.30", "USD"),
+                    document="receipt:ü",
+                    dimensions={"via": "payment:é", "Z": "1", "a": "\\"},
+                ),
+                Posting("Income:Services", Money.exact("-12.30", "USD")),
+            ],
+            metadata=metadata,
+            idempotency_key=f"awkward:{n}",
+        )
+        for n, (memo, metadata) in enumerate(
+            [('memo "é" \\ ✓', awkward), ("float memo", with_float), ("plain", {})]
+        )
+    ]
+    with unit_of_work(runtime.connection) as uow:
+        posted = post_entries(uow.conn, book.id, entries)
+        uow.commit()
+    assert seal_pending(runtime.connection, book.id) == 3
+    with runtime.connection() as conn:
+        sql_side = conn.execute(
+            "select count(*) from journal_entries"
+            " where book_id = %s and ab_canonical_json(metadata) is not null",
+            (book.id,),
+        ).fetchone()
+        assert sql_side == (2,)  # the float entry goes through Python
+    assert verify(runtime, book.id) == []
+    for victim, path in ((posted[0], "{é,nested,k}"), (posted[1], "{zeta}")):
+        tamper(
+            owner_conn,
+            f"update journal_entries set metadata = jsonb_set(metadata, '{path}', '\"w\"')"
+            " where book_id = %s and id = %s",
+            book.id,
+            victim.id,
+        )
+    found = verify(runtime, book.id)
+    assert {(d.check, d.subject) for d in found} == {
+        ("seal_chain", str(posted[0].id)),
+        ("seal_chain", str(posted[1].id)),
+    }
+
+
+def test_a_posting_moved_to_another_currency_unbalances_its_entry(
+    runtime: Runtime, book: BookFixture, sealed: list[PostedEntry], owner_conn: psycopg.Connection
+) -> None:
+    """The entry still sums to zero and has two postings, but not per currency:
+    the per-entry pass must hand it to the per-currency re-check."""
+    victim, emptied = sealed[0], sealed[2]
+    tamper(
+        owner_conn,
+        "update postings set currency = 'EUR' where book_id = %s and entry_id = %s and line_no = 2",
+        book.id,
+        victim.id,
+    )
+    tamper(
+        owner_conn,
+        "delete from postings where book_id = %s and entry_id = %s",
+        book.id,
+        emptied.id,
+    )
+    unbalanced = {d.subject: d.detail for d in verify(runtime, book.id) if d.check == "balanced"}
+    assert set(unbalanced) == {str(victim.id), str(emptied.id)}
+    head, sums = unbalanced[str(victim.id)].split("; sums per currency: ")
+    assert head == "postings: 2"
+    assert sorted(sums.split(", ")) == ["EUR -10.00", "USD 10.00"]
+    assert unbalanced[str(emptied.id)] == "postings: 0; sums per currency: "
+
+
+def test_sql_vouches_for_amounts_it_quotes_by_hand(
+    runtime: Runtime, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """Amounts are quoted in SQL without to_json: on a clean book the seal check
+    must agree byte for byte (no row left for Python), trailing zeros, signs
+    and large values included; an amount too long for SQL goes to Python."""
+    amounts = ["0.10", "12.30", "1000000.00", "123456789012.34", "7.00", "0.01"]
+    entries = [
+        build_entry(
+            DAY,
+            f"amount {a}",
+            [
+                Posting("Assets:Bank:Operating", Money.exact(a, "USD")),
+                Posting("Income:Services", Money.exact(f"-{a}", "USD")),
+            ],
+            idempotency_key=f"amount:{a}",
+        )
+        for a in amounts
+    ]
+    with unit_of_work(runtime.connection) as uow:
+        posted = post_entries(uow.conn, book.id, entries)
+        uow.commit()
+    assert seal_pending(runtime.connection, book.id) == len(amounts)
+    with runtime.connection() as conn:
+        assert conn.execute(_SEAL_CHECK, {"b": book.id, "genesis": GENESIS_HASH}).fetchall() == []
+    assert verify(runtime, book.id) == []
+    victim = posted[1]
+    tamper(
+        owner_conn,
+        "update postings set amount = amount * 1000000000000000000000000000000"
+        " where book_id = %s and entry_id = %s",
+        book.id,
+        victim.id,
+    )
+    with runtime.connection() as conn:
+        rows = conn.execute(_SEAL_CHECK, {"b": book.id, "genesis": GENESIS_HASH}).fetchall()
+    assert [(r[1], r[8]) for r in rows] == [(victim.id, False)]
+    assert {(d.check, d.subject) for d in verify(runtime, book.id)} >= {
+        ("seal_chain", str(victim.id))
+    }

@@ -31,3 +31,26 @@ def test_hash_depends_on_every_amount_and_the_previous_hash() -> None:
 def test_trailing_zeros_do_not_change_the_content() -> None:
     assert canonical_bytes(entry("10.00")) == canonical_bytes(entry("10.0"))
     assert canonical_bytes(entry("0.00")) == canonical_bytes(entry("0"))
+
+
+def test_the_hash_algorithm_is_unchanged() -> None:
+    # Pinned with the original implementation: the bulk paths (sealer, verify)
+    # build the same canonical bytes from plain values, so seals made before
+    # and after stay valid. Unicode, escapes, nested metadata, unsorted lines.
+    pinned = SealedEntry(
+        entry_id="e1",
+        effective_date=date(2026, 1, 1),
+        memo='mé\n"q',
+        metadata={"b": 1, "a": [2.5, "☃"], "c": None},
+        idempotency_key="k",
+        reverses="r1",
+        postings=[
+            SealedPosting(
+                2, "acc-2", Decimal("-10.50"), "USD", "c1", "invoice:1", {"x": "y", "a": True}
+            ),
+            SealedPosting(1, "acc-1", Decimal("10.500"), "USD", None, None, {}),
+        ],
+    )
+    assert chain_hash(GENESIS_HASH, pinned) == (
+        "3f83a70f03e863be7fd02fed9fccb64ce82834f531a70c676b33e4d65d143d83"
+    )

@@ -1,0 +1,157 @@
+"""POST /v1/journal-entries in one round trip.
+
+The general way (adapters.http.commands.run_command_async) costs five: BEGIN,
+claim the Idempotency-Key, insert the entry, store the response, COMMIT. Here
+one autocommitted statement inserts the entry and its postings and stores the
+response under the key; the triggers finish every check of the ledger inside
+that statement (revision 0028_hotpath), so its end is the commit.
+
+The response is known before the statement but for `recorded_at` (the
+database's clock): the statement joins the JSON around it and returns the
+body it stored, so the first answer and every replay are the same bytes.
+
+Anything this way does not decide goes the general way, which gives the
+answers it always gave: a key already used (unique_violation on the entry's
+idempotency key or on `idempotency_keys`; nothing was written) is replayed or
+refused there (409); an entry without a date needs the book's today, and one
+naming customers or documents needs their check — both read the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from psycopg import AsyncConnection
+from psycopg import errors as pg
+from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool
+
+from adapters.http.commands import JSON, fingerprint
+from adapters.keys import Principal
+from billing.manual_entries import references
+from ledger.entries import JournalEntry
+from ledger.errors import LedgerError
+from ledger.postgres import posting as entry_store
+from ledger.postgres.db_errors import translated
+
+# Where `recorded_at` goes in the encoded response. The keys before it (id,
+# effective_date) hold a UUID and a date, so its first occurrence is the slot.
+_MARK = "@@recorded_at@@"
+_QUOTED_MARK = msgspec.json.encode(_MARK)
+
+# `datetime.isoformat()` of a UTC timestamp, as psycopg returns it on the
+# service's sessions (time zone UTC): microseconds only when not zero.
+RECORDED_AT = (
+    "'\"' || to_char(i.recorded_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+    " || case when date_trunc('second', i.recorded_at) = i.recorded_at then ''"
+    " else to_char(i.recorded_at at time zone 'UTC', '.US') end || '+00:00\"'"
+)
+
+_ANSWER = f", answer as (select %(head)s || {RECORDED_AT} || %(tail)s as body from inserted i)"
+_POST = "with" + entry_store.STRICT_INSERT_CTES + _ANSWER + " select body from answer"
+_POST_AND_STORE = (
+    "with" + entry_store.STRICT_INSERT_CTES + _ANSWER + ", stored as (insert into idempotency_keys"
+    " (book_id, key, request_hash, method, path, status_code, response_body)"
+    " select %(book)s, %(http_key)s, %(fingerprint)s, 'POST', %(path)s, 201,"
+    " convert_to(body, 'UTF8') from answer)"
+    " select body from answer"
+)
+
+# A key already used: the general way replays or refuses it.
+_KEY_TAKEN = frozenset({"uq_journal_entries_idempotency_key_book_id", "pk_idempotency_keys"})
+
+
+EntryJson = Callable[[entry_store.PostedEntry], dict[str, Any]]
+
+
+def needs_no_reads(entry: JournalEntry) -> bool:
+    """True when a dated entry can be posted without reading the database first:
+    it names no customer or billing document (those are checked by a query)."""
+    return not references([entry])
+
+
+def _head_and_tail(posted: entry_store.PostedEntry, entry_json: EntryJson) -> tuple[str, str]:
+    document = entry_json(posted)
+    document["recorded_at"] = _MARK
+    head, _, tail = msgspec.json.encode(document).partition(_QUOTED_MARK)
+    return head.decode(), tail.decode()
+
+
+async def post_entry_once(
+    pool: AsyncConnectionPool,
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    payload: Any,
+    entry: JournalEntry,
+    key: str | None,
+    entry_json: EntryJson,
+) -> Response[bytes] | None:
+    """Post `entry` in one statement: its 201 response, or None when the general
+    way must answer (nothing was written): the key was already used, or an
+    account is unknown (there, a used key is a 409 before any 404)."""
+    async with pool.connection() as conn:
+        # Autocommit: the statement is the transaction (no BEGIN, no COMMIT); an
+        # account lookup (once per process and account) commits by itself too.
+        await conn.set_autocommit(True)
+        try:
+            row = await _post(conn, request, principal, payload, entry, key, entry_json)
+        finally:
+            # Idle: back to the pool's default. Otherwise (a statement cut off,
+            # a broken connection) the pool discards the connection anyway.
+            if conn.info.transaction_status == TransactionStatus.IDLE:
+                await conn.set_autocommit(False)
+    if row is None:
+        return None
+    return Response(content=row[0].encode(), status_code=201, media_type=JSON)
+
+
+async def _post(
+    conn: AsyncConnection,
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    payload: Any,
+    entry: JournalEntry,
+    key: str | None,
+    entry_json: EntryJson,
+) -> tuple[str] | None:
+    """The stored body, or None (see post_entry_once)."""
+    book_id = principal.book_id
+    try:
+        account_ids = await entry_store.DIRECTORY.resolve_async(
+            conn, book_id, [p.account for p in entry.postings]
+        )
+    except LedgerError:
+        return None
+    prepared = entry_store.PreparedEntries(book_id, [entry], account_ids)
+    posted = entry_store.PostedEntry(
+        id=prepared.ids[0],
+        book_id=book_id,
+        effective_date=entry.effective_date,
+        recorded_at=datetime.min,  # a stand-in: the statement writes the real one
+        memo=entry.memo,
+        metadata=dict(entry.metadata),
+        idempotency_key=prepared.keys[0],
+        reverses=None,
+        postings=entry.postings,
+    )
+    head, tail = _head_and_tail(posted, entry_json)
+    params: dict[str, Any] = {**prepared.params, "head": head, "tail": tail}
+    statement = _POST
+    if key is not None:
+        statement = _POST_AND_STORE
+        digest = fingerprint(request, payload)
+        params.update(http_key=key, fingerprint=digest, path=request.url.path)
+    try:
+        with translated():
+            cur = await conn.execute(statement, params)
+            row = await cur.fetchone()
+    except pg.UniqueViolation as exc:
+        if exc.diag.constraint_name in _KEY_TAKEN:
+            return None
+        raise
+    assert row is not None  # the entry was inserted, or the statement raised
+    return (row[0],)

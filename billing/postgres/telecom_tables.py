@@ -1,0 +1,187 @@
+"""Telecom tables: prepaid wallets and their reservations (issue 9, item 5),
+rate plans and rated CDRs (item 4).
+
+A wallet's balance is not stored here: it is its own ledger account
+`Liabilities:Prepaid-Wallet:W<id>` with a minimum balance of 0, whose running
+balance the ledger keeps in `guarded_balances` under a row lock, so the
+database refuses any posting that would take that one wallet below zero.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    Numeric,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from ledger.postgres.tables import TIMESTAMPTZ, metadata
+
+wallets = Table(
+    "wallets",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("customer_id", Uuid, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("account_id", Uuid, nullable=False),
+    Column("low_balance_threshold", Numeric),
+    # Set when available fell below the threshold (one event per crossing),
+    # cleared when a top-up lifts it back.
+    Column("low_balance", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("book_id", "id"),
+    ForeignKeyConstraint(["book_id", "customer_id"], ["customers.book_id", "customers.id"]),
+    ForeignKeyConstraint(["book_id", "account_id"], ["accounts.book_id", "accounts.id"]),
+    CheckConstraint("low_balance_threshold >= 0", name="threshold"),
+)
+
+wallet_reservations = Table(
+    "wallet_reservations",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("wallet_id", Uuid, nullable=False),
+    Column("requested", Numeric, nullable=False),
+    Column("amount", Numeric, nullable=False),
+    Column("captured", Numeric),
+    Column("status", Text, nullable=False, server_default="held"),
+    # Real time (the database's clock), never the book's simulated date.
+    Column("expires_at", TIMESTAMPTZ, nullable=False),
+    Column("closed_at", TIMESTAMPTZ),
+    Column("entry_id", Uuid),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("book_id", "id"),
+    ForeignKeyConstraint(["book_id", "wallet_id"], ["wallets.book_id", "wallets.id"]),
+    CheckConstraint("amount > 0 and amount <= requested", name="amount"),
+    CheckConstraint("captured is null or (captured >= 0 and captured <= amount)", name="captured"),
+    CheckConstraint("status in ('held', 'captured', 'released', 'expired')", name="status"),
+    CheckConstraint("(status = 'captured') = (captured is not null)", name="captured_status"),
+    Index(
+        "ix_wallet_reservations_held",
+        "wallet_id",
+        "book_id",
+        postgresql_where=text("status = 'held'"),
+    ),
+)
+
+wallet_events = Table(
+    "wallet_events",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("wallet_id", Uuid, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("available", Numeric, nullable=False),
+    Column("threshold", Numeric, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("book_id", "id"),
+    ForeignKeyConstraint(["book_id", "wallet_id"], ["wallets.book_id", "wallets.id"]),
+    CheckConstraint("kind in ('low_balance')", name="kind"),
+    Index(None, "wallet_id", "book_id", "created_at"),
+)
+
+rate_plans = Table(
+    "rate_plans",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("effective_from", Date, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("time_zone", Text, nullable=False),
+    # bands, zones, rates, allowances as posted (validated by billing.telecom).
+    Column("definition", JSONB, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("book_id", "id"),
+    ForeignKeyConstraint(["book_id"], ["books.id"]),
+    UniqueConstraint("name", "book_id", "effective_from"),
+)
+
+# A subscriber (MSISDN or account) rated by a plan, billed to a customer: postpaid
+# (rated usage accrues to Unbilled) or prepaid from a wallet.
+telecom_subscribers = Table(
+    "telecom_subscribers",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("subscriber", Text, nullable=False),
+    Column("customer_id", Uuid, nullable=False),
+    Column("rate_plan", Text, nullable=False),
+    Column("wallet_id", Uuid),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("book_id", "subscriber"),
+    ForeignKeyConstraint(["book_id", "customer_id"], ["customers.book_id", "customers.id"]),
+    ForeignKeyConstraint(["book_id", "wallet_id"], ["wallets.book_id", "wallets.id"]),
+)
+
+cdr_rating_runs = Table(
+    "cdr_rating_runs",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("through", Date, nullable=False),
+    Column("rated", Integer, nullable=False),
+    Column("unrateable", Integer, nullable=False),
+    Column("entries", Integer, nullable=False),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("book_id", "id"),
+    ForeignKeyConstraint(["book_id"], ["books.id"]),
+)
+
+# The rating sub-ledger: one row per call detail record, its rating beside it.
+cdrs = Table(
+    "cdrs",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("id", Text, nullable=False),  # the source's record id: re-sent records dedupe
+    Column("subscriber", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("start", TIMESTAMPTZ, nullable=False),
+    Column("quantity", Numeric, nullable=False),
+    Column("destination", Text, nullable=False, server_default=""),
+    Column("roaming", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    Column("rating_run_id", Uuid),
+    Column("rate_plan", Text),
+    Column("plan_version", Date),
+    Column("zone", Text),
+    Column("band", Text),
+    Column("billed_quantity", Numeric),
+    Column("included", Numeric),
+    Column("amount", Numeric),
+    Column("currency", Text),
+    Column("rating_error", Text),
+    Column("invoice_id", Uuid),  # the invoice that billed it (migration 0017_usage)
+    PrimaryKeyConstraint("book_id", "id"),
+    ForeignKeyConstraint(
+        ["book_id", "subscriber"],
+        ["telecom_subscribers.book_id", "telecom_subscribers.subscriber"],
+    ),
+    # rating_run_id names its run without a foreign key: a run sets it on every
+    # CDR it rates, and a per-row key check doubled the cost of that update.
+    CheckConstraint("event_type in ('voice', 'sms', 'data')", name="event_type"),
+    CheckConstraint("quantity >= 0", name="quantity"),
+    CheckConstraint("(rating_run_id is null) = (amount is null)", name="rated"),
+    Index(
+        "ix_cdrs_unrated",
+        "book_id",
+        "start",
+        postgresql_where=text("rating_run_id is null"),
+    ),
+    Index(None, "subscriber", "book_id", "start"),
+    Index(
+        "ix_cdrs_invoice", "book_id", "invoice_id", postgresql_where=text("invoice_id is not null")
+    ),
+)

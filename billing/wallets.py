@@ -1,0 +1,119 @@
+"""Prepaid wallets (ACCOUNTING.md, telecom): the rules, as pure functions.
+
+Each wallet is its own sub-account of `Liabilities:Prepaid-Wallet`, created
+with a minimum balance of 0: the ledger keeps a running balance per guarded
+account under its row lock, so PostgreSQL itself refuses a posting that would
+take *that wallet* below zero. A dimension on the shared account could not do
+that (the guard is per account, and one shared balance would let one wallet
+spend another's money).
+
+Reservations hold value for sessions in progress; `available` is the balance
+less the holds still open. Entries (debit positive):
+
+- top-up:      Bank / Clearing        | Prepaid-Wallet:W<id>
+- consumption: Prepaid-Wallet:W<id>   | Income:Usage      (a capture, or rated CDRs)
+- expiry:      Prepaid-Wallet:W<id>   | Income:Breakage
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+
+from billing.errors import InsufficientFunds, InvalidBillingRequest
+from ledger.entries import JournalEntry, Posting, build_entry
+from ledger.money import Money
+
+WALLET = "Liabilities:Prepaid-Wallet"
+USAGE = "Income:Usage"
+BREAKAGE = "Income:Breakage"
+
+MAX_TTL_SECONDS = 7 * 24 * 3600
+
+
+def wallet_account(wallet_id: uuid.UUID) -> str:
+    """The wallet's own ledger account (account components start upper-case)."""
+    return f"{WALLET}:W{wallet_id.hex.upper()}"
+
+
+def wallet_doc(wallet_id: uuid.UUID) -> str:
+    return f"wallet:{wallet_id}"
+
+
+def grant(requested: Money, available: Decimal, partial: bool) -> Money:
+    """What a hold of `requested` gets: all of it, or (when `partial`) what is
+    available; a shortfall otherwise is refused. Never more than available."""
+    if requested.amount <= 0:
+        raise InvalidBillingRequest("a reservation amount must be greater than zero")
+    if requested.amount <= available:
+        return requested
+    if partial and available > 0:
+        return Money(available, requested.currency)
+    raise InsufficientFunds(
+        f"the wallet has {available} {requested.currency} available,"
+        f" less than the {requested.amount} asked for",
+        available=str(available),
+        requested=str(requested.amount),
+    )
+
+
+def check_ttl(ttl_seconds: int) -> int:
+    if not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
+        raise InvalidBillingRequest(
+            f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS}, not {ttl_seconds}"
+        )
+    return ttl_seconds
+
+
+def check_capture(amount: Money, held: Decimal) -> Money:
+    if amount.amount < 0:
+        raise InvalidBillingRequest("a capture amount cannot be negative")
+    if amount.amount > held:
+        raise InvalidBillingRequest(
+            f"cannot capture {amount.amount}: the reservation holds {held}",
+        )
+    return amount
+
+
+def falls_low(available: Decimal, threshold: Decimal | None, already_low: bool) -> bool:
+    """True when this change takes the wallet below its threshold (one event per crossing)."""
+    return threshold is not None and available < threshold and not already_low
+
+
+def _postings(
+    wallet_id: uuid.UUID, customer: str, money: Money, other: str, via: str
+) -> list[Posting]:
+    doc = wallet_doc(wallet_id)
+    dims = {"via": via}
+    return [
+        Posting(wallet_account(wallet_id), money, customer, doc, dims),
+        Posting(other, -money, customer, doc, dims),
+    ]
+
+
+def top_up_entry(
+    on: date, wallet_id: uuid.UUID, customer: str, money: Money, cash_account: str
+) -> JournalEntry:
+    if money.amount <= 0:
+        raise InvalidBillingRequest("a top-up amount must be greater than zero")
+    postings = _postings(wallet_id, customer, -money, cash_account, "top_up")
+    return build_entry(on, f"Wallet top-up {wallet_id}", postings)
+
+
+def consumption_entry(
+    on: date, wallet_id: uuid.UUID, customer: str, money: Money, via: str
+) -> JournalEntry:
+    return build_entry(
+        on, f"Wallet usage {wallet_id}", _postings(wallet_id, customer, money, USAGE, via)
+    )
+
+
+def breakage_entry(on: date, wallet_id: uuid.UUID, customer: str, money: Money) -> JournalEntry:
+    if money.amount <= 0:
+        raise InvalidBillingRequest("nothing to expire: the amount must be greater than zero")
+    return build_entry(
+        on,
+        f"Wallet value expired {wallet_id}",
+        _postings(wallet_id, customer, money, BREAKAGE, "breakage"),
+    )

@@ -1,0 +1,330 @@
+"""A billing run's batches: entry templates, numbering late in the batch, concurrent runs.
+
+The invoice numbers of a batch are taken from the gapless series after everything
+that needs none (pricing, lines, the subscriptions' advance), and the finalization
+entries are made from one template per invoice shape. These tests hold both to what
+the per-invoice code gave: the same entries, numbers without gaps or duplicates in the
+batch order, and no number consumed by a batch that fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from adapters.runtime import Runtime
+from billing.events import _jsonable, jsonable, object_json
+from billing.postgres import billing_runs
+from billing.postgres.invoices import _LINE_COLUMNS, InvoiceLine, get_invoices
+from billing.postgres.subscriptions import ItemSpec, SubscriptionSpec, create_subscription
+from billing.postings import FinalLine, finalization_entry, finalization_template
+from ledger.money import Money
+from ledger.postgres.unit_of_work import unit_of_work
+from tests.billing.test_subscriptions import (
+    balances,
+    customer,
+    invoices_of,
+    move_clock,
+    plan_price,
+)
+from tests.conftest import make_book
+
+D = Decimal
+APRIL = date(2026, 4, 1)
+
+
+def _line(
+    n: int,
+    net: str,
+    tax: str = "0.00",
+    code: str = "0%",
+    account: str = "Income:Subscriptions",
+    service: tuple[date, date] | None = (date(2026, 4, 1), date(2026, 5, 1)),
+    currency: str = "USD",
+) -> FinalLine:
+    start, end = service if service else (None, None)
+    return FinalLine(n, Money(D(net), currency), Money(D(tax), currency), code, account, start, end)
+
+
+SHAPES = {
+    "deferred, one line": [_line(1, "29.00")],
+    "three lines, two tax codes": [
+        _line(1, "29.00", "2.90", "10%"),
+        _line(2, "47.50", "4.75", "10%"),
+        _line(3, "5.00", "0.25", "5%", "Income:Add-ons"),
+    ],
+    "earned now (no service period), a zero line": [
+        _line(1, "12.00", service=None),
+        _line(2, "0.00", service=None),
+    ],
+    "negative total: customer credit": [_line(1, "10.00"), _line(2, "-25.00")],
+    "zero invoice: no entry": [_line(1, "0.00")],
+    "JPY": [_line(1, "2900", "290", "10%", currency="JPY")],
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_an_entry_made_from_its_shapes_template_is_the_one_finalization_entry_makes(
+    shape: str,
+) -> None:
+    lines = SHAPES[shape]
+    template = finalization_template(APRIL, lines)
+    for number in (1, 2, 999_999):
+        invoice_id, who = uuid.uuid4(), str(uuid.uuid4())
+        doc_number = f"INV-2026-{number:06d}"
+        assert template.entry_for(invoice_id, doc_number, who) == finalization_entry(
+            invoice_id, doc_number, who, APRIL, lines
+        )
+
+
+class _Kind(enum.Enum):
+    A = "a"
+
+
+class _Text(enum.StrEnum):
+    B = "b"
+
+
+@dataclass(frozen=True)
+class _Inner:
+    money: Money
+    on: date
+
+
+@dataclass(frozen=True)
+class _Outer:
+    id: uuid.UUID
+    amount: Decimal
+    at: datetime
+    kind: _Kind
+    text: _Text
+    flag: bool
+    count: int
+    none: None
+    items: tuple[_Inner, ...]
+    tags: list[str]
+    meta: dict[str, object]
+    seen: frozenset[int]
+
+
+def test_jsonable_by_exact_type_gives_what_the_isinstance_chain_gives() -> None:
+    value = _Outer(
+        uuid.uuid4(),
+        D("1.50"),
+        datetime(2026, 4, 1, 12, tzinfo=UTC),
+        _Kind.A,
+        _Text.B,
+        True,
+        3,
+        None,
+        (_Inner(Money(D("2.00"), "USD"), APRIL),),
+        ["x"],
+        {"k": D("3"), 4: [APRIL]},
+        frozenset({1}),
+    )
+    slow = _jsonable(value)
+    assert jsonable(value) == slow  # the first call learns the dataclasses' fields
+    assert jsonable(value) == slow  # the second one uses them
+    assert slow["kind"] == "a" and slow["items"][0]["money"]["amount"] == "2.00"
+
+
+def _subscriptions(runtime: Runtime, book_id: uuid.UUID, count: int) -> list[uuid.UUID]:
+    with unit_of_work(runtime.connection) as uow:
+        prices = [plan_price(uow.conn, book_id, a) for a in ("10.00", "20.00")]
+        who = [customer(uow.conn, book_id) for _ in range(3)]
+        ids = [
+            create_subscription(
+                uow.conn, book_id, SubscriptionSpec(who[n % 3], [ItemSpec(prices[n % 2])]), APRIL
+            ).id
+            for n in range(count)
+        ]
+        uow.commit()
+    return ids
+
+
+def _series(runtime: Runtime, book_id: uuid.UUID) -> int | None:
+    with runtime.connection() as conn:
+        row = conn.execute(
+            "select last_value from number_series where book_id = %s and series = 'INV-2026'",
+            (book_id,),
+        ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _numbered(runtime: Runtime, book_id: uuid.UUID) -> list[tuple[str | None, uuid.UUID | None]]:
+    return [(i.number, i.subscription_id) for i in invoices_of(runtime, book_id)]
+
+
+def _in_batch_order(ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """One period each, all on one day: batches claim, and number, by subscription id."""
+    return sorted(ids, key=str)
+
+
+def test_two_concurrent_runs_on_different_books_interleave_without_gaps(
+    runtime: Runtime,
+) -> None:
+    books = [make_book(runtime, "USD", APRIL).id for _ in range(2)]
+    subs = {book: _subscriptions(runtime, book, 12) for book in books}
+    # After every batch each run waits for the other: batch k of both commits before
+    # batch k + 1 of either starts, so their transactions and numbers interleave.
+    turns = threading.Barrier(2, timeout=120)
+    runs: dict[uuid.UUID, billing_runs.BillingRun] = {}
+    errors: list[BaseException] = []
+
+    def run(book: uuid.UUID) -> None:
+        try:
+            runs[book] = billing_runs.run_billing(
+                runtime.connection,
+                book,
+                APRIL,
+                APRIL,
+                batch_size=5,
+                progress=lambda done, total, invoices: turns.wait() and None,
+            )
+        except BaseException as exc:  # the test thread reports it
+            errors.append(exc)
+            turns.abort()
+
+    threads = [threading.Thread(target=run, args=(book,)) for book in books]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for book in books:
+        assert (runs[book].status, runs[book].invoices_created) == ("completed", 12)
+        assert _numbered(runtime, book) == [
+            (f"INV-2026-{n:06d}", sub) for n, sub in enumerate(_in_batch_order(subs[book]), 1)
+        ]
+        assert _series(runtime, book) == 12
+        assert balances(runtime, book, APRIL) == {
+            "Assets:Receivable:Trade": D("180.00"),
+            "Liabilities:Deferred-Revenue": D("-180.00"),
+        }
+
+
+def test_two_concurrent_runs_on_one_book_share_its_series_without_gaps(
+    runtime: Runtime,
+) -> None:
+    book = make_book(runtime, "USD", APRIL).id
+    subs = _subscriptions(runtime, book, 30)
+    runs: list[billing_runs.BillingRun] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runs.append(
+                billing_runs.run_billing(runtime.connection, book, APRIL, APRIL, batch_size=4)
+            )
+        except BaseException as exc:  # the test thread reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(r.invoices_created for r in runs) == 30
+    numbered = _numbered(runtime, book)
+    # Every subscription once, every number once, 1 to 30.
+    assert sorted(sub for _, sub in numbered if sub) == sorted(subs)
+    assert [n for n, _ in numbered] == [f"INV-2026-{n:06d}" for n in range(1, 31)]
+    assert _series(runtime, book) == 30
+    with runtime.connection() as conn:
+        assert conn.execute(
+            "select count(*), count(distinct document) from postings"
+            " where book_id = %s and account_id = (select id from accounts"
+            "   where book_id = %s and name = 'Assets:Receivable:Trade')",
+            (book, book),
+        ).fetchone() == (30, 30)
+
+
+def test_a_batch_failing_after_taking_its_numbers_leaves_none_consumed(
+    runtime: Runtime, owner_conn: psycopg.Connection
+) -> None:
+    book = make_book(runtime, "USD", APRIL).id
+    subs = _subscriptions(runtime, book, 12)
+    ordered = _in_batch_order(subs)
+    culprit = ordered[6]  # in the second batch of five
+    # The invoice.finalized event is written after the batch's numbers, entries and
+    # invoices: refusing the culprit's fails the batch there.
+    owner_conn.execute(
+        "create function ab_test_refuse_event() returns trigger language plpgsql as $$ begin"
+        f" if new.data->'object'->>'subscription_id' = '{culprit}' then"
+        " raise exception 'event refused for the test'; end if; return new; end $$"
+    )
+    owner_conn.execute(
+        "create trigger ab_test_refuse_event before insert on events"
+        " for each row execute function ab_test_refuse_event()"
+    )
+    try:
+        # Without isolation the error reaches the caller, and its rollback gives the
+        # series back what the batch took.
+        with runtime.connection() as conn:
+            with pytest.raises(psycopg.errors.RaiseException):
+                billing_runs.bill_subscriptions(conn, book, APRIL, ordered[5:10])
+            conn.rollback()
+        assert _series(runtime, book) is None
+        assert _numbered(runtime, book) == []
+        # A run rolls the batch back to its savepoint, bills its subscriptions one by
+        # one, and reports the culprit: numbers go on without a gap.
+        run = billing_runs.run_billing(runtime.connection, book, APRIL, APRIL, batch_size=5)
+        assert (run.invoices_created, run.failures) == (
+            11,
+            (billing_runs.Failure(culprit, "event refused for the test"),),
+        )
+        others = [s for s in ordered if s != culprit]
+        assert _numbered(runtime, book) == [
+            (f"INV-2026-{n:06d}", sub) for n, sub in enumerate(others, 1)
+        ]
+        assert _series(runtime, book) == 11
+    finally:
+        owner_conn.execute("drop trigger ab_test_refuse_event on events")
+        owner_conn.execute("drop function ab_test_refuse_event()")
+    move_clock(runtime, book, APRIL)
+    again = billing_runs.run_billing(runtime.connection, book, APRIL, APRIL, batch_size=5)
+    assert (again.invoices_created, again.failures) == (1, ())
+    assert _numbered(runtime, book)[-1] == ("INV-2026-000012", culprit)
+    assert _series(runtime, book) == 12
+
+
+def test_the_finalized_events_carry_the_invoices_as_read_back(runtime: Runtime) -> None:
+    """The run's events take each invoice's receivable from its finalization entry
+    instead of reading the AR postings: the same objects as reading them back."""
+    book = make_book(runtime, "USD", APRIL).id
+    with unit_of_work(runtime.connection) as uow:
+        price = plan_price(uow.conn, book, "10.00")
+        taxed = customer(uow.conn, book, tax_rate=D("0.10"))
+        for who in (taxed, customer(uow.conn, book)):
+            create_subscription(uow.conn, book, SubscriptionSpec(who, [ItemSpec(price)]), APRIL)
+        uow.commit()
+    run = billing_runs.run_billing(runtime.connection, book, APRIL, APRIL, batch_size=5)
+    assert run.invoices_created == 2
+    with runtime.connection() as conn:
+        events = {
+            r[0]: r[1]["object"]
+            for r in conn.execute(
+                "select object_id, data from events where book_id = %s"
+                " and type = 'invoice.finalized'",
+                (book,),
+            )
+        }
+        invoices = get_invoices(conn, book, [uuid.UUID(i) for i in events])
+    assert sorted(i.total for i in invoices) == [D("10.00"), D("11.00")]
+    assert {str(i.id): object_json("invoice.finalized", i) for i in invoices} == events
+
+
+def test_invoice_lines_are_read_in_the_order_of_their_fields() -> None:
+    """_lines_of builds InvoiceLine from the row's values by position."""
+    assert [c.strip() for c in _LINE_COLUMNS.split(",")] == [
+        f.name for f in dataclasses.fields(InvoiceLine)
+    ]

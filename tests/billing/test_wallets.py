@@ -1,0 +1,303 @@
+"""Prepaid wallets on real PostgreSQL: exact postings of top-ups, captures and
+breakage; holds under concurrency; expiry on real time; low-balance events;
+the database's own refusal to take one wallet below zero."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from adapters.runtime import Runtime
+from billing.errors import DocumentState, InsufficientFunds, InvalidBillingRequest
+from billing.postgres import wallets as store
+from billing.postgres.posting import post_entry
+from billing.wallets import BREAKAGE, USAGE, grant, wallet_account
+from ledger.entries import Posting, build_entry
+from ledger.errors import BalanceLimitExceeded, CurrencyMismatch, NotFound
+from ledger.money import Money
+from ledger.postgres.posting import get_entry
+from ledger.postgres.unit_of_work import unit_of_work
+from tests.billing.test_payments import new_customer
+from tests.conftest import BookFixture
+
+D = Decimal
+DAY = date(2026, 3, 1)
+
+
+def new_wallet(
+    runtime: Runtime, book: BookFixture, top_up: str | None = None, threshold: str | None = None
+) -> store.Wallet:
+    with unit_of_work(runtime.connection) as uow:
+        customer = new_customer(uow.conn, book.id, tax_rate="0")
+        wallet = store.create_wallet(
+            uow.conn, book.id, str(customer.id), "USD", None if threshold is None else D(threshold)
+        )
+        if top_up is not None:
+            wallet, _ = store.top_up(uow.conn, book.id, str(wallet.id), D(top_up), DAY)
+        uow.commit()
+    return wallet
+
+
+def lines(conn: psycopg.Connection, book_id: uuid.UUID, entry_id: uuid.UUID) -> set[tuple[str, D]]:
+    return {(p.account, p.amount) for p in get_entry(conn, book_id, str(entry_id)).postings}
+
+
+def in_tx(runtime: Runtime, work: Callable[[psycopg.Connection], object]) -> object:
+    with unit_of_work(runtime.connection) as uow:
+        answer = work(uow.conn)
+        uow.commit()
+    return answer
+
+
+def test_grant_rule() -> None:
+    usd = Money(D("5.00"), "USD")
+    assert grant(usd, D("10.00"), partial=False) == usd
+    assert grant(usd, D("3.20"), partial=True) == Money(D("3.20"), "USD")
+    with pytest.raises(InsufficientFunds):
+        grant(usd, D("3.20"), partial=False)
+    with pytest.raises(InsufficientFunds):
+        grant(usd, D("0"), partial=True)
+    with pytest.raises(InvalidBillingRequest):
+        grant(Money(D("0"), "USD"), D("10"), partial=False)
+
+
+def test_top_up_capture_and_breakage_post_exactly(runtime: Runtime, book: BookFixture) -> None:
+    wallet = new_wallet(runtime, book)
+    account = wallet_account(wallet.id)
+    with unit_of_work(runtime.connection) as uow:
+        conn = uow.conn
+        topped, entry_id = store.top_up(conn, book.id, str(wallet.id), D("20.00"), DAY, "card")
+        assert lines(conn, book.id, entry_id) == {
+            ("Assets:Clearing:Manual", D("20.00")),
+            (account, D("-20.00")),
+        }
+        assert (topped.balance, topped.available) == (D("20.00"), D("20.00"))
+        hold = store.reserve(conn, book.id, str(wallet.id), D("5.00"), 60)
+        assert (hold.status, hold.amount) == ("held", D("5.00"))
+        held = store.get_wallet(conn, book.id, str(wallet.id))
+        assert (held.balance, held.available) == (D("20.00"), D("15.00"))
+        captured = store.capture(conn, book.id, str(wallet.id), str(hold.id), D("3.40"), DAY)
+        assert (captured.status, captured.captured) == ("captured", D("3.40"))
+        assert captured.entry_id is not None
+        assert lines(conn, book.id, captured.entry_id) == {
+            (account, D("3.40")),
+            (USAGE, D("-3.40")),
+        }
+        after = store.get_wallet(conn, book.id, str(wallet.id))
+        assert (after.balance, after.available) == (D("16.60"), D("16.60"))
+        _, expired = store.expire_value(conn, book.id, str(wallet.id), DAY, None)
+        assert lines(conn, book.id, expired) == {(account, D("16.60")), (BREAKAGE, D("-16.60"))}
+        assert store.get_wallet(conn, book.id, str(wallet.id)).balance == D("0.00")
+        kinds = [(t.kind, t.amount) for t in store.transactions(conn, book.id, str(wallet.id))]
+        assert kinds == [("top_up", D("20.00")), ("usage", D("-3.40")), ("breakage", D("-16.60"))]
+        uow.commit()
+
+
+def test_release_and_closed_reservations(runtime: Runtime, book: BookFixture) -> None:
+    wallet = new_wallet(runtime, book, top_up="10.00")
+    w = str(wallet.id)
+    with unit_of_work(runtime.connection) as uow:
+        hold = store.reserve(uow.conn, book.id, w, D("4.00"), 60)
+        released = store.release(uow.conn, book.id, w, str(hold.id))
+        assert released.status == "released"
+        assert store.get_wallet(uow.conn, book.id, w).available == D("10.00")
+        with pytest.raises(DocumentState):
+            store.capture(uow.conn, book.id, w, str(hold.id), D("1.00"), DAY)
+        hold2 = store.reserve(uow.conn, book.id, w, D("4.00"), 60)
+        with pytest.raises(InvalidBillingRequest):
+            store.capture(uow.conn, book.id, w, str(hold2.id), D("4.01"), DAY)
+        with pytest.raises(InsufficientFunds):
+            store.reserve(uow.conn, book.id, w, D("6.01"), 60)
+        partial = store.reserve(uow.conn, book.id, w, D("9.00"), 60, partial=True)
+        assert (partial.requested, partial.amount) == (D("9.00"), D("6.00"))
+        zero = store.capture(uow.conn, book.id, w, str(hold2.id), D("0"), DAY)
+        assert (zero.status, zero.captured, zero.entry_id) == ("captured", D("0"), None)
+        uow.commit()
+
+
+def test_expired_reservations_release(runtime: Runtime, book: BookFixture) -> None:
+    wallet = new_wallet(runtime, book, top_up="10.00")
+    w = str(wallet.id)
+    hold = in_tx(runtime, lambda c: store.reserve(c, book.id, w, D("7.00"), 60))
+    assert isinstance(hold, store.Reservation)
+    # Real time runs out: move the hold's expiry into the past (no sleeping in tests).
+    in_tx(
+        runtime,
+        lambda c: c.execute(
+            "update wallet_reservations set expires_at = now() - interval '1 second'"
+            " where book_id = %s and id = %s",
+            (book.id, hold.id),
+        ),
+    )
+    with pytest.raises(DocumentState):
+        in_tx(runtime, lambda c: store.capture(c, book.id, w, str(hold.id), D("1.00"), DAY))
+    with unit_of_work(runtime.connection) as uow:
+        read = store.get_reservation(uow.conn, book.id, w, str(hold.id))
+        assert read.status == "expired"  # lazily, before anything wrote it down
+        assert store.get_wallet(uow.conn, book.id, w).available == D("10.00")
+        assert store.sweep_expired(uow.conn, book.id) == 1
+        uow.commit()
+    row = in_tx(
+        runtime,
+        lambda c: c.execute(
+            "select status, closed_at is not null from wallet_reservations where id = %s",
+            (hold.id,),
+        ).fetchone(),
+    )
+    assert row == ("expired", True)
+
+
+def test_low_balance_event_once_per_crossing(runtime: Runtime, book: BookFixture) -> None:
+    wallet = new_wallet(runtime, book, top_up="10.00", threshold="3.00")
+    w = str(wallet.id)
+    with unit_of_work(runtime.connection) as uow:
+        c = uow.conn
+        store.reserve(c, book.id, w, D("6.00"), 60)
+        assert store.events(c, book.id, w) == []
+        store.reserve(c, book.id, w, D("2.00"), 60)  # available 2.00 < 3.00
+        store.reserve(c, book.id, w, D("1.00"), 60)  # still low: no second event
+        found = store.events(c, book.id, w)
+        assert [(e.kind, e.available, e.threshold) for e in found] == [
+            ("low_balance", D("2.00"), D("3.00"))
+        ]
+        assert store.get_wallet(c, book.id, w).low_balance
+        store.top_up(c, book.id, w, D("5.00"), DAY)  # available 6.00: re-armed
+        assert not store.get_wallet(c, book.id, w).low_balance
+        store.reserve(c, book.id, w, D("4.00"), 60)
+        assert len(store.events(c, book.id, w)) == 2
+        uow.commit()
+
+
+def test_the_database_refuses_overdrawing_one_wallet(runtime: Runtime, book: BookFixture) -> None:
+    wallet = new_wallet(runtime, book, top_up="5.00")
+    other = new_wallet(runtime, book, top_up="100.00")
+    assert other.balance == D("100.00")
+    entry = build_entry(
+        DAY,
+        "overdraw",
+        [
+            Posting(wallet_account(wallet.id), Money(D("5.01"), "USD")),
+            Posting(USAGE, Money(D("-5.01"), "USD")),
+        ],
+    )
+    with pytest.raises(BalanceLimitExceeded):
+        in_tx(runtime, lambda c: post_entry(c, book.id, entry))
+
+
+def test_bad_input_writes_nothing(runtime: Runtime, book: BookFixture) -> None:
+    wallet = new_wallet(runtime, book, top_up="5.00")
+    w = str(wallet.id)
+
+    def count(c: psycopg.Connection) -> object:
+        return c.execute(
+            "select (select count(*) from wallet_reservations where book_id = %(b)s),"
+            " (select count(*) from journal_entries where book_id = %(b)s),"
+            " (select count(*) from wallets where book_id = %(b)s)",
+            {"b": book.id},
+        ).fetchone()
+
+    before = in_tx(runtime, count)
+    attempts: list[tuple[type[Exception], Callable[[psycopg.Connection], object]]] = [
+        (InvalidBillingRequest, lambda c: store.reserve(c, book.id, w, D("-1"), 60)),
+        (InvalidBillingRequest, lambda c: store.reserve(c, book.id, w, D("1"), 0)),
+        (InsufficientFunds, lambda c: store.reserve(c, book.id, w, D("5.01"), 60)),
+        (InvalidBillingRequest, lambda c: store.top_up(c, book.id, w, D("0"), DAY)),
+        (InvalidBillingRequest, lambda c: store.top_up(c, book.id, w, D("1"), DAY, "barter")),
+        (InvalidBillingRequest, lambda c: store.expire_value(c, book.id, w, DAY, D("5.01"))),
+        (NotFound, lambda c: store.get_wallet(c, book.id, str(uuid.uuid4()))),
+        (NotFound, lambda c: store.create_wallet(c, book.id, "nobody", "USD")),
+        (
+            CurrencyMismatch,
+            lambda c: store.create_wallet(c, book.id, str(wallet.customer_id), "EUR"),
+        ),
+    ]
+    for error, attempt in attempts:
+        with pytest.raises(error):
+            in_tx(runtime, attempt)
+    assert in_tx(runtime, count) == before
+
+
+def _threads(n: int, work: Callable[[], None]) -> list[BaseException]:
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            work()
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def test_64_concurrent_holds_of_050_on_10_grant_exactly_20(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    wallet = new_wallet(runtime, book, top_up="10.00")
+    w = str(wallet.id)
+    errors = _threads(
+        64, lambda: in_tx(runtime, lambda c: store.reserve(c, book.id, w, D("0.50"), 600))
+    )
+    assert len(errors) == 44 and all(isinstance(e, InsufficientFunds) for e in errors)
+    held = in_tx(runtime, lambda c: store.list_reservations(c, book.id, w))
+    assert isinstance(held, list) and len(held) == 20
+    final = in_tx(runtime, lambda c: store.get_wallet(c, book.id, w))
+    assert isinstance(final, store.Wallet) and (final.balance, final.available) == (
+        D("10.00"),
+        D("0.00"),
+    )
+
+
+def test_64_concurrent_reserve_and_capture_never_go_below_zero(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    wallet = new_wallet(runtime, book, top_up="10.00")
+    w = str(wallet.id)
+
+    def session() -> None:
+        def hold(c: psycopg.Connection) -> store.Reservation:
+            return store.reserve(c, book.id, w, D("0.70"), 600, partial=True)
+
+        r = in_tx(runtime, hold)
+        assert isinstance(r, store.Reservation)
+        # Capture a little less than held (the rated amount), releasing the rest.
+        in_tx(runtime, lambda c: store.capture(c, book.id, w, str(r.id), r.amount - D("0.05"), DAY))
+
+    errors = _threads(64, session)
+    assert errors and all(isinstance(e, InsufficientFunds) for e in errors)
+
+    def totals(c: psycopg.Connection) -> object:
+        return c.execute(
+            "select coalesce(sum(captured), 0), count(*) from wallet_reservations"
+            " where book_id = %s and wallet_id = %s and status = 'captured'",
+            (book.id, wallet.id),
+        ).fetchone()
+
+    captured = in_tx(runtime, totals)
+    assert isinstance(captured, tuple)
+    final = in_tx(runtime, lambda c: store.get_wallet(c, book.id, w))
+    assert isinstance(final, store.Wallet)
+    assert final.balance >= 0
+    assert final.balance == D("10.00") - captured[0]
+    assert captured[1] == 64 - len(errors)
+    # The ledger agrees: the wallet account's postings sum to the same balance.
+    ledger = in_tx(
+        runtime,
+        lambda c: c.execute(
+            "select -sum(amount) from postings where book_id = %s and account_id = %s",
+            (book.id, wallet.account_id),
+        ).fetchone(),
+    )
+    assert ledger == (final.balance,)

@@ -1,0 +1,70 @@
+"""`cdrs import FILE` with a broken row (reported by line, the rest stored,
+exit 1), re-import stores nothing twice, `cdrs rate`, `wallets sweep`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from adapters.runtime import Runtime
+from tests.conftest import make_book
+from tests.integration.http_fixtures import auth
+from tests.integration.test_cli import cli, client  # noqa: F401  (shared fixtures)
+from tests.unit.test_telecom_rating import plan_body
+
+pytestmark = pytest.mark.slow
+
+CSV = """id,subscriber,event_type,start,duration_seconds,bytes,destination,roaming
+r1,+447700900001,voice,2026-03-02T10:00:00+00:00,61,,+447700900123,false
+r2,+447700900001,voice,2026-03-02T10:05:00,61,,+447700900123,false
+r3,+447700900001,data,2026-03-02T11:00:00+00:00,,1000001,internet,false
+r4,+447700900001,voice,2026-03-02T12:00:00+00:00,abc,,+447700900123,false
+"""
+
+
+def test_cdrs_import_and_rate(
+    runtime: Runtime,
+    client: Any,  # noqa: F811
+    cli: Any,  # noqa: F811
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    book = make_book(runtime, "GBP")
+    h = auth(book.admin_key)
+    assert client.post("/v1/rate-plans", json=plan_body(), headers=h).status_code == 201
+    customer = client.post("/v1/customers", json={"name": "C", "currency": "GBP"}, headers=h)
+    body = {
+        "subscriber": "+447700900001",
+        "customer": customer.json()["id"],
+        "rate_plan": "Mobile S",
+    }
+    assert client.post("/v1/subscribers", json=body, headers=h).status_code == 201
+    path = tmp_path / "cdrs.csv"
+    path.write_text(CSV)
+    first = cli("cdrs", "import", str(path), "--book", str(book.id), "--format", "json")
+    assert first.returncode == 1, first.stderr
+    assert "Traceback" not in first.stderr
+    lines = first.stderr.splitlines()
+    assert lines[0].startswith("line 3: start needs a UTC offset")
+    assert lines[1].startswith("line 5: duration_seconds")
+    doc = json.loads(first.stdout)
+    assert (doc["accepted"], doc["duplicates"]) == (2, 0)
+    again = cli("cdrs", "import", str(path), "--book", str(book.id), "--format", "json")
+    assert (json.loads(again.stdout)["accepted"], json.loads(again.stdout)["duplicates"]) == (0, 2)
+    rated = cli(
+        "cdrs", "rate", "--through", "2026-04-01", "--book", str(book.id), "--format", "json"
+    )
+    assert rated.returncode == 0, rated.stderr
+    # r1: 120 s peak at 0.60/min = 1.20; r3: 2 started MB at 2.00 = 4.00
+    assert json.loads(rated.stdout)["amounts"] == {"GBP": "5.20"}
+    with psycopg.connect(database_url) as conn:
+        count = conn.execute("select count(*) from cdrs where book_id = %s", (book.id,)).fetchone()
+    assert count == (2,)
+    swept = cli("wallets", "sweep", "--book", str(book.id), "--format", "json")
+    assert (swept.returncode, json.loads(swept.stdout)) == (0, {"expired": 0})
+    missing = cli("cdrs", "import", str(tmp_path / "nope.csv"), "--book", str(book.id))
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")
