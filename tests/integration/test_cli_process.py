@@ -66,6 +66,7 @@ def test_serve_says_listening_only_once_the_port_answers(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its workers can be killed with it if it hangs
     )
     try:
         assert server.stderr is not None
@@ -89,7 +90,14 @@ def test_serve_says_listening_only_once_the_port_answers(
             assert [p.name[:22] for p in tmp_path.iterdir()] == ["activebilling-metrics-"]
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Still a failure, but its workers must not outlive the test and act on
+            # the database later tests use (seal their queues, send their mail).
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+            raise
     assert list(tmp_path.iterdir()) == []  # the server removed what it made
 
 
