@@ -91,7 +91,7 @@ def _refuse_nul(form: dict[str, Any], filename: str | None) -> None:
     for name, value in [*fields, ("file (its filename)", filename or "")]:
         if "\x00" in value:
             raise ApiError(
-                422, "nul_byte", f"the form field {name!r} holds a NUL character", field=name
+                422, "nul_character", f"the form field {name!r} holds a NUL character", field=name
             )
 
 

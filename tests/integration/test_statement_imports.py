@@ -186,7 +186,7 @@ def test_nul_in_a_form_field_is_422_naming_the_field(
         data=fields,
         headers=auth(book.admin_key),
     )
-    body = assert_problem(response, 422, "nul_byte")
+    body = assert_problem(response, 422, "nul_character")  # as every other field's
     assert body["field"] == field
     assert _counts(app_conn, book.id) == before
 
