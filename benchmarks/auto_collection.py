@@ -60,6 +60,7 @@ def _setup(db: BenchDatabase, count: int) -> tuple[uuid.UUID, list[tuple[uuid.UU
                 book.id,
                 str(customer.id),
                 {"type": "card", "gateway": "fake", "token": "pm_card_visa", "default": True},
+                DAY,
             )
             draft = create_draft(
                 conn,

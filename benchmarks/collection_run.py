@@ -68,6 +68,7 @@ def _setup(db: BenchDatabase, count: int) -> tuple[uuid.UUID, list[tuple[uuid.UU
                     "mandate_date": "2026-01-15",
                     "default": True,
                 },
+                DAY,
             )
             draft = create_draft(
                 conn, book.id, str(customer.id), [LineSpec("Plan", Decimal(1), Decimal("100.00"))]

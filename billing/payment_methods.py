@@ -112,6 +112,13 @@ def refuse_card_numbers(body: object) -> None:
         )
 
 
+def card_expired(exp_month: int | None, exp_year: int | None, on: date) -> bool:
+    """A card is good through the last day of its expiry month; unknown expiry: good."""
+    if exp_month is None or exp_year is None:
+        return False
+    return (on.year, on.month) > (exp_year, exp_month)
+
+
 def aba_valid(routing_number: str) -> bool:
     if len(routing_number) != 9 or not routing_number.isdigit():
         return False

@@ -43,8 +43,8 @@ def cmd_payment_methods_add(args: argparse.Namespace) -> int:
     if args.default:
         body["default"] = True
 
-    def action(conn: Any, book_id: uuid.UUID, _today: date) -> tuple[dict[str, Any], str]:
-        pm = attach_payment_method(conn, book_id, args.customer, body)
+    def action(conn: Any, book_id: uuid.UUID, today: date) -> tuple[dict[str, Any], str]:
+        pm = attach_payment_method(conn, book_id, args.customer, body, today)
         customer = get_customer(conn, book_id, args.customer)
         doc = payment_method_json(pm, customer.default_payment_method == pm.id)
         return doc, f"payment method {doc['id']}  {doc['type']} …{doc['last4']}"

@@ -53,6 +53,7 @@ from billing.collection import (
     payout_entry,
 )
 from billing.errors import DocumentState, InvalidBillingRequest
+from billing.payment_methods import card_expired
 from billing.payments import plan_dispute_loss
 from billing.postgres.credit_notes import lock_customer, lock_invoices
 from billing.postgres.customers import credit_balance, get_customer
@@ -235,6 +236,15 @@ def _execute(conn: psycopg.Connection, book_id: uuid.UUID, attempt_id: uuid.UUID
     if due <= 0:  # paid some other way since it was queued: nothing to charge
         conn.execute(
             "update payment_attempts set outcome = 'failed', code = 'nothing_due'"
+            " where book_id = %s and id = %s",
+            (book_id, attempt.id),
+        )
+        return get_attempt(conn, book_id, attempt.id)
+    if card_expired(pm.exp_month, pm.exp_year, attempt.at):
+        # As a gateway would decline it (Stripe: expired_card), without asking: the
+        # dunning schedule retries, and a new card from the customer is what helps.
+        conn.execute(
+            "update payment_attempts set outcome = 'failed', code = 'expired_card'"
             " where book_id = %s and id = %s",
             (book_id, attempt.id),
         )

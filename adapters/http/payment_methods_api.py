@@ -52,7 +52,7 @@ class PaymentMethodsController(Controller):
         self, ref: FromPath[str], data: JSONBody[dict[str, Any]], run: Run
     ) -> Response[bytes]:
         def work(tx: Tx) -> dict[str, Any]:
-            pm = pm_store.attach_payment_method(tx.conn, tx.book_id, ref, data)
+            pm = pm_store.attach_payment_method(tx.conn, tx.book_id, ref, data, tx.today())
             return _json(tx, ref, pm)
 
         return run({"ref": ref, "body": data}, work)

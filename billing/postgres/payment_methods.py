@@ -26,6 +26,7 @@ from billing.payment_methods import (
     TYPES,
     aba_valid,
     account_fingerprint,
+    card_expired,
     refuse_card_numbers,
 )
 from billing.postgres.credit_notes import lock_customer
@@ -94,10 +95,16 @@ def _card(body: dict[str, Any]) -> dict[str, Any]:
     last4 = _text(body, "last4", required=False) or ("4242" if gateway == "fake" else None)
     if last4 is None or len(last4) != 4 or not last4.isdigit():
         raise InvalidBillingRequest("last4 is the card's last four digits", field="last4")
-    month, year = body.get("exp_month", 12), body.get("exp_year", 2099)
-    if not isinstance(month, int) or not 1 <= month <= 12:
+    # The gateway's token carries the card's expiry; a copy is optional but whole.
+    month, year = body.get("exp_month"), body.get("exp_year")
+    if (month is None) != (year is None):
+        raise InvalidBillingRequest(
+            "give exp_month and exp_year together, or neither",
+            field="exp_year" if year is None else "exp_month",
+        )
+    if month is not None and (not isinstance(month, int) or not 1 <= month <= 12):
         raise InvalidBillingRequest("exp_month is 1 to 12", field="exp_month")
-    if not isinstance(year, int) or not 2000 <= year <= 2200:
+    if year is not None and (not isinstance(year, int) or not 2000 <= year <= 2200):
         raise InvalidBillingRequest("exp_year is a four-digit year", field="exp_year")
     brand = _text(body, "brand", required=False) or BRANDS.get(token, "unknown")
     return {
@@ -180,14 +187,25 @@ def _us_bank(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def attach_payment_method(
-    conn: psycopg.Connection, book_id: uuid.UUID, customer_ref: str, body: dict[str, Any]
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    customer_ref: str,
+    body: dict[str, Any],
+    today: date,
 ) -> PaymentMethod:
-    """Validate and store a payment method; `"default": true` makes it the customer's default."""
+    """Validate and store a payment method; `"default": true` makes it the customer's default.
+    A card that expired before the book's today is refused, as a gateway would."""
     refuse_card_numbers(body)
     kind = body.get("type")
     if kind not in TYPES:
         raise InvalidBillingRequest(f"type must be one of {', '.join(TYPES)}", field="type")
     fields = {"card": _card, "sepa_debit": _sepa, "us_bank_account": _us_bank}[kind](body)
+    if kind == "card" and card_expired(fields["exp_month"], fields["exp_year"], today):
+        raise InvalidBillingRequest(
+            f"the card expired (exp_month/exp_year {fields['exp_month']:02d}/"
+            f"{fields['exp_year']}) before the book's today, {today.isoformat()}",
+            field="exp_month",
+        )
     make_default = body.get("default", False)
     if not isinstance(make_default, bool):
         raise InvalidBillingRequest("default is true or false")

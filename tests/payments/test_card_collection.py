@@ -7,6 +7,7 @@ and is won or lost; declines post nothing and schedule a retry."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import date
@@ -16,10 +17,13 @@ import pytest
 
 from adapters.gateways.collection import pay_invoice
 from adapters.runtime import Runtime
+from adapters.services import verify_everything
 from billing.errors import DocumentState
+from ledger.postgres.sealer import seal_pending
 from ledger.postgres.unit_of_work import unit_of_work
 from tests.conftest import BookFixture, make_book
 from tests.integration.http_fixtures import assert_problem, auth, open_client
+from tests.integration.test_exports_beancount import export_text, load
 from tests.payments.helpers import (
     account_balance,
     add_card,
@@ -161,6 +165,35 @@ def test_a_decline_posts_nothing_and_schedules_retries_3_5_7_days_after(
     assert last["next_action"] == {"type": "reminder", "on": "2026-03-01"}
 
 
+def test_a_card_past_its_expiry_is_declined_as_expired_card_and_posts_nothing(
+    client: Any, runtime: Runtime, sim_book: BookFixture
+) -> None:
+    key = sim_book.admin_key
+    customer = create_customer(client, key, "charge_automatically")
+    attached = client.post(
+        f"/v1/customers/{customer['id']}/payment-methods",
+        json={
+            "type": "card",
+            "gateway": "fake",
+            "token": "pm_card_visa",
+            "exp_month": 2,
+            "exp_year": 2026,
+            "default": True,
+        },
+        headers=auth(key),
+    )
+    assert attached.status_code == 201, attached.text
+    _move_clock(client, key, "2026-03-02")  # the card was good through February
+    invoice = create_invoice(client, key, customer["id"])
+    got = client.get(f"/v1/invoices/{invoice['id']}", headers=auth(key)).json()
+    assert got["amount_due"] == "108.00"
+    [attempt] = got["attempts"]
+    assert (attempt["outcome"], attempt["code"]) == ("failed", "expired_card")
+    with runtime.connection() as conn:
+        assert entries_of_kind(conn, sim_book.id, "payment") == []
+        assert account_balance(conn, sim_book.id, CLEARING) == "0.00"
+
+
 def test_retry_days_follow_the_book_setting(client: Any, sim_book: BookFixture) -> None:
     key = sim_book.admin_key
     changed = client.patch(
@@ -280,6 +313,53 @@ def test_dispute_opens_7_days_after_the_charge_then_is_lost(
     _move_clock(client, key, "2026-02-11")  # the dispute's debit leaves with a payout
     with runtime.connection() as conn:
         assert account_balance(conn, sim_book.id, CLEARING) == "0.00"
+
+
+def test_a_lost_dispute_on_a_prepaid_year_takes_unearned_revenue_first(
+    client: Any, runtime: Runtime, sim_book: BookFixture
+) -> None:
+    """A lost dispute splits as a refund does (ACCOUNTING.md): unearned revenue first,
+    then earned revenue to contra-revenue, and the tax it carried."""
+    key = sim_book.admin_key
+    customer = _auto_customer(client, key, "pm_card_createDispute")
+    created = client.post(
+        "/v1/invoices",
+        json={
+            "customer": customer["id"],
+            "lines": [
+                {
+                    "description": "Annual plan",
+                    "unit_amount": "1200.00",
+                    "service_start": "2026-02-02",
+                    "service_end": "2027-02-02",
+                },
+                {"description": "Setup", "unit_amount": "100.00"},
+            ],
+            "auto_finalize": True,
+        },
+        headers=auth(key),
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["total"] == "1404.00"  # 1,300.00 and 8 % tax
+    _move_clock(client, key, "2026-02-09")
+    [dispute] = client.get("/v1/disputes", headers=auth(key)).json()["data"]
+    assert dispute["amount"] == "1404.00"
+    closed = client.post(
+        f"/v1/disputes/{dispute['id']}/close", json={"outcome": "lost"}, headers=auth(key)
+    )
+    assert closed.status_code == 200, closed.text
+    with runtime.connection() as conn:
+        assert entries_of_kind(conn, sim_book.id, "dispute_lost") == [
+            [
+                ("Assets:Disputed-Funds", "-1404.00"),
+                ("Income:Contra:Disputes", "100.00"),
+                ("Liabilities:Deferred-Revenue", "1200.00"),
+                ("Liabilities:Tax-Payable", "8.00"),  # each line's own tax
+                ("Liabilities:Tax-Payable", "96.00"),
+            ]
+        ]
+        assert account_balance(conn, sim_book.id, "Liabilities:Deferred-Revenue") == "0.00"
+        assert verify_everything(conn, sim_book.id) == []
 
 
 def test_dispute_won_gives_the_funds_back_to_clearing(
@@ -414,8 +494,6 @@ def test_64_concurrent_pay_attempts_charge_and_allocate_once(
 def test_verify_passes_after_charges_refunds_payouts_and_disputes(
     client: Any, runtime: Runtime, sim_book: BookFixture
 ) -> None:
-    from adapters.services import verify_everything
-
     key = sim_book.admin_key
     create_invoice(client, key, _auto_customer(client, key)["id"])
     create_invoice(client, key, _auto_customer(client, key, "pm_card_chargeDeclined")["id"])
@@ -429,6 +507,29 @@ def test_verify_passes_after_charges_refunds_payouts_and_disputes(
     with runtime.connection() as conn:
         assert verify_everything(conn, sim_book.id) == []
         assert account_balance(conn, sim_book.id, CLEARING) == "0.00"
+    seal_pending(runtime.connection, sim_book.id)
+    with runtime.connection() as conn:
+        (entries,) = conn.execute(
+            "select count(*) from journal_entries where book_id = %s", (sim_book.id,)
+        ).fetchone()
+    # The auditor's file and the ERP feed carry every one of these entries.
+    gateway_accounts = {
+        CLEARING,
+        "Expenses:Payment-Fees",
+        "Assets:Disputed-Funds",
+        "Expenses:Dispute-Fees",
+        "Assets:Bank:Operating",
+    }
+    text = export_text(runtime, sim_book.id)
+    load(text)  # beancount's loader: zero errors
+    assert all(f" {account} " in text for account in gateway_accounts), text
+    feed = client.get(
+        "/v1/exports/journal", params={"format": "jsonl", "limit": 1000}, headers=auth(key)
+    )
+    assert feed.status_code == 200, feed.text
+    fed = [json.loads(line) for line in feed.text.splitlines()]
+    assert len(fed) == entries
+    assert gateway_accounts <= {p["account"] for e in fed for p in e["lines"]}
 
 
 def test_a_billing_run_charges_charge_automatically_subscribers_once(

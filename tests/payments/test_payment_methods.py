@@ -207,6 +207,28 @@ def test_us_bank_account_keeps_last4_and_a_fingerprint_only(
         ),
         ({"type": "card", "gateway": "paypal", "token": "x"}, "gateway"),
         ({"type": "wire"}, "type"),
+        # The book's today is 2026-02-02: January's cards have expired.
+        (
+            {
+                "type": "card",
+                "gateway": "fake",
+                "token": "pm_card_visa",
+                "exp_month": 1,
+                "exp_year": 2026,
+            },
+            "exp_month",
+        ),
+        ({"type": "card", "gateway": "fake", "token": "pm_card_visa", "exp_month": 3}, "exp_year"),
+        (
+            {
+                "type": "card",
+                "gateway": "fake",
+                "token": "pm_card_visa",
+                "exp_month": 13,
+                "exp_year": 2030,
+            },
+            "exp_month",
+        ),
     ],
 )
 def test_invalid_iban_bic_routing_gateway_or_type_is_422_and_writes_nothing(
@@ -241,3 +263,20 @@ def test_default_payment_method_must_be_the_customers_own(
         f"/v1/customers/{one['id']}", json={"collection_method": "sometimes"}, headers=auth(key)
     )
     assert_problem(refused, 422)
+
+
+def test_a_card_is_good_through_its_expiry_month_and_its_expiry_is_optional(
+    client: Any, sim_book: BookFixture
+) -> None:
+    key = sim_book.admin_key
+    customer = create_customer(client, key)
+    url = f"/v1/customers/{customer['id']}/payment-methods"
+    body = {"type": "card", "gateway": "fake", "token": "pm_card_visa"}
+    this_month = client.post(
+        url, json={**body, "exp_month": 2, "exp_year": 2026}, headers=auth(key)
+    )
+    assert this_month.status_code == 201, this_month.text
+    assert (this_month.json()["exp_month"], this_month.json()["exp_year"]) == (2, 2026)
+    unknown = client.post(url, json=body, headers=auth(key))  # the gateway's token knows it
+    assert unknown.status_code == 201, unknown.text
+    assert (unknown.json()["exp_month"], unknown.json()["exp_year"]) == (None, None)
