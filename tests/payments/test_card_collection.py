@@ -114,6 +114,42 @@ def test_payout_two_business_days_later_empties_clearing(
         assert len(entries_of_kind(conn, sim_book.id, "payout")) == 1
 
 
+def test_a_fake_gateway_payout_reconciles_with_its_bank_statement_line(
+    client: Any, runtime: Runtime, sim_book: BookFixture
+) -> None:
+    from tests.integration.test_reconciliation_matching import camt053
+
+    key = sim_book.admin_key
+    create_invoice(client, key, _auto_customer(client, key)["id"])
+    _move_clock(client, key, "2026-02-06")
+    [payout] = client.get("/v1/payouts", headers=auth(key)).json()["data"]
+    assert (payout["amount"], payout["status"]) == ("104.57", "paid")
+    lines = [("104.57", "2026-02-04", payout["id"], None, "FAKE GATEWAY", "PAYOUT")]
+    uploaded = client.post(
+        "/v1/bank-statements",
+        files={"file": ("feb.xml", camt053(lines))},
+        data={"account": "Assets:Bank:Operating"},
+        headers=auth(key),
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    matched = client.post(
+        "/v1/reconciliation/auto-match",
+        json={"statement": uploaded.json()["id"]},
+        headers=auth(key),
+    )
+    assert matched.status_code == 200, matched.text
+    with runtime.connection() as conn:
+        [(entry,)] = conn.execute(
+            "select id from journal_entries where book_id = %s and metadata->>'kind' = 'payout'",
+            (sim_book.id,),
+        ).fetchall()
+    [match] = matched.json()["matches"]  # one statement line, one payout
+    assert (match["rule"], {p["entry_id"] for p in match["postings"]}) == (
+        "bank_reference",
+        {str(entry)},
+    )
+
+
 def test_a_send_invoice_customer_is_not_charged_at_finalization_but_can_pay_now(
     client: Any, runtime: Runtime, sim_book: BookFixture
 ) -> None:
