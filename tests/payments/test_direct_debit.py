@@ -26,6 +26,7 @@ from ledger.postgres.unit_of_work import unit_of_work
 from tests.conftest import BookFixture, make_book
 from tests.integration.http_fixtures import assert_problem, auth, open_client
 from tests.integration.test_exports_beancount import export_text, load
+from tests.integration.test_reconciliation_matching import camt053
 from tests.payments.helpers import (
     account_balance,
     create_customer,
@@ -511,6 +512,56 @@ def test_ach_file_is_accepted_by_achkit_and_r01_r02_returns(
     with runtime.connection() as conn:
         assert verify_everything(conn, ach_book.id) == []
         assert Decimal(account_balance(conn, ach_book.id, ACH)) == Decimal("100.00")
+
+
+@pytest.mark.parametrize(
+    ("code", "state"), [("R03", "inactive"), ("R10", "revoked"), ("R29", "revoked")]
+)
+def test_an_ach_return_sets_the_mandate_and_the_rest_settles_from_the_bank_line(
+    client: Any, runtime: Runtime, ach_book: BookFixture, code: str, state: str
+) -> None:
+    """R03 (no account) leaves the bank account inactive; R10 and R29 (not authorized)
+    revoke it. The bank then credits what the run still has unsettled, naming the
+    file's message id: auto-match settles ACH clearing to the bank."""
+    key = ach_book.admin_key
+    returned = create_customer(client, key, tax_rate="0", name="Pat Doe")
+    paying = create_customer(client, key, tax_rate="0", name="Initech LLC")
+    _bank_account(client, key, returned["id"], "011000015", "individual")
+    _bank_account(client, key, paying["id"], "122105278", "company")
+    r_invoice = create_invoice(client, key, returned["id"], "100.00")
+    create_invoice(client, key, paying["id"], "250.00")
+    run = _run(client, key, "ach").json()
+    text = client.get(f"/v1/collection-runs/{run['id']}/file", headers=auth(key)).text
+    trace = next(t["reference"] for t in run["transactions"] if t["invoice"] == r_invoice["id"])
+    answered = _returns(client, key, _nacha_return(text, trace, code))
+    assert answered.status_code == 201, answered.text
+    assert answered.json()["returns"][0]["mandate_status"] == state
+    assert _invoice(client, key, r_invoice["id"])["amount_due"] == "100.00"
+    statement = client.post(
+        "/v1/bank-statements",
+        files={"file": ("mar.xml", camt053([("250.00", "2026-03-04", "ACH-1", None, None,
+                                               run["message_id"])]))},
+        data={"account": BANK},
+        headers=auth(key),
+    )  # fmt: skip
+    assert statement.status_code == 201, statement.text
+    matched = client.post(
+        "/v1/reconciliation/auto-match", json={"account": BANK}, headers=auth(key)
+    )
+    assert matched.status_code == 200, matched.text
+    assert matched.json()["matched_lines"] == 1
+    with runtime.connection() as conn:
+        assert sorted(entries_of_kind(conn, ach_book.id, "collection_return")) == [
+            [(ACH, "-100.00"), (AR, "100.00")]
+        ]
+        assert account_balance(conn, ach_book.id, ACH) == "0.00"
+        assert account_balance(conn, ach_book.id, BANK) == "250.00"
+        assert verify_everything(conn, ach_book.id) == []
+    retry = _run(client, key, "ach")  # the returned account is no longer debited
+    if retry.status_code == 201:
+        assert retry.json()["transactions"] == []
+    else:
+        assert_problem(retry, 422, "nothing_to_collect")
 
 
 def test_pain008_v08_and_a_bank_line_settling_one_transaction(
