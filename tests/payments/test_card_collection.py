@@ -307,12 +307,13 @@ def test_dispute_opens_7_days_after_the_charge_then_is_lost(
 ) -> None:
     key = sim_book.admin_key
     dispute = _disputed(client, key)
-    assert (dispute["status"], dispute["amount"], dispute["fee"], dispute["opened_on"]) == (
-        "needs_response",
-        "108.00",
-        "15.00",
-        "2026-02-09",
-    )
+    assert (
+        dispute["status"],
+        dispute["amount"],
+        dispute["fee"],
+        dispute["opened_on"],
+        dispute["evidence_due"],  # 21 days to respond, as the fake gateway gives
+    ) == ("needs_response", "108.00", "15.00", "2026-02-09", "2026-03-02")
     with runtime.connection() as conn:
         assert entries_of_kind(conn, sim_book.id, "dispute") == [
             [
