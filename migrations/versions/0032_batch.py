@@ -86,9 +86,10 @@ begin
   select s.book_id, s.entry_id, s.n, s.first_day, s.last_day,
          e.id is null as no_entry,
          e.txid <> own_txid as not_own,
-         e.cmin::text <> own_cmin as other_statement,
+         e.cmin::text is distinct from own_cmin as other_statement,
          e.effective_date as entry_date,
-         (e.id is null or e.txid <> own_txid or e.cmin::text <> own_cmin
+         (e.id is null or e.txid <> own_txid
+          or e.cmin::text is distinct from own_cmin  -- were it null, all refused
           or s.first_day <> e.effective_date or s.last_day <> e.effective_date) as broken
     into bad
     from (select c.book_id, c.entry_id, sum(c.n) as n, min(c.first_day) as first_day,
@@ -104,7 +105,7 @@ begin
        limit 1) e on true
    where e.id is null
       or e.txid <> own_txid
-      or e.cmin::text <> own_cmin
+      or e.cmin::text is distinct from own_cmin
       or s.first_day <> e.effective_date
       or s.last_day <> e.effective_date
       or s.n < 2
