@@ -58,6 +58,29 @@ def test_twelve_months_verify(demo_book: dict[str, object]) -> None:
 
 
 @pytest.mark.slow
+def test_the_demos_card_payments_are_paid_out_to_the_bank(
+    runtime: Runtime, demo_book: dict[str, object]
+) -> None:
+    """The fake gateway pays settled charges out net of fees as the demo's clock moves."""
+    book_id = uuid.UUID(str(demo_book["book_id"]))
+    with runtime.connection() as conn:
+        paid, entries = conn.execute(
+            "select count(*) filter (where status = 'paid'),"
+            " count(*) filter (where entry_id is not null)"
+            " from payouts where book_id = %s",
+            (book_id,),
+        ).fetchone() or (0, 0)
+        fees = conn.execute(
+            "select coalesce(sum(p.amount), 0) from postings p join accounts a"
+            " on a.book_id = p.book_id and a.id = p.account_id"
+            " where p.book_id = %s and a.name = 'Expenses:Payment-Fees'",
+            (book_id,),
+        ).fetchone()
+    assert paid > 0 and entries > 0
+    assert fees is not None and fees[0] > 0
+
+
+@pytest.mark.slow
 def test_every_invoice_ties_to_its_receivable_postings(
     runtime: Runtime, demo_book: dict[str, object]
 ) -> None:
