@@ -236,9 +236,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def http_server(db: BenchDatabase, *, workers: int = 2, server: str = "uvicorn") -> Iterator[str]:
+def http_server(
+    db: BenchDatabase,
+    *,
+    workers: int = 2,
+    server: str = "uvicorn",
+    log_path: Path | None = None,
+) -> Iterator[str]:
     """`activebilling serve --workers N [--server granian]` on a free loopback port;
-    stopped afterwards."""
+    stopped afterwards. Its log (stderr, one JSON object a line) goes to `log_path`,
+    else to a temporary file: a pipe nobody reads fills at 64 KB, and then every
+    worker that logs blocks."""
     import httpx
 
     port = free_port()
@@ -246,12 +254,13 @@ def http_server(db: BenchDatabase, *, workers: int = 2, server: str = "uvicorn")
     env = {**os.environ, "DATABASE_URL": db.url}
     command = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers), "--server", server]
+    log = open(log_path, "w+b") if log_path is not None else tempfile.TemporaryFile()  # noqa: SIM115
     proc = subprocess.Popen(
         command,
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -259,7 +268,8 @@ def http_server(db: BenchDatabase, *, workers: int = 2, server: str = "uvicorn")
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
+                log.seek(0)
+                err = log.read().decode(errors="replace")
                 raise RuntimeError(f"server exited with {proc.returncode}: {err[-2000:]}")
             try:
                 if httpx.get(base + "/health", timeout=1).status_code == 200:
@@ -281,6 +291,7 @@ def http_server(db: BenchDatabase, *, workers: int = 2, server: str = "uvicorn")
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        log.close()
 
 
 # --- figures ---------------------------------------------------------------------------

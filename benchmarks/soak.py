@@ -3,31 +3,38 @@
     .venv/bin/python -m benchmarks.soak [--minutes 10] [--clients 4]
 
 Closed-loop client threads (loopback only, each waits for its answer before the
-next request) mix posting (with Idempotency-Keys), billing (a new subscription,
-then a billing run), payments, reports (trial balance, AR aging, a balance) and
-exports (journal feed page, Beancount). Each minute it samples the server's
-resident memory (every process of its group), p99 latency and the error count;
-at the end the book is sealed and verified. Figures are ratios against the
-first minute of the same run (memory flat = last ÷ first ≈ 1).
+next request) mix posting (single entries on the one-statement hot path and
+batches of 10, all with Idempotency-Keys), billing (a new subscription, then a
+billing run), payments, reports (trial balance, AR aging, a balance) and exports
+(journal feed page, Beancount). Each minute it samples the server's resident
+memory (every process of its group), p99 latency (overall and per operation),
+errors by route and status, the database's deadlock count and the server's
+warning and error log lines; at the end the book is sealed and checked as
+`activebilling verify` checks it (ledger and billing). Figures are ratios against
+the first minute of the same run (memory flat = last ÷ first ≈ 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
+import tempfile
 import threading
 import time
 import uuid
 from collections import defaultdict
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
+from adapters.services import verify_everything
 from benchmarks._common import (
     BenchDatabase,
     bench_database,
@@ -38,10 +45,18 @@ from benchmarks._common import (
     ratio,
 )
 from ledger.postgres.sealer import seal_pending
-from ledger.postgres.verify import verify_book
 
 # Operation mix (weights): mostly posting and reads, as a finance team's day.
-MIX = {"post": 50, "report": 20, "payment": 10, "export": 8, "billing": 4, "customer": 8}
+MIX = {
+    "post": 46,
+    "post_batch": 4,
+    "report": 20,
+    "payment": 10,
+    "export": 8,
+    "billing": 4,
+    "customer": 8,
+}
+BATCH_ENTRIES = 10  # entries per POST /v1/journal-entries/batch
 
 
 def group_rss_bytes(pgid: int) -> int:
@@ -72,6 +87,8 @@ class Traffic:
         self.samples: dict[int, list[float]] = defaultdict(list)  # minute -> ms
         self.op_samples: dict[tuple[int, str], list[float]] = defaultdict(list)
         self.errors: dict[int, int] = defaultdict(int)
+        # minute -> "METHOD /path status" (or the client's exception) -> count
+        self.error_routes: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.by_op: dict[str, int] = defaultdict(int)
         self.error_examples: list[str] = []
         self.customers: list[str] = []
@@ -105,20 +122,39 @@ class Traffic:
         r = client.post("/v1/customers", json={"name": f"Soak customer {n}", "currency": "USD"})
         return str(self._ok(r)["id"])
 
-    def one(self, client: httpx.Client, op: str, rng: random.Random) -> httpx.Response:
+    def _entry(self, rng: random.Random) -> dict[str, Any]:
+        cents = rng.randint(100, 99_999)
+        amount = f"{cents // 100}.{cents % 100:02d}"
+        return {
+            "effective_date": self.today,
+            "memo": "soak",
+            "postings": [
+                {"account": "Assets:Bank:Operating", "amount": amount, "currency": "USD"},
+                {"account": "Income:Services", "amount": "-" + amount, "currency": "USD"},
+            ],
+        }
+
+    def one(self, client: httpx.Client, op: str, rng: random.Random) -> tuple[str, httpx.Response]:
+        """The operation's label (an export says which) and its answer."""
+        if op == "export" and rng.random() >= 0.9:
+            # The whole book as Beancount: grows with the book by design, so it has its
+            # own label and its latency is not read as the feed's.
+            return "export_beancount", client.get(
+                "/v1/exports/beancount", params={"from": self.today}
+            )
+        return op, self._request(client, op, rng)
+
+    def _request(self, client: httpx.Client, op: str, rng: random.Random) -> httpx.Response:
         if op == "post":
-            cents = rng.randint(100, 99_999)
-            amount = f"{cents // 100}.{cents % 100:02d}"
             return client.post(
                 "/v1/journal-entries",
-                json={
-                    "effective_date": self.today,
-                    "memo": "soak",
-                    "postings": [
-                        {"account": "Assets:Bank:Operating", "amount": amount, "currency": "USD"},
-                        {"account": "Income:Services", "amount": "-" + amount, "currency": "USD"},
-                    ],
-                },
+                json=self._entry(rng),
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )
+        if op == "post_batch":
+            return client.post(
+                "/v1/journal-entries/batch",
+                json={"entries": [self._entry(rng) for _ in range(BATCH_ENTRIES)]},
                 headers={"Idempotency-Key": uuid.uuid4().hex},
             )
         if op == "report":
@@ -140,17 +176,14 @@ class Traffic:
                 headers={"Idempotency-Key": uuid.uuid4().hex},
             )
         if op == "export":
-            if rng.random() < 0.9:
-                # An ERP consumer follows the feed's cursor: each call fetches what is new.
-                params: dict[str, Any] = {"limit": 500}
-                if self.cursor is not None:
-                    params["since"] = self.cursor
-                r = client.get("/v1/exports/journal", params=params)
-                if r.status_code == 200:
-                    self.cursor = r.headers.get("Next-Cursor")
-                return r
-            # The whole book as Beancount: grows with the book by design.
-            return client.get("/v1/exports/beancount", params={"from": self.today})
+            # An ERP consumer follows the feed's cursor: each call fetches what is new.
+            params: dict[str, Any] = {"limit": 500}
+            if self.cursor is not None:
+                params["since"] = self.cursor
+            r = client.get("/v1/exports/journal", params=params)
+            if r.status_code == 200:
+                self.cursor = r.headers.get("Next-Cursor")
+            return r
         if op == "customer":
             return client.post(
                 "/v1/customers",
@@ -177,11 +210,13 @@ class Traffic:
                 op = rng.choices(ops, weights)[0]
                 t0 = time.monotonic()
                 try:
-                    r = self.one(client, op, rng)
+                    op, r = self.one(client, op, rng)
                     failed = r.status_code >= 400
-                    detail = f"{op} {r.status_code} {r.text[:200]}"
-                except httpx.HTTPError as exc:
-                    failed, detail = True, f"{op} {type(exc).__name__}: {exc}"
+                    route = f"{r.request.method} {r.request.url.path} {r.status_code}"
+                    detail = f"{route} {r.text[:200]}"
+                except httpx.HTTPError as exc:  # a timeout, a dropped connection
+                    failed, route = True, f"{_sent(exc, op)} {type(exc).__name__}"
+                    detail = f"{route}: {exc}"
                 elapsed = (time.monotonic() - t0) * 1000
                 minute = int((t0 - self.started) // 60)
                 with self.lock:
@@ -190,14 +225,51 @@ class Traffic:
                     self.by_op[op] += 1
                     if failed:
                         self.errors[minute] += 1
+                        self.error_routes[minute][route] += 1
                         if len(self.error_examples) < 10:
                             self.error_examples.append(detail)
 
 
+def _sent(exc: httpx.HTTPError, op: str) -> str:
+    """The request an exception belongs to ("METHOD /path"), else the operation."""
+    try:
+        return f"{exc.request.method} {exc.request.url.path}"
+    except RuntimeError:  # raised before a request was made
+        return op
+
+
 @contextmanager
-def _server(db: BenchDatabase, workers: int) -> Any:
-    with http_server(db, workers=workers) as base:
+def _server(db: BenchDatabase, workers: int, log_path: Path) -> Any:
+    with http_server(db, workers=workers, log_path=log_path) as base:
         yield base
+
+
+def deadlocks(conn: psycopg.Connection, name: str) -> int:
+    """Deadlocks PostgreSQL has detected in the database since its statistics began."""
+    row = conn.execute("select deadlocks from pg_stat_database where datname = %s", (name,))
+    found = row.fetchone()
+    return int(found[0]) if found else 0
+
+
+def server_log(path: Path) -> tuple[dict[str, int], list[str]]:
+    """The server log's lines at warning and above: count by level and logger, a few
+    examples (the log is one JSON object a line, adapters.http.operations)."""
+    counts: dict[str, int] = defaultdict(int)
+    examples: list[str] = []
+    for raw in path.read_text(errors="replace").splitlines():
+        if raw.startswith("Active Billing listening on "):  # serve's banner, not a log line
+            continue
+        try:
+            line = json.loads(raw)
+            level, name, message = line["level"], line["logger"], line["message"]
+        except (ValueError, KeyError, TypeError):
+            level, name, message = "unparsed", "", raw
+        if level in ("debug", "info"):
+            continue
+        counts[f"{level} {name}".strip()] += 1
+        if len(examples) < 10:
+            examples.append(f"{level} {name}: {str(message)[:300]}")
+    return dict(counts), examples
 
 
 def verify(db: BenchDatabase, book_id: uuid.UUID) -> dict[str, Any]:
@@ -209,15 +281,24 @@ def verify(db: BenchDatabase, book_id: uuid.UUID) -> dict[str, Any]:
     seal_pending(connect, book_id, wait=True)
     with db.connect() as conn:
         t0 = time.monotonic()
-        problems = verify_book(conn, book_id)
+        # what `activebilling verify` checks: the ledger, then billing's ties to it
+        problems = verify_everything(conn, book_id)
         seconds = time.monotonic() - t0
         row = conn.execute(
-            "select count(*) from postings where book_id = %s", (book_id,)
+            "select (select count(*) from journal_entries where book_id = %s),"
+            " (select count(*) from postings where book_id = %s),"
+            " (select count(*) from invoices where book_id = %s),"
+            " (select count(*) from payments where book_id = %s)",
+            (book_id, book_id, book_id, book_id),
         ).fetchone()
+    entries, postings, invoices, payments = row if row else (None,) * 4
     return {
         "ok": not problems,
         "discrepancies": [str(p) for p in problems[:5]],
-        "postings": row[0] if row else None,
+        "entries": entries,
+        "postings": postings,
+        "invoices": invoices,
+        "payments": payments,
         "seconds": round(seconds, 3),
     }
 
@@ -228,11 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="client threads (4)")
     parser.add_argument("--workers", type=int, default=2, help="server workers (2)")
     args = parser.parse_args(argv)
-    with bench_database("ab_soak") as db:
+    with (
+        bench_database("ab_soak") as db,
+        tempfile.TemporaryDirectory(prefix="ab-soak-") as tmp,
+        psycopg.connect(db.server_url, autocommit=True) as stats,
+    ):
         book, key = create_bench_book(db)
-        with _server(db, args.workers) as base:
+        log_path = Path(tmp) / "server.log"
+        with _server(db, args.workers, log_path) as base:
             pid = _server_pid(base)
-            traffic = Traffic(base, key, date.today())
+            # the server's today (UTC): a later local date would bill ahead of the clock
+            traffic = Traffic(base, key, datetime.now(UTC).date())
             with httpx.Client(base_url=base, headers=traffic.headers, timeout=60) as c:
                 traffic.setup(c)
             stop = threading.Event()
@@ -244,38 +331,47 @@ def main(argv: list[str] | None = None) -> int:
             for t in threads:
                 t.start()
             memory: list[int] = []
+            seconds: list[float] = []  # each interval's length (the last may be short)
+            locked: list[int] = [deadlocks(stats, db.name)]
             end = traffic.started + args.minutes * 60
             minute = 0
             while time.monotonic() < end:
-                time.sleep(
-                    max(0.0, min(traffic.started + (minute + 1) * 60, end) - time.monotonic())
-                )
+                until = min(traffic.started + (minute + 1) * 60, end)
+                time.sleep(max(0.0, until - time.monotonic()))
                 memory.append(group_rss_bytes(pid))
+                locked.append(deadlocks(stats, db.name))
+                seconds.append(until - (traffic.started + minute * 60))
                 minute += 1
             stop.set()
             for t in threads:
                 t.join(timeout=120)
+        log_counts, log_examples = server_log(log_path)
         result = verify(db, book.id)
         info = db.server_info()
     per_minute = []
     for m in range(len(memory)):
         ms = traffic.samples.get(m, [])
+        by_op = sorted((op, v) for (minute, op), v in traffic.op_samples.items() if minute == m)
         per_minute.append(
             {
                 "minute": m + 1,
                 "requests": len(ms),
+                "requests_per_s": round(len(ms) / seconds[m], 1),
                 "p99_ms": round(percentile(ms, 99), 1) if ms else None,
                 "errors": traffic.errors.get(m, 0),
+                "errors_by_route": dict(sorted(traffic.error_routes.get(m, {}).items())),
+                "deadlocks": locked[m + 1] - locked[m],
                 "server_rss_mb": round(memory[m] / 2**20, 1),
-                # where the time goes, should p99 move: each operation's median
-                "median_ms_by_operation": {
-                    op: round(statistics.median(v), 1)
-                    for (minute, op), v in sorted(traffic.op_samples.items())
-                    if minute == m
-                },
+                # where the time goes, should p99 move: each operation's median and p99
+                "median_ms_by_operation": {op: round(statistics.median(v), 1) for op, v in by_op},
+                "p99_ms_by_operation": {op: round(percentile(v, 99), 1) for op, v in by_op},
             }
         )
     first, last = per_minute[0], per_minute[-1]
+    errors_by_route: dict[str, int] = defaultdict(int)
+    for routes in traffic.error_routes.values():
+        for route, n in routes.items():
+            errors_by_route[route] += n
     emit(
         {
             "benchmark": "soak",
@@ -286,15 +382,19 @@ def main(argv: list[str] | None = None) -> int:
             "requests_by_operation": dict(traffic.by_op),
             "per_minute": per_minute,
             "errors_total": sum(traffic.errors.values()),
+            "errors_by_route": dict(sorted(errors_by_route.items())),
             "error_examples": traffic.error_examples,
+            "deadlocks_total": locked[-1] - locked[0],
+            "server_log_warnings_and_errors": log_counts,
+            "server_log_examples": log_examples,
             "rss_last_over_first": ratio(last["server_rss_mb"], first["server_rss_mb"]),
             "p99_last_over_first": ratio(last["p99_ms"], first["p99_ms"]),
-            "throughput_last_over_first": ratio(last["requests"], first["requests"]),
+            "throughput_last_over_first": ratio(last["requests_per_s"], first["requests_per_s"]),
             "verify": result,
             "environment": info,
         }
     )
-    return 0 if result["ok"] and not traffic.errors else 1
+    return 0 if result["ok"] and not traffic.errors and not log_counts else 1
 
 
 def _server_pid(base: str) -> int:

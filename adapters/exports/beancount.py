@@ -58,6 +58,22 @@ _LINK_BAD = re.compile(r"[^A-Za-z0-9\-_/.]")
 _ROOTS = ("Assets", "Liabilities", "Equity", "Income", "Expenses")
 
 
+# Every posting in range, in the file's order. The entry's id and metadata as text:
+# they repeat on every posting row, and are parsed once per entry in _transaction,
+# not once per posting.
+POSTINGS_IN_ORDER = (
+    "select e.id::text, e.effective_date, e.recorded_at, e.memo, e.metadata::text,"
+    "       e.reverses_entry_id, s.seq, s.hash,"
+    "       p.account_id, p.amount, p.currency, p.customer_id, p.document, c.name"
+    "  from journal_entries e"
+    "  join postings p on p.book_id = e.book_id and p.entry_id = e.id"
+    "  left join seals s on s.book_id = e.book_id and s.entry_id = e.id"
+    + CUSTOMER_JOIN
+    + " where e.book_id = %s and e.effective_date >= %s and e.effective_date <= %s"
+    " order by e.effective_date, s.seq nulls last, e.recorded_at, e.id, p.line_no"
+)
+
+
 def beancount_account(name: str) -> str:
     """Our account name as a valid Beancount account name (stable, idempotent).
 
@@ -214,20 +230,7 @@ def export_beancount(
 
     cursor = conn.cursor(name=f"ab_beancount_{uuid.uuid4().hex[:8]}")
     cursor.itersize = ITERSIZE
-    cursor.execute(
-        # The entry's id and metadata as text: they repeat on every posting row,
-        # and are parsed once per entry in _transaction, not once per posting.
-        "select e.id::text, e.effective_date, e.recorded_at, e.memo, e.metadata::text,"
-        "       e.reverses_entry_id, s.seq, s.hash,"
-        "       p.account_id, p.amount, p.currency, p.customer_id, p.document, c.name"
-        "  from journal_entries e"
-        "  join postings p on p.book_id = e.book_id and p.entry_id = e.id"
-        "  left join seals s on s.book_id = e.book_id and s.entry_id = e.id"
-        + CUSTOMER_JOIN
-        + " where e.book_id = %s and e.effective_date >= %s and e.effective_date <= %s"
-        " order by e.effective_date, s.seq nulls last, e.recorded_at, e.id, p.line_no",
-        (book_id, start or date.min, date_to),
-    )
+    cursor.execute(POSTINGS_IN_ORDER, (book_id, start or date.min, date_to))
     current: list[tuple[Any, ...]] = []
     for row in cursor:
         if current and row[0] != current[0][0]:

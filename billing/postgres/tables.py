@@ -57,7 +57,7 @@ customers = Table(
     Column("collection_method", Text, nullable=False, server_default="send_invoice"),
     Column("default_payment_method", Uuid),
     PrimaryKeyConstraint("book_id", "id"),
-    UniqueConstraint("book_id", "external_id"),
+    UniqueConstraint("external_id", "book_id"),  # the id leads (revision 0032)
     CheckConstraint(
         "collection_method in ('charge_automatically', 'send_invoice')", name="collection_method"
     ),

@@ -26,6 +26,8 @@ import pytest
 from psycopg import sql
 
 from adapters.database import with_database
+from adapters.exports.beancount import POSTINGS_IN_ORDER
+from adapters.exports.journal_feed import _READ_POSTINGS as READ_FEED_POSTINGS
 from adapters.services import create_book_with_chart
 from ledger.entries import JournalEntry, Posting, build_entry
 from ledger.money import Money
@@ -47,7 +49,14 @@ def template(server_url: str) -> Iterator[str]:
     """A migrated database to copy: each attempt starts from empty tables."""
     with migrated_database(server_url, "ab_plans") as url:
         with psycopg.connect(url, autocommit=True) as owner:
-            for table in ("journal_entries", "postings", "accounts", "account_balances"):
+            for table in (
+                "journal_entries",
+                "postings",
+                "accounts",
+                "account_balances",
+                "customers",
+                "seals",
+            ):
                 owner.execute(
                     sql.SQL("alter table {} set (autovacuum_enabled = false)").format(
                         sql.Identifier(table)
@@ -170,10 +179,18 @@ def test_trigger_lookups_planned_on_empty_tables_use_the_primary_keys(
 
 
 # Tables whose rows triggers (or foreign keys) look up by (book_id, id) and
-# that grow with the book. bank_statement_lines is not here yet: its unique
+# that grow with the book; customers are looked up so for every posting row an
+# export writes. bank_statement_lines is not here yet: its unique
 # keys (book_id, account_id, bank_reference) and (book_id, statement_id,
 # line_no) still lead with book_id (see the report of issue 7, item 8a).
-LOOKED_UP_BY_KEY = ("journal_entries", "postings", "accounts", "invoices", "statement_matches")
+LOOKED_UP_BY_KEY = (
+    "journal_entries",
+    "postings",
+    "accounts",
+    "invoices",
+    "statement_matches",
+    "customers",
+)
 
 
 def test_only_primary_keys_lead_with_book_id_where_keys_are_looked_up(
@@ -196,3 +213,52 @@ def test_only_primary_keys_lead_with_book_id_where_keys_are_looked_up(
         (list(LOOKED_UP_BY_KEY),),
     ).fetchall()
     assert rows == []
+
+
+def customer_scans(plan: dict[str, Any], parent: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(parent node type, node) of every scan of `customers` in the plan."""
+    if plan.get("Relation Name") == "customers":
+        yield parent, plan
+    for child in plan.get("Plans", []):
+        yield from customer_scans(child, plan["Node Type"])
+
+
+def test_exports_look_customers_up_by_key_before_any_analyze(
+    server_url: str, template: str
+) -> None:
+    """The Beancount export and the journal feed join every posting row to its
+    customer. Planned while `customers` has no statistics, the join took the
+    (book_id, external_id) index with only book_id as its condition: each posting
+    read every customer of the book (a soak's whole-book export: 19 s with 1,600
+    customers, 4 s once autovacuum had analyzed them). The pick depends on the
+    sizes (as on empty tables above): 1,000 entries got the primary key, 20,000
+    did not. Revision 0032."""
+    with copy_of(server_url, template) as url, psycopg.connect(url) as conn:
+        conn.execute(sql.SQL("set role {}").format(sql.Identifier(APP_ROLE)))
+        book, _ = create_book_with_chart(conn, f"exports {uuid.uuid4().hex[:6]}", "USD")
+        conn.execute(
+            "insert into customers (book_id, id, name, currency)"
+            " select %s, gen_random_uuid(), 'Customer ' || n, 'USD'"
+            " from generate_series(1, 1600) n",
+            (book.id,),
+        )
+        for first in range(0, 20000, 2000):
+            post_entries(conn, book.id, entries(first, 2000))
+        conn.commit()
+        queries: list[tuple[str, Any]] = [
+            # the export reads through a server-side cursor: planned for a fast start
+            ("declare c cursor for " + POSTINGS_IN_ORDER, (book.id, date.min, date.max)),
+            (READ_FEED_POSTINGS, {"book": book.id, "since": 0, "last": 1000}),
+        ]
+        for query, params in queries:
+            row = conn.execute("explain (format json) " + query, params).fetchone()
+            assert row is not None
+            found = list(customer_scans(row[0][0]["Plan"]))
+            assert found, query
+            for parent, node in found:
+                if node["Node Type"] == "Seq Scan":  # read once, into a hash table
+                    assert parent == "Hash", (query, node)
+                    continue
+                assert node.get("Index Name") == "pk_customers", (query, node)
+                assert "id = CASE" in node.get("Index Cond", ""), (query, node)
+        conn.rollback()
