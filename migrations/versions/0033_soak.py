@@ -11,8 +11,8 @@ whole-book Beancount export took 19 s until autovacuum analyzed the table, then
 1.8 s. Revision 0009 did the same for the tables a posting reads by key.
 ON CONFLICT (book_id, external_id) infers the index by its set of columns.
 
-Revision ID: 0032
-Revises: 0031
+Revision ID: 0033
+Revises: 0032
 Create Date: 2026-11-30 23:40:00.000000
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0032"
-down_revision: str | None = "0031"
+revision: str = "0033"
+down_revision: str | None = "0032"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
