@@ -419,8 +419,10 @@ def refine(document: dict[str, Any]) -> None:
         content["text/html"] = {"schema": {"type": "string"}}
         content["application/pdf"] = {"schema": {"type": "string", "format": "binary"}}
     statement = document["paths"].get("/v1/invoices/{ref}/time-statement", {}).get("get")
-    if statement is not None:  # format=html answers the same rows as a page
-        statement["responses"]["200"]["content"]["text/html"] = {"schema": {"type": "string"}}
+    if statement is not None:  # format=html and format=pdf: the same rows as a page
+        content = statement["responses"]["200"]["content"]
+        content["text/html"] = {"schema": {"type": "string"}}
+        content["application/pdf"] = {"schema": {"type": "string", "format": "binary"}}
 
 
 class _Json(JsonRenderPlugin):

@@ -13,6 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from adapters.http.routes import Reader, Run, Tx, command, json_response
+from adapters.invoice_pdf import html_to_pdf
 from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
 from billing.msp import hours_text
@@ -432,7 +433,7 @@ class ServicesController(Controller):
         ref: FromPath[str],
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
-        format: FromQuery[Literal["csv", "html"]] = "csv",
+        format: FromQuery[Literal["csv", "html", "pdf"]] = "csv",
     ) -> Response[bytes]:
         with Reader(runtime, principal) as conn:
             invoice = invoice_store.get_invoice(conn, principal.book_id, ref)
@@ -443,4 +444,7 @@ class ServicesController(Controller):
                 content=msp.statement_html(invoice, rows, expenses).encode(),
                 media_type="text/html",
             )
+        if format == "pdf":  # the same page, printed (adapters/invoice_pdf.py: WeasyPrint)
+            pdf = html_to_pdf(msp.statement_html(invoice, rows, expenses))
+            return Response(content=pdf, media_type="application/pdf")
         return Response(content=msp.statement_csv(rows, expenses).encode(), media_type="text/csv")
