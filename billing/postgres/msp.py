@@ -30,6 +30,7 @@ from billing.msp import (
     BILLABLE_KINDS,
     ContractTerms,
     RateSources,
+    RetainerClose,
     Utilization,
     close_retainer_period,
     draw_down,
@@ -896,6 +897,7 @@ def _retainer(
                 " and period_start = %s",
                 (close.carried_minutes, close.expired_minutes, book_id, contract.id, period.start),
             )
+            _drawdown_summary(conn, book_id, contract, period, row, close, pending)
             following = Period(period.end, contract.cycle_end_after(period.end))
             _period_row(conn, book_id, contract, following)
             conn.execute(
@@ -903,6 +905,47 @@ def _retainer(
                 " and contract_id = %s and period_start = %s",
                 (close.carried_minutes, book_id, contract.id, following.start),
             )
+
+
+def _drawdown_summary(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    contract: Contract,
+    period: Period,
+    row: Mapping[str, Any],
+    close: RetainerClose,
+    pending: _Pending,
+) -> None:
+    """The closed period's draw-down on the next invoice, as a line of 0.00: hours
+    included, carried in, drawn, overage, carried over and expired. The period's
+    approved time that is not overage (drawn hours, no charge, do not bill) is
+    traced to this line and becomes invoiced; time with overage is traced to the
+    overage line instead (one line per entry). An adjustment belongs to the
+    period of the entry it corrects."""
+    traced = conn.execute(
+        "select t.id, t.overage_minutes, t.status from time_entries t left join time_entries o"
+        " on o.book_id = t.book_id and o.id = t.adjusts"
+        " where t.book_id = %s and t.contract_id = %s and t.status <> 'draft'"
+        " and coalesce(o.date, t.date) >= %s and coalesce(o.date, t.date) < %s"
+        " order by t.date, t.start_minute nulls last, t.created_at, t.id for update of t",
+        (book_id, contract.id, period.start, period.end),
+    ).fetchall()
+    overage = sum(r[1] for r in traced)
+    span = f"{period.start}–{period.end - timedelta(days=1)}"
+    pending.add(
+        LineSpec(
+            f"Retainer {span} draw-down: {hours_text(contract.terms.included_minutes)} h"
+            f" included, {hours_text(row['carried_in_minutes'])} h carried in,"
+            f" {hours_text(row['drawn_minutes'])} h drawn, {hours_text(overage)} h overage,"
+            f" {hours_text(close.carried_minutes)} h carried over,"
+            f" {hours_text(close.expired_minutes)} h expired",
+            Decimal(1),
+            Decimal(0),
+            revenue_account=PREPAID_HOURS,
+            kind="retainer_summary",
+        ),
+        [r[0] for r in traced if r[2] == "approved" and r[1] == 0],
+    )
 
 
 def _time_and_materials(
@@ -1289,28 +1332,81 @@ def _invoice_client(
 
 # --- the client's time statement ------------------------------------------------
 
-STATEMENT_COLUMNS = ("date", "person", "ticket", "description", "hours", "rate", "amount")
+STATEMENT_COLUMNS = (
+    "date",
+    "person",
+    "ticket",
+    "description",
+    "hours",
+    "rate",
+    "amount",
+)
 
 
 def time_statement(
     conn: psycopg.Connection, book_id: uuid.UUID, invoice: Invoice
 ) -> list[dict[str, str]]:
     """The invoice's time entries as the client reads them (amount billed after any
-    write-down over a cap)."""
-    c = invoice.currency
-    return [
-        {
-            "date": e.date.isoformat(),
-            "person": e.person,
-            "ticket": e.ticket or "",
-            "description": e.notes,
-            "hours": hours_text(e.rounded_minutes),
-            "rate": price_text(e.rate, c),
-            "amount": str(Money(e.amount - e.written_down, c).quantized().amount),
-        }
-        for e in list_time_entries(conn, book_id, invoice_id=invoice.id)
-        if e.billable != "do_not_bill"  # internal time: traced to the invoice, not shown
-    ]
+    write-down over a cap). A retainer entry shows its drawn hours at the retainer's
+    hourly value (fee ÷ included hours) with amount 0.00, "included" in the
+    description (the fee paid for them), and its overage hours in a second row at
+    the overage rate with what they bill."""
+    contracts: dict[uuid.UUID, Contract] = {}
+    rows: list[dict[str, str]] = []
+    for e in list_time_entries(conn, book_id, invoice_id=invoice.id):
+        if e.billable == "do_not_bill":  # internal time: traced to the invoice, not shown
+            continue
+        if e.contract_id not in contracts:
+            contracts[e.contract_id] = get_contract(conn, book_id, str(e.contract_id))
+        rows.extend(_statement_rows(e, contracts[e.contract_id].terms, invoice.currency))
+    return rows
+
+
+def _statement_rows(e: TimeEntry, terms: ContractTerms, c: str) -> list[dict[str, str]]:
+    base = {
+        "date": e.date.isoformat(),
+        "person": e.person,
+        "ticket": e.ticket or "",
+    }
+    if terms.type != "retainer" or e.billable != "billable":
+        amount = Money(e.amount - e.written_down, c).quantized().amount
+        return [
+            base
+            | {
+                "description": e.notes,
+                "hours": hours_text(e.rounded_minutes),
+                "rate": price_text(e.rate, c),
+                "amount": str(amount),
+            }
+        ]
+    rows = []
+    if e.drawn_minutes:
+        rows.append(
+            base
+            | {
+                "description": f"{e.notes} (retainer: included)".lstrip(),
+                "hours": hours_text(e.drawn_minutes),
+                "rate": price_text(terms.hourly_value(), c),
+                "amount": str(Money.zero(c).quantized().amount),
+            }
+        )
+    if e.overage_minutes:
+        assert terms.overage_rate is not None
+        rows.append(
+            base
+            | {
+                "description": f"{e.notes} (retainer: overage)".lstrip(),
+                "hours": hours_text(e.overage_minutes),
+                "rate": price_text(terms.overage_rate, c),
+                "amount": str(_signed_value(e.overage_minutes, terms.overage_rate, c)),
+            }
+        )
+    return rows
+
+
+def _signed_value(minutes: int, hourly: Decimal, currency: str) -> Decimal:
+    value = minutes_value(abs(minutes), hourly, currency).amount
+    return value if minutes >= 0 else -value
 
 
 def statement_csv(
@@ -1402,21 +1498,34 @@ class Realization:
 def realization_report(
     conn: psycopg.Connection, book_id: uuid.UUID, start: date, end: date
 ) -> list[Realization]:
-    """Billed ÷ standard value per client, over invoiced time dated in `[start, end)`."""
+    """Billed ÷ standard value per client, over invoiced time dated in `[start, end)`.
+
+    A billable retainer entry counts as billed at its drawn value (drawn hours at
+    fee ÷ included hours) plus its overage hours at the overage rate; other time at
+    its amount after any write-down over a cap."""
     if end <= start:
         raise InvalidBillingRequest("to must be after from", field="to")
     rows = conn.execute(
         "select t.customer_id, c.currency, t.rounded_minutes, t.rate, t.billable,"
-        " t.amount - t.written_down from time_entries t join contracts c"
-        " on c.book_id = t.book_id and c.id = t.contract_id"
+        " t.amount - t.written_down, c.type, c.terms, t.drawn_minutes, t.overage_minutes"
+        " from time_entries t join contracts c on c.book_id = t.book_id and c.id = t.contract_id"
         " where t.book_id = %s and t.status = 'invoiced' and t.billable <> 'do_not_bill'"
         " and t.date >= %s and t.date < %s order by t.customer_id",
         (book_id, start, end),
     ).fetchall()
     standard: dict[tuple[uuid.UUID, str], Decimal] = defaultdict(Decimal)
     billed: dict[tuple[uuid.UUID, str], Decimal] = defaultdict(Decimal)
-    for customer_id, currency, minutes, rate, kind, charged in rows:
+    for customer_id, currency, minutes, rate, kind, charged, ctype, raw, drawn, over in rows:
         key = (customer_id, currency)
-        standard[key] += minutes_value(minutes, Decimal(rate), currency).amount
-        billed[key] += Decimal(charged) if kind == "billable" else Decimal(0)
+        standard[key] += _signed_value(minutes, Decimal(rate), currency)
+        if kind != "billable":
+            continue
+        if ctype == "retainer":
+            terms = parse_terms(ctype, raw)
+            assert terms.overage_rate is not None
+            billed[key] += _signed_value(drawn, terms.hourly_value(), currency) + _signed_value(
+                over, terms.overage_rate, currency
+            )
+        else:
+            billed[key] += Decimal(charged)
     return [Realization(k[0], k[1], standard[k], billed[k]) for k in standard]
