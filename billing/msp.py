@@ -20,6 +20,7 @@ __all__ = [
     "AGE_BUCKETS",
     "BILLABLE_KINDS",
     "CONTRACT_TYPES",
+    "COUNT_KINDS",
     "ROLLOVERS",
     "ContractTerms",
     "RateSources",
@@ -42,6 +43,7 @@ __all__ = [
 CONTRACT_TYPES = ("time_and_materials", "retainer", "fixed_fee", "managed_services")
 BILLABLE_KINDS = ("billable", "no_charge", "do_not_bill")
 ROLLOVERS = ("none", "carry_over", "expire")
+COUNT_KINDS = ("device", "user")
 INCREMENTS = (1, 6, 15, 30)
 ROUNDING_MODES = ("up", "nearest")
 
@@ -169,7 +171,8 @@ class ContractTerms:
     rollover: str = "expire"
     rollover_max_hours: Decimal | None = None
     monthly_fee: Decimal | None = None
-    unit_price: Decimal | None = None
+    unit_price: Decimal | None = None  # per device (kept: `unit_prices` {"device": …})
+    unit_prices: Mapping[str, Decimal] = field(default_factory=dict)
     proration: str = "none"
     milestones: tuple[Milestone, ...] = ()
     fee: Decimal | None = None  # a fixed_fee contract recognized by percent complete
@@ -181,6 +184,15 @@ class ContractTerms:
             return self.monthly_fee
         assert self.included_hours is not None and self.hourly_rate is not None
         return self.included_hours * self.hourly_rate
+
+    @property
+    def prices_by_kind(self) -> dict[str, Decimal]:
+        """A managed-services contract's unit price per counted kind, devices first:
+        `unit_price` alone is the device price, as before `unit_prices` existed."""
+        prices = dict(self.unit_prices)
+        if self.unit_price is not None:
+            prices["device"] = self.unit_price
+        return {k: prices[k] for k in COUNT_KINDS if k in prices}
 
     @property
     def included_minutes(self) -> int:
@@ -239,6 +251,19 @@ def parse_terms(kind: str, raw: Mapping[str, object]) -> ContractTerms:
     if proration not in ("none", "daily"):
         raise InvalidBillingRequest("proration must be none or daily", field="proration")
     multiplier = _decimal(raw.get("after_hours_multiplier"), "after_hours_multiplier")
+    prices_raw = raw.get("unit_prices") or {}
+    if not isinstance(prices_raw, Mapping) or not set(prices_raw) <= set(COUNT_KINDS):
+        raise InvalidBillingRequest(
+            f"unit_prices must be an object of kind ({', '.join(COUNT_KINDS)}) → price",
+            field="unit_prices",
+        )
+    if "device" in prices_raw and raw.get("unit_price") is not None:
+        raise InvalidBillingRequest(
+            "give the device price once: unit_price or unit_prices.device", field="unit_prices"
+        )
+    unit_prices = {
+        str(k): _decimal(v, f"unit_prices.{k}", allow_none=False) for k, v in prices_raw.items()
+    }
     terms = ContractTerms(
         type=kind,
         hourly_rate=_decimal(raw.get("hourly_rate"), "hourly_rate"),
@@ -252,6 +277,7 @@ def parse_terms(kind: str, raw: Mapping[str, object]) -> ContractTerms:
         rollover_max_hours=_decimal(raw.get("rollover_max_hours"), "rollover_max_hours"),
         monthly_fee=_decimal(raw.get("monthly_fee"), "monthly_fee"),
         unit_price=_decimal(raw.get("unit_price"), "unit_price"),
+        unit_prices={k: v for k, v in unit_prices.items() if v is not None},
         proration=proration,
         milestones=tuple(milestones),
         fee=_decimal(raw.get("fee"), "fee"),
@@ -287,7 +313,12 @@ def _check_type(terms: ContractTerms) -> None:
                 field="milestones",
             )
     elif terms.type == "managed_services":
-        _need(terms, "monthly_fee", "unit_price")
+        _need(terms, "monthly_fee")
+        if not terms.prices_by_kind:
+            raise InvalidBillingRequest(
+                "a managed_services contract needs unit_price (per device) or unit_prices",
+                field="unit_price",
+            )
     elif terms.cap is not None and terms.cap <= 0:
         raise InvalidBillingRequest("cap must be positive", field="cap")
 

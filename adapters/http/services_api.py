@@ -49,7 +49,8 @@ class ContractIn(msgspec.Struct, forbid_unknown_fields=True):
     rollover: str | None = None
     rollover_max_hours: str | None = None
     monthly_fee: str | None = None
-    unit_price: str | None = None
+    unit_price: str | None = None  # per device
+    unit_prices: dict[str, str] | None = None  # {"device": …, "user": …}
     proration: str | None = None
     milestones: list[dict[str, Any]] | None = None
     fee: str | None = None  # fixed_fee by percent complete (POST /v1/contracts/{id}/progress)
@@ -58,6 +59,7 @@ class ContractIn(msgspec.Struct, forbid_unknown_fields=True):
 class CountIn(msgspec.Struct, forbid_unknown_fields=True):
     date: date
     quantity: int
+    kind: str = "device"  # or "user": priced by the contract's unit_prices
 
 
 class TimeEntryIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -121,7 +123,9 @@ def contract_json(contract: msp.Contract) -> dict[str, Any]:
             }
             for m in contract.milestones
         ],
-        "counts": [{"date": d.isoformat(), "quantity": q} for d, q in contract.counts],
+        "counts": [
+            {"date": d.isoformat(), "quantity": q, "kind": k} for d, q, k in contract.counts
+        ],
     }
 
 
@@ -271,7 +275,7 @@ class ServicesController(Controller):
         return run(
             {"ref": ref, "body": data},
             lambda tx: contract_json(
-                msp.record_count(tx.conn, tx.book_id, ref, data.date, data.quantity)
+                msp.record_count(tx.conn, tx.book_id, ref, data.date, data.quantity, data.kind)
             ),
         )
 

@@ -162,7 +162,10 @@ class Contract:
     terms: ContractTerms
     raw_terms: dict[str, Any]
     milestones: tuple[dict[str, Any], ...] = field(default=())
-    counts: tuple[tuple[date, int], ...] = field(default=())
+    counts: tuple[tuple[date, int, str], ...] = field(default=())  # (from, quantity, kind)
+
+    def counts_of(self, kind: str) -> list[tuple[date, int]]:
+        return [(day, quantity) for day, quantity, k in self.counts if k == kind]
 
     def cycle(self) -> BillingCycle:
         return BillingCycle(self.start_date, self.start_date, Interval.MONTH)
@@ -193,6 +196,7 @@ TERM_FIELDS = (
     "rollover_max_hours",
     "monthly_fee",
     "unit_price",
+    "unit_prices",
     "proration",
     "milestones",
     "fee",
@@ -269,8 +273,8 @@ def get_contract(
             (book_id, contract_id),
         ).fetchall()
     counts = conn.execute(
-        "select date, quantity from contract_counts where book_id = %s and contract_id = %s"
-        " order by date",
+        "select date, quantity, kind from contract_counts where book_id = %s"
+        " and contract_id = %s order by kind, date",
         (book_id, contract_id),
     ).fetchall()
     return Contract(
@@ -285,7 +289,7 @@ def get_contract(
         terms=parse_terms(row["type"], row["terms"]),
         raw_terms=dict(row["terms"]),
         milestones=tuple(milestones),
-        counts=tuple((r[0], int(r[1])) for r in counts),
+        counts=tuple((r[0], int(r[1]), r[2]) for r in counts),
     )
 
 
@@ -311,21 +315,33 @@ def close_contract(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Co
 
 
 def record_count(
-    conn: psycopg.Connection, book_id: uuid.UUID, ref: str, day: date, quantity: int
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    ref: str,
+    day: date,
+    quantity: int,
+    kind: str = "device",
 ) -> Contract:
-    """A device/seat quantity from `day` on (a later push for the same day replaces it)."""
+    """A device or user quantity from `day` on (a later push for the same day and
+    kind replaces it); the contract must price that kind."""
     contract = get_contract(conn, book_id, ref, lock=True)
     if contract.type != "managed_services":
         raise InvalidBillingRequest("counts are for managed_services contracts", field="contract")
+    if kind not in contract.terms.prices_by_kind:
+        priced = ", ".join(contract.terms.prices_by_kind)
+        raise InvalidBillingRequest(
+            f"this contract prices {priced}, not {kind!r}: counts of that kind bill nothing",
+            field="kind",
+        )
     if isinstance(quantity, bool) or quantity < 0:
         raise InvalidBillingRequest("quantity must be a whole number ≥ 0", field="quantity")
     if not contract.open_on(day):
         raise DocumentState(f"contract {contract.id} is not in force on {day}")
     conn.execute(
-        "insert into contract_counts (book_id, contract_id, date, quantity)"
-        " values (%s, %s, %s, %s) on conflict (book_id, contract_id, date)"
+        "insert into contract_counts (book_id, contract_id, kind, date, quantity)"
+        " values (%s, %s, %s, %s, %s) on conflict (book_id, contract_id, kind, date)"
         " do update set quantity = excluded.quantity",
-        (book_id, contract.id, day, quantity),
+        (book_id, contract.id, kind, day, quantity),
     )
     return get_contract(conn, book_id, ref)
 
@@ -1134,9 +1150,10 @@ def accrue_wip(
 def _managed_services(
     conn: psycopg.Connection, book_id: uuid.UUID, contract: Contract, as_of: date, pending: _Pending
 ) -> None:
-    """Each ended period: the monthly fee and the devices/seats at cut-off (or day by day)."""
+    """Each ended period: the monthly fee, then a line per priced kind (devices,
+    users) of its quantity at cut-off (or day by day)."""
     terms, c = contract.terms, contract.currency
-    assert terms.monthly_fee is not None and terms.unit_price is not None
+    assert terms.monthly_fee is not None
     for period in billing_periods(contract.cycle(), until=as_of):
         if period.end > as_of:
             break
@@ -1152,17 +1169,19 @@ def _managed_services(
                 kind="monthly_fee",
             )
         )
-        unit_days, days, cutoff = prorated_units(
-            contract.counts, period.start, period.end, terms.proration
-        )
-        if unit_days:
-            amount = fraction_of(Money(terms.unit_price, c), unit_days, days)
-            description = (
-                f"Devices {span}: {cutoff} at cut-off"
-                if terms.proration != "daily"
-                else f"Devices {span}: {unit_days} device-days over {days} days"
+        for kind, price in terms.prices_by_kind.items():
+            unit_days, days, cutoff = prorated_units(
+                contract.counts_of(kind), period.start, period.end, terms.proration
             )
-            pending.add(LineSpec(description, Decimal(1), amount.amount, kind="devices"))
+            if not unit_days:
+                continue
+            amount = fraction_of(Money(price, c), unit_days, days)
+            description = (
+                f"{kind.title()}s {span}: {cutoff} at cut-off"
+                if terms.proration != "daily"
+                else f"{kind.title()}s {span}: {unit_days} {kind}-days over {days} days"
+            )
+            pending.add(LineSpec(description, Decimal(1), amount.amount, kind=f"{kind}s"))
         pending.periods.append((contract.id, period.start))
 
 

@@ -1,0 +1,124 @@
+"""MSP through the HTTP API on PostgreSQL: devices and users priced on one
+managed-services contract, a client's override rate card, the after-hours
+multiplier, projects, and the time CSV import over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from adapters.runtime import Runtime
+from tests.conftest import BookFixture, make_book
+from tests.integration.http_fixtures import assert_problem, auth, open_client
+from tests.msp.test_msp_http import count
+
+
+@pytest.fixture(scope="module")
+def client(runtime: Runtime) -> Iterator[Any]:
+    with open_client(runtime) as c:
+        yield c
+
+
+@pytest.fixture
+def sim(runtime: Runtime) -> BookFixture:
+    from datetime import date
+
+    return make_book(runtime, "USD", date(2026, 9, 1))
+
+
+def new_customer(client: Any, h: dict[str, str], name: str = "Harbor") -> str:
+    made = client.post("/v1/customers", json={"name": name, "currency": "USD"}, headers=h)
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+def test_devices_and_users_at_their_own_prices_on_one_contract(
+    client: Any, runtime: Runtime, sim: BookFixture
+) -> None:
+    h = auth(sim.admin_key)
+    cust = new_customer(client, h)
+    made = client.post(
+        "/v1/contracts",
+        json={
+            "customer": cust,
+            "type": "managed_services",
+            "start_date": "2026-09-01",
+            "monthly_fee": "500.00",
+            "unit_prices": {"device": "5.00", "user": "12.50"},
+        },
+        headers=h,
+    )
+    assert made.status_code == 201, made.text
+    cid = made.json()["id"]
+    for body in (
+        {"date": "2026-09-01", "quantity": 40},  # kind defaults to device
+        {"date": "2026-09-16", "quantity": 47, "kind": "device"},
+        {"date": "2026-09-01", "quantity": 12, "kind": "user"},
+    ):
+        pushed = client.post(f"/v1/contracts/{cid}/counts", json=body, headers=h)
+        assert pushed.status_code == 201, pushed.text
+    assert pushed.json()["counts"] == [
+        {"date": "2026-09-01", "quantity": 40, "kind": "device"},
+        {"date": "2026-09-16", "quantity": 47, "kind": "device"},
+        {"date": "2026-09-01", "quantity": 12, "kind": "user"},
+    ]
+    bad = client.post(
+        f"/v1/contracts/{cid}/counts",
+        json={"date": "2026-09-02", "quantity": 3, "kind": "printer"},
+        headers=h,
+    )
+    assert_problem(bad, 422)
+    # A device-only contract (the single unit_price of before) refuses user counts.
+    old = client.post(
+        "/v1/contracts",
+        json={
+            "customer": cust,
+            "type": "managed_services",
+            "start_date": "2026-09-01",
+            "monthly_fee": "100.00",
+            "unit_price": "4.00",
+        },
+        headers=h,
+    ).json()["id"]
+    assert (
+        client.post(
+            f"/v1/contracts/{old}/counts", json={"date": "2026-09-01", "quantity": 10}, headers=h
+        ).status_code
+        == 201
+    )
+    users = client.post(
+        f"/v1/contracts/{old}/counts",
+        json={"date": "2026-09-01", "quantity": 3, "kind": "user"},
+        headers=h,
+    )
+    assert_problem(users, 422)
+    both = client.post(
+        "/v1/contracts",
+        json={
+            "customer": cust,
+            "type": "managed_services",
+            "start_date": "2026-09-01",
+            "monthly_fee": "1.00",
+            "unit_price": "4.00",
+            "unit_prices": {"device": "5.00"},
+        },
+        headers=h,
+    )
+    assert_problem(both, 422)
+    assert count(runtime, sim, "contracts") == 2
+    assert client.post("/v1/clock", json={"now": "2026-10-01"}, headers=h).status_code == 200
+    run = client.post("/v1/contract-billing-runs", json={}, headers=h)
+    assert run.status_code == 201, run.text
+    (billed,) = run.json()["invoices"]
+    invoice = client.get(f"/v1/invoices/{billed['id']}", headers=h).json()
+    lines = [(line["description"], line["amount"]) for line in invoice["lines"]]
+    assert lines == [
+        ("Managed services 2026-09-01–2026-09-30", "500.00"),
+        ("Devices 2026-09-01–2026-09-30: 47 at cut-off", "235.00"),  # 47 × 5.00
+        ("Users 2026-09-01–2026-09-30: 12 at cut-off", "150.00"),  # 12 × 12.50
+        ("Managed services 2026-09-01–2026-09-30", "100.00"),
+        ("Devices 2026-09-01–2026-09-30: 10 at cut-off", "40.00"),
+    ]
+    assert invoice["total"] == "1025.00"
