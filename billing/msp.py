@@ -33,6 +33,7 @@ __all__ = [
     "entry_amount",
     "expense_billable_amount",
     "hours_text",
+    "is_after_hours",
     "minutes_value",
     "overlaps",
     "recognized_to_date",
@@ -165,6 +166,8 @@ class ContractTerms:
     rates: Mapping[str, Decimal] = field(default_factory=dict)
     rounding: RoundingRule = RoundingRule()
     after_hours_multiplier: Decimal = Decimal(1)
+    # [start, end) minutes of the day; time outside it is after hours (is_after_hours)
+    business_hours: tuple[int, int] | None = None
     cap: Decimal | None = None
     included_hours: Decimal | None = None
     overage_rate: Decimal | None = None
@@ -251,6 +254,7 @@ def parse_terms(kind: str, raw: Mapping[str, object]) -> ContractTerms:
     if proration not in ("none", "daily"):
         raise InvalidBillingRequest("proration must be none or daily", field="proration")
     multiplier = _decimal(raw.get("after_hours_multiplier"), "after_hours_multiplier")
+    business_hours = _window(raw.get("business_hours"))
     prices_raw = raw.get("unit_prices") or {}
     if not isinstance(prices_raw, Mapping) or not set(prices_raw) <= set(COUNT_KINDS):
         raise InvalidBillingRequest(
@@ -270,6 +274,7 @@ def parse_terms(kind: str, raw: Mapping[str, object]) -> ContractTerms:
         rates={k: v for k, v in rates.items() if v is not None},
         rounding=rounding,
         after_hours_multiplier=multiplier if multiplier is not None else Decimal(1),
+        business_hours=business_hours,
         cap=_decimal(raw.get("cap"), "cap"),
         included_hours=_decimal(raw.get("included_hours"), "included_hours"),
         overage_rate=_decimal(raw.get("overage_rate"), "overage_rate"),
@@ -284,6 +289,46 @@ def parse_terms(kind: str, raw: Mapping[str, object]) -> ContractTerms:
     )
     _check_type(terms)
     return terms
+
+
+def _day_minute(value: object, name: str) -> int:
+    text = str(value) if isinstance(value, str) else ""
+    hh, sep, mm = text.partition(":")
+    if not sep or not hh.isdigit() or not mm.isdigit() or int(mm) > 59:
+        raise InvalidBillingRequest(f"{name} must be HH:MM", field=name)
+    minute = int(hh) * 60 + int(mm)
+    if minute > 1440:
+        raise InvalidBillingRequest(f"{name} must be within the day", field=name)
+    return minute
+
+
+def _window(raw: object) -> tuple[int, int] | None:
+    """`business_hours` {"start": "08:00", "end": "18:00"} as [start, end) minutes."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or set(raw) != {"start", "end"}:
+        raise InvalidBillingRequest(
+            'business_hours must be {"start": "HH:MM", "end": "HH:MM"}', field="business_hours"
+        )
+    start = _day_minute(raw["start"], "business_hours.start")
+    end = _day_minute(raw["end"], "business_hours.end")
+    if end <= start:
+        raise InvalidBillingRequest(
+            "business_hours.end must be after its start", field="business_hours.end"
+        )
+    return start, end
+
+
+def is_after_hours(
+    start: int | None, end: int | None, window: tuple[int, int] | None, flag: bool
+) -> bool:
+    """Whether an entry bills at the after-hours multiplier. With a business-hours
+    window and the entry's clock times, the times decide: an entry with any minute
+    outside [window start, window end) is after hours as a whole (split it into two
+    entries to bill the parts apart). Without either, the entry's explicit flag."""
+    if window is None or start is None or end is None:
+        return flag
+    return start < window[0] or end > window[1]
 
 
 def _need(terms: ContractTerms, *names: str) -> None:

@@ -43,6 +43,7 @@ class ContractIn(msgspec.Struct, forbid_unknown_fields=True):
     rates: dict[str, str] | None = None
     rounding: dict[str, Any] | None = None
     after_hours_multiplier: str | None = None
+    business_hours: dict[str, str] | None = None  # {"start": "08:00", "end": "18:00"}
     cap: str | None = None
     included_hours: str | None = None
     overage_rate: str | None = None

@@ -36,6 +36,7 @@ from billing.msp import (
     draw_down,
     entry_amount,
     hours_text,
+    is_after_hours,
     minutes_value,
     overlaps,
     parse_terms,
@@ -189,6 +190,7 @@ TERM_FIELDS = (
     "rates",
     "rounding",
     "after_hours_multiplier",
+    "business_hours",
     "cap",
     "included_hours",
     "overage_rate",
@@ -526,7 +528,8 @@ def create_time_entry(
         raise DocumentState(f"{spec.person}'s entries on {spec.date} would exceed 24 hours")
     rounded = round_minutes(raw, contract.terms.rounding)
     rate, source = resolve_rate(spec.role, rate_sources(conn, book_id, contract))
-    multiplier = contract.terms.after_hours_multiplier if spec.after_hours else Decimal(1)
+    after_hours = is_after_hours(start, end, contract.terms.business_hours, spec.after_hours)
+    multiplier = contract.terms.after_hours_multiplier if after_hours else Decimal(1)
     amount = (
         entry_amount(rounded, rate, contract.currency, multiplier).amount
         if spec.billable == "billable"
@@ -551,7 +554,7 @@ def create_time_entry(
             rounded,
             spec.role.strip(),
             spec.billable,
-            spec.after_hours,
+            after_hours,
             spec.notes,
             spec.ticket,
             rate * multiplier,

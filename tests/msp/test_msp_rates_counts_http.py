@@ -122,3 +122,67 @@ def test_devices_and_users_at_their_own_prices_on_one_contract(
         ("Devices 2026-09-01–2026-09-30: 10 at cut-off", "40.00"),
     ]
     assert invoice["total"] == "1025.00"
+
+
+def test_a_client_override_card_and_after_hours_from_clock_times(
+    client: Any, runtime: Runtime, sim: BookFixture
+) -> None:
+    h = auth(sim.admin_key)
+    harbor = new_customer(client, h, "Harbor")
+    other = new_customer(client, h, "Quay")
+    book_card = {"name": "Standard", "currency": "USD", "rates": {"engineer": "120.00"}}
+    book_card["default_rate"] = "100.00"
+    assert client.post("/v1/rate-cards", json=book_card, headers=h).status_code == 201
+    override = client.post(
+        "/v1/rate-cards",
+        json={
+            "name": "Harbor rates",
+            "currency": "USD",
+            "customer": harbor,
+            "rates": {"engineer": "140.00"},
+        },
+        headers=h,
+    )
+    assert override.status_code == 201, override.text
+    terms = {
+        "type": "time_and_materials",
+        "start_date": "2026-09-01",
+        "after_hours_multiplier": "1.5",
+        "business_hours": {"start": "08:00", "end": "18:00"},
+    }
+    harbor_tm = client.post("/v1/contracts", json={"customer": harbor, **terms}, headers=h)
+    assert harbor_tm.status_code == 201, harbor_tm.text
+    other_tm = client.post("/v1/contracts", json={"customer": other, **terms}, headers=h)
+
+    def entry(contract: Any, day: str, role: str = "engineer", **when: Any) -> Any:
+        body = {"person": "Dana", "contract": contract.json()["id"], "date": day, "role": role}
+        made = client.post("/v1/time-entries", json=body | when, headers=h)
+        assert made.status_code == 201, made.text
+        answer = made.json()
+        return (answer["after_hours"], answer["rate"], answer["rate_source"], answer["amount"])
+
+    assert [
+        entry(harbor_tm, "2026-09-02", start="09:00", end="10:00"),  # inside the window
+        entry(harbor_tm, "2026-09-02", start="18:00", end="19:00"),  # after it
+        entry(harbor_tm, "2026-09-03", start="07:30", end="08:30"),  # partly before: all after
+        # The clock times decide over the flag when the contract states business hours.
+        entry(harbor_tm, "2026-09-04", start="10:00", end="11:00", after_hours=True),
+        entry(harbor_tm, "2026-09-05", minutes=60, after_hours=True),  # no clock: the flag
+        entry(harbor_tm, "2026-09-06", role="intern", minutes=30),  # no role rate: default
+        entry(other_tm, "2026-09-07", start="20:00", end="21:00"),  # the book's card
+    ] == [
+        (False, "140.00", "client_role", "140.00"),
+        (True, "210.00", "client_role", "210.00"),
+        (True, "210.00", "client_role", "210.00"),
+        (False, "140.00", "client_role", "140.00"),
+        (True, "210.00", "client_role", "210.00"),
+        (False, "100.00", "default", "50.00"),
+        (True, "180.00", "role", "180.00"),
+    ]
+    bad = client.post(
+        "/v1/contracts",
+        json={"customer": harbor, **terms, "business_hours": {"start": "18:00", "end": "08:00"}},
+        headers=h,
+    )
+    assert_problem(bad, 422)
+    assert count(runtime, sim, "contracts") == 2
