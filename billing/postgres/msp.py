@@ -400,6 +400,7 @@ class TimeEntrySpec:
     billable: str = "billable"
     notes: str = ""
     ticket: str | None = None
+    project: str | None = None
     after_hours: bool = False
     external_id: str | None = None
     adjusts: str | None = None  # the approved entry this one corrects (minutes: ± change)
@@ -433,6 +434,7 @@ class TimeEntry:
     invoice_line: int | None
     external_id: str | None
     adjusts: uuid.UUID | None
+    project: str | None
 
 
 def _clock(text: str, name: str) -> int:
@@ -539,8 +541,8 @@ def create_time_entry(
     conn.execute(
         "insert into time_entries (book_id, id, contract_id, customer_id, person, date,"
         " start_minute, end_minute, minutes, rounded_minutes, role, billable, after_hours,"
-        " notes, ticket, rate, rate_source, amount, external_id) values"
-        " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " notes, ticket, rate, rate_source, amount, external_id, project) values"
+        " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             book_id,
             entry_id,
@@ -561,6 +563,7 @@ def create_time_entry(
             source,
             amount,
             spec.external_id,
+            (spec.project or "").strip() or None,
         ),
     )
     return get_time_entry(conn, book_id, str(entry_id))
@@ -621,8 +624,8 @@ def _adjusting_entry(
     conn.execute(
         "insert into time_entries (book_id, id, contract_id, customer_id, person, date,"
         " minutes, rounded_minutes, role, billable, after_hours, notes, ticket, rate,"
-        " rate_source, amount, external_id, adjusts) values"
-        " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " rate_source, amount, external_id, adjusts, project) values"
+        " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             book_id,
             entry_id,
@@ -642,6 +645,7 @@ def _adjusting_entry(
             amount,
             spec.external_id,
             original.id,
+            original.project,
         ),
     )
     return get_time_entry(conn, book_id, str(entry_id))
@@ -684,9 +688,14 @@ def list_time_entries(
 
 
 def update_time_entry(
-    conn: psycopg.Connection, book_id: uuid.UUID, ref: str, notes: str | None, ticket: str | None
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    ref: str,
+    notes: str | None,
+    ticket: str | None,
+    project: str | None = None,
 ) -> TimeEntry:
-    """Notes and ticket of a draft; an approved or invoiced entry is immutable."""
+    """Notes, ticket and project of a draft; an approved or invoiced entry is immutable."""
     entry = get_time_entry(conn, book_id, ref, lock=True)
     if entry.status != "draft":
         raise DocumentState(
@@ -695,9 +704,9 @@ def update_time_entry(
             time_entry=str(entry.id),
         )
     conn.execute(
-        "update time_entries set notes = coalesce(%s, notes), ticket = coalesce(%s, ticket)"
-        " where book_id = %s and id = %s",
-        (notes, ticket, book_id, entry.id),
+        "update time_entries set notes = coalesce(%s, notes), ticket = coalesce(%s, ticket),"
+        " project = coalesce(%s, project) where book_id = %s and id = %s",
+        (notes, ticket, project, book_id, entry.id),
     )
     return get_time_entry(conn, book_id, ref)
 
@@ -1357,6 +1366,7 @@ def _invoice_client(
 STATEMENT_COLUMNS = (
     "date",
     "person",
+    "project",
     "ticket",
     "description",
     "hours",
@@ -1388,6 +1398,7 @@ def _statement_rows(e: TimeEntry, terms: ContractTerms, c: str) -> list[dict[str
     base = {
         "date": e.date.isoformat(),
         "person": e.person,
+        "project": e.project or "",
         "ticket": e.ticket or "",
     }
     if terms.type != "retainer" or e.billable != "billable":
@@ -1446,6 +1457,7 @@ def statement_csv(
             {
                 "date": e["date"],
                 "person": e["person"],
+                "project": "",
                 "ticket": "",
                 "description": f"Expense: {e['description']}{vendor}",
                 "hours": "",

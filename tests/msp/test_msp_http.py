@@ -117,9 +117,9 @@ def test_time_billed_through_the_api_with_its_statement(
     assert invoice["total"] == "140.00"
     csv_text = client.get(f"/v1/invoices/{invoice['id']}/time-statement?format=csv", headers=h)
     assert csv_text.text.splitlines() == [
-        "date,person,ticket,description,hours,rate,amount",
-        "2026-09-02,Dana,T-9,Printer,0.75,120.00,90.00",
-        "2026-09-03,Dana,,,0.50,100.00,50.00",
+        "date,person,project,ticket,description,hours,rate,amount",
+        "2026-09-02,Dana,,T-9,Printer,0.75,120.00,90.00",
+        "2026-09-03,Dana,,,,0.50,100.00,50.00",
     ]
     page = client.get(f"/v1/invoices/{invoice['id']}/time-statement?format=html", headers=h)
     assert page.headers["content-type"].startswith("text/html") and "T-9" in page.text

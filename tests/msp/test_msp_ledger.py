@@ -276,7 +276,7 @@ def test_time_and_materials_cap_writes_down_the_hours_beyond_it(
     ]
     assert (
         msp.statement_csv(rows).splitlines()[0]
-        == "date,person,ticket,description,hours,rate,amount"
+        == "date,person,project,ticket,description,hours,rate,amount"
     )
 
 

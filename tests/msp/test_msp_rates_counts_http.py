@@ -186,3 +186,79 @@ def test_a_client_override_card_and_after_hours_from_clock_times(
     )
     assert_problem(bad, 422)
     assert count(runtime, sim, "contracts") == 2
+
+
+CW_HEADER = (
+    "Member,Date Start,Time Start,Time End,Hours Actual,Work Role,Billable Option,Notes,"
+    "Ticket #,Project,Agreement,Time Entry ID"
+)
+
+
+def test_time_csv_import_over_http_with_projects_on_the_statement(
+    client: Any, runtime: Runtime, sim: BookFixture
+) -> None:
+    h = auth(sim.admin_key)
+    cust = new_customer(client, h)
+    cid = client.post(
+        "/v1/contracts",
+        json={
+            "customer": cust,
+            "type": "time_and_materials",
+            "start_date": "2026-09-01",
+            "hourly_rate": "100.00",
+            "rounding": {"increment_minutes": 15, "mode": "up"},
+        },
+        headers=h,
+    ).json()["id"]
+    csv_h = h | {"content-type": "text/csv"}
+    good = "\n".join(
+        [
+            CW_HEADER,
+            f"Dana,09/02/2026,09:00,09:37,,engineer,Billable,Printer,T-9,Office move,{cid},cw-1",
+            f"Dana,2026-09-03,,,1.5,engineer,Billable,Firewall,,,{cid},cw-2",
+        ]
+    )
+    # Line 3 is bad (its contract does not exist): nothing of the file is written.
+    bad = good.replace(f",,{cid},cw-2", ",,00000000-0000-0000-0000-000000000000,cw-2")
+    refused = client.post("/v1/time-entries/import", content=bad, headers=csv_h)
+    body = assert_problem(refused, 404)
+    assert body["detail"].startswith("line 3: ") and body["line"] == 3
+    unknown = good.replace("Billable,Firewall", "Maybe,Firewall")
+    assert_problem(client.post("/v1/time-entries/import", content=unknown, headers=csv_h), 422)
+    as_json = client.post("/v1/time-entries/import", json={"csv": good}, headers=h)
+    assert as_json.status_code in (400, 415), as_json.text
+    assert count(runtime, sim, "time_entries") == 0
+    made = client.post("/v1/time-entries/import?approve=true", content=good, headers=csv_h)
+    assert made.status_code == 201, made.text
+    assert made.json()["imported"] == 2
+    assert [
+        (e["project"], e["ticket"], e["rounded_minutes"], e["amount"], e["status"])
+        for e in made.json()["time_entries"]
+    ] == [
+        ("Office move", "T-9", 45, "75.00", "approved"),
+        (None, None, 90, "150.00", "approved"),
+    ]
+    one = client.post(
+        "/v1/time-entries",
+        json={
+            "person": "Lee",
+            "contract": cid,
+            "date": "2026-09-04",
+            "minutes": 30,
+            "role": "engineer",
+            "project": "Office move",
+        },
+        headers=h,
+    )
+    assert one.status_code == 201 and one.json()["project"] == "Office move"
+    client.post(f"/v1/time-entries/{one.json()['id']}/approve", headers=h)
+    assert client.post("/v1/clock", json={"now": "2026-10-01"}, headers=h).status_code == 200
+    (invoice,) = client.post("/v1/contract-billing-runs", json={}, headers=h).json()["invoices"]
+    assert invoice["total"] == "275.00"
+    statement = client.get(f"/v1/invoices/{invoice['id']}/time-statement?format=csv", headers=h)
+    assert statement.text.splitlines() == [
+        "date,person,project,ticket,description,hours,rate,amount",
+        "2026-09-02,Dana,Office move,T-9,Printer,0.75,100.00,75.00",
+        "2026-09-03,Dana,,,Firewall,1.50,100.00,150.00",
+        "2026-09-04,Lee,Office move,,,0.50,100.00,50.00",
+    ]
