@@ -108,7 +108,7 @@ def test_retainer_overrun_then_carry_over_and_breakage(runtime: Runtime, book: B
             ("Liabilities:Prepaid-Hours", Decimal("-3000.00")),
         }
     # 23.5 approved hours in September: 10 + 10 + 3.5.
-    add_time(runtime, book, cid, date(2026, 9, 8), 600)
+    first = add_time(runtime, book, cid, date(2026, 9, 8), 600)
     add_time(runtime, book, cid, date(2026, 9, 15), 600)
     last = add_time(runtime, book, cid, date(2026, 9, 22), 210)
     assert (last.drawn_minutes, last.overage_minutes) == (0, 210)
@@ -149,6 +149,9 @@ def test_retainer_overrun_then_carry_over_and_breakage(runtime: Runtime, book: B
         ("2026-09-15", "10.00", "150.00", "0.00", "(retainer: included)"),
         ("2026-09-22", "3.50", "175.00", "612.50", "(retainer: overage)"),
     ]
+    # Invoiced by the summary line, a drawn entry is as immutable as any invoiced one.
+    with pytest.raises(DocumentState):
+        tx(runtime, lambda c: msp.update_time_entry(c, book.id, str(first.id), "edited", None))
     # Standard 23.5 h × 150.00 = 3,525.00; billed 20 h drawn at 150.00 + 612.50 = 3,612.50.
     assert [(r.standard, r.billed, r.realization) for r in realization] == [
         (Decimal("3525.00"), Decimal("3612.50"), Decimal("1.0248"))
