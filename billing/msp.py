@@ -20,6 +20,7 @@ __all__ = [
     "AGE_BUCKETS",
     "BILLABLE_KINDS",
     "CONTRACT_TYPES",
+    "COUNT_KINDS",
     "ROLLOVERS",
     "ContractTerms",
     "RateSources",
@@ -32,6 +33,7 @@ __all__ = [
     "entry_amount",
     "expense_billable_amount",
     "hours_text",
+    "is_after_hours",
     "minutes_value",
     "overlaps",
     "recognized_to_date",
@@ -42,6 +44,7 @@ __all__ = [
 CONTRACT_TYPES = ("time_and_materials", "retainer", "fixed_fee", "managed_services")
 BILLABLE_KINDS = ("billable", "no_charge", "do_not_bill")
 ROLLOVERS = ("none", "carry_over", "expire")
+COUNT_KINDS = ("device", "user")
 INCREMENTS = (1, 6, 15, 30)
 ROUNDING_MODES = ("up", "nearest")
 
@@ -163,13 +166,16 @@ class ContractTerms:
     rates: Mapping[str, Decimal] = field(default_factory=dict)
     rounding: RoundingRule = RoundingRule()
     after_hours_multiplier: Decimal = Decimal(1)
+    # [start, end) minutes of the day; time outside it is after hours (is_after_hours)
+    business_hours: tuple[int, int] | None = None
     cap: Decimal | None = None
     included_hours: Decimal | None = None
     overage_rate: Decimal | None = None
     rollover: str = "expire"
     rollover_max_hours: Decimal | None = None
     monthly_fee: Decimal | None = None
-    unit_price: Decimal | None = None
+    unit_price: Decimal | None = None  # per device (kept: `unit_prices` {"device": …})
+    unit_prices: Mapping[str, Decimal] = field(default_factory=dict)
     proration: str = "none"
     milestones: tuple[Milestone, ...] = ()
     fee: Decimal | None = None  # a fixed_fee contract recognized by percent complete
@@ -181,6 +187,15 @@ class ContractTerms:
             return self.monthly_fee
         assert self.included_hours is not None and self.hourly_rate is not None
         return self.included_hours * self.hourly_rate
+
+    @property
+    def prices_by_kind(self) -> dict[str, Decimal]:
+        """A managed-services contract's unit price per counted kind, devices first:
+        `unit_price` alone is the device price, as before `unit_prices` existed."""
+        prices = dict(self.unit_prices)
+        if self.unit_price is not None:
+            prices["device"] = self.unit_price
+        return {k: prices[k] for k in COUNT_KINDS if k in prices}
 
     @property
     def included_minutes(self) -> int:
@@ -239,12 +254,27 @@ def parse_terms(kind: str, raw: Mapping[str, object]) -> ContractTerms:
     if proration not in ("none", "daily"):
         raise InvalidBillingRequest("proration must be none or daily", field="proration")
     multiplier = _decimal(raw.get("after_hours_multiplier"), "after_hours_multiplier")
+    business_hours = _window(raw.get("business_hours"))
+    prices_raw = raw.get("unit_prices") or {}
+    if not isinstance(prices_raw, Mapping) or not set(prices_raw) <= set(COUNT_KINDS):
+        raise InvalidBillingRequest(
+            f"unit_prices must be an object of kind ({', '.join(COUNT_KINDS)}) → price",
+            field="unit_prices",
+        )
+    if "device" in prices_raw and raw.get("unit_price") is not None:
+        raise InvalidBillingRequest(
+            "give the device price once: unit_price or unit_prices.device", field="unit_prices"
+        )
+    unit_prices = {
+        str(k): _decimal(v, f"unit_prices.{k}", allow_none=False) for k, v in prices_raw.items()
+    }
     terms = ContractTerms(
         type=kind,
         hourly_rate=_decimal(raw.get("hourly_rate"), "hourly_rate"),
         rates={k: v for k, v in rates.items() if v is not None},
         rounding=rounding,
         after_hours_multiplier=multiplier if multiplier is not None else Decimal(1),
+        business_hours=business_hours,
         cap=_decimal(raw.get("cap"), "cap"),
         included_hours=_decimal(raw.get("included_hours"), "included_hours"),
         overage_rate=_decimal(raw.get("overage_rate"), "overage_rate"),
@@ -252,12 +282,53 @@ def parse_terms(kind: str, raw: Mapping[str, object]) -> ContractTerms:
         rollover_max_hours=_decimal(raw.get("rollover_max_hours"), "rollover_max_hours"),
         monthly_fee=_decimal(raw.get("monthly_fee"), "monthly_fee"),
         unit_price=_decimal(raw.get("unit_price"), "unit_price"),
+        unit_prices={k: v for k, v in unit_prices.items() if v is not None},
         proration=proration,
         milestones=tuple(milestones),
         fee=_decimal(raw.get("fee"), "fee"),
     )
     _check_type(terms)
     return terms
+
+
+def _day_minute(value: object, name: str) -> int:
+    text = str(value) if isinstance(value, str) else ""
+    hh, sep, mm = text.partition(":")
+    if not sep or not hh.isdigit() or not mm.isdigit() or int(mm) > 59:
+        raise InvalidBillingRequest(f"{name} must be HH:MM", field=name)
+    minute = int(hh) * 60 + int(mm)
+    if minute > 1440:
+        raise InvalidBillingRequest(f"{name} must be within the day", field=name)
+    return minute
+
+
+def _window(raw: object) -> tuple[int, int] | None:
+    """`business_hours` {"start": "08:00", "end": "18:00"} as [start, end) minutes."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or set(raw) != {"start", "end"}:
+        raise InvalidBillingRequest(
+            'business_hours must be {"start": "HH:MM", "end": "HH:MM"}', field="business_hours"
+        )
+    start = _day_minute(raw["start"], "business_hours.start")
+    end = _day_minute(raw["end"], "business_hours.end")
+    if end <= start:
+        raise InvalidBillingRequest(
+            "business_hours.end must be after its start", field="business_hours.end"
+        )
+    return start, end
+
+
+def is_after_hours(
+    start: int | None, end: int | None, window: tuple[int, int] | None, flag: bool
+) -> bool:
+    """Whether an entry bills at the after-hours multiplier. With a business-hours
+    window and the entry's clock times, the times decide: an entry with any minute
+    outside [window start, window end) is after hours as a whole (split it into two
+    entries to bill the parts apart). Without either, the entry's explicit flag."""
+    if window is None or start is None or end is None:
+        return flag
+    return start < window[0] or end > window[1]
 
 
 def _need(terms: ContractTerms, *names: str) -> None:
@@ -287,7 +358,12 @@ def _check_type(terms: ContractTerms) -> None:
                 field="milestones",
             )
     elif terms.type == "managed_services":
-        _need(terms, "monthly_fee", "unit_price")
+        _need(terms, "monthly_fee")
+        if not terms.prices_by_kind:
+            raise InvalidBillingRequest(
+                "a managed_services contract needs unit_price (per device) or unit_prices",
+                field="unit_price",
+            )
     elif terms.cap is not None and terms.cap <= 0:
         raise InvalidBillingRequest("cap must be positive", field="cap")
 

@@ -1,72 +1,23 @@
 """Services (MSP) commands: contracts, time entries (one, approval, CSV import),
 the contract billing run.
 
-`time import FILE` reads a ConnectWise Manage time-entry export (CSV, header
-row): `Member`, `Date Start` (YYYY-MM-DD or MM/DD/YYYY), `Time Start` and
-`Time End` (HH:MM, optional), `Hours Actual` (decimal hours, used when no times),
-`Work Role`, `Billable Option` (`Billable`, `Do Not Bill`, `No Charge`),
-`Notes`, `Ticket #`, `Agreement` (the contract id), `Time Entry ID` (kept as
-external id). The file is imported whole or not at all.
+`time import FILE` reads a ConnectWise Manage time-entry export, whole or not
+at all (billing/postgres/msp_import.py says the layout; the HTTP route
+`POST /v1/time-entries/import` reads the same).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-from collections.abc import Callable, Iterable, Mapping
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from adapters.cli.common import BOOK_HELP, CliError, _book_id, _date, _print
 from adapters.runtime import open_runtime, utc_today
 from ledger.postgres.books import get_book
 from ledger.postgres.unit_of_work import unit_of_work
-
-BILLABLE_OPTIONS = {"billable": "billable", "do not bill": "do_not_bill", "no charge": "no_charge"}
-
-
-def _cw_date(text: str, line: int) -> date:
-    for layout in ("%Y-%m-%d", "%m/%d/%Y"):
-        try:
-            return datetime.strptime(text.strip(), layout).date()
-        except ValueError:
-            continue
-    raise CliError(f"line {line}: Date Start {text!r} is not YYYY-MM-DD or MM/DD/YYYY")
-
-
-def connectwise_rows(rows: Iterable[Mapping[str, str]]) -> list[dict[str, Any]]:
-    """Time entry fields from ConnectWise Manage export rows (line numbers count the header)."""
-    specs: list[dict[str, Any]] = []
-    for line, row in enumerate(rows, start=2):
-
-        def cell(name: str, row: Mapping[str, str] = row) -> str:
-            return (row.get(name) or "").strip()
-
-        option = BILLABLE_OPTIONS.get(cell("Billable Option").lower() or "billable")
-        if option is None:
-            raise CliError(f"line {line}: Billable Option {cell('Billable Option')!r} is unknown")
-        spec: dict[str, Any] = {
-            "person": cell("Member"),
-            "contract": cell("Agreement"),
-            "date": _cw_date(cell("Date Start"), line),
-            "role": cell("Work Role"),
-            "billable": option,
-            "notes": cell("Notes"),
-            "ticket": cell("Ticket #") or None,
-            "external_id": cell("Time Entry ID") or None,
-        }
-        if cell("Time Start") and cell("Time End"):
-            spec["start"], spec["end"] = cell("Time Start"), cell("Time End")
-        else:
-            try:
-                hours = Decimal(cell("Hours Actual"))
-            except InvalidOperation:
-                raise CliError(f"line {line}: Hours Actual {cell('Hours Actual')!r}") from None
-            spec["minutes"] = int((hours * 60).to_integral_value())
-        specs.append(spec)
-    return specs
 
 
 def _work(args: argparse.Namespace, action: Callable[[Any, Any, date], Any]) -> Any:
@@ -127,24 +78,20 @@ def cmd_time_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_time_import(args: argparse.Namespace) -> int:
-    from billing.postgres import msp
+    from billing.postgres.msp_import import import_time_csv
 
     try:
         with open(args.file, newline="", encoding="utf-8-sig") as handle:
-            specs = connectwise_rows(csv.DictReader(handle))
+            text = handle.read()
     except OSError as exc:
         raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
-
-    def action(conn: Any, book: Any, today: date) -> list[str]:
-        ids = []
-        for spec in specs:
-            entry = msp.create_time_entry(conn, book, msp.TimeEntrySpec(**spec))
-            if args.approve:
-                msp.approve_time_entry(conn, book, str(entry.id), today)
-            ids.append(str(entry.id))
-        return ids
-
-    ids = _work(args, action)
+    entries = _work(
+        args,
+        lambda conn, book, today: import_time_csv(
+            conn, book, text, today if args.approve else None
+        ),
+    )
+    ids = [str(e.id) for e in entries]
     _print(args, {"imported": len(ids), "ids": ids}, f"{len(ids)} time entries imported")
     return 0
 

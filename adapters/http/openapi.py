@@ -162,6 +162,7 @@ SUCCESS: dict[str, dict[int, Shape]] = {
     "completeMilestone": {200: s.Contract},
     "closeContract": {200: s.Contract},
     "createTimeEntry": {201: s.TimeEntry},
+    "importTimeEntries": {201: s.TimeEntryImport},
     "listTimeEntries": {200: s.TimeEntryList},
     "getTimeEntry": {200: s.TimeEntry},
     "updateTimeEntry": {200: s.TimeEntry},
@@ -371,6 +372,12 @@ def refine(document: dict[str, Any]) -> None:
         return
     (problem,), found = msgspec.json.schema_components([s.Problem], ref_template=_REF)
     schemas.update(found)
+    imported = document.get("paths", {}).get("/v1/time-entries/import", {}).get("post")
+    if imported is not None:  # a raw text/csv body, which Litestar does not describe
+        imported["requestBody"] = {
+            "required": True,
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
     for path, item in document.get("paths", {}).items():
         for method in _METHODS:
             operation = item.get(method)
@@ -419,8 +426,10 @@ def refine(document: dict[str, Any]) -> None:
         content["text/html"] = {"schema": {"type": "string"}}
         content["application/pdf"] = {"schema": {"type": "string", "format": "binary"}}
     statement = document["paths"].get("/v1/invoices/{ref}/time-statement", {}).get("get")
-    if statement is not None:  # format=html answers the same rows as a page
-        statement["responses"]["200"]["content"]["text/html"] = {"schema": {"type": "string"}}
+    if statement is not None:  # format=html and format=pdf: the same rows as a page
+        content = statement["responses"]["200"]["content"]
+        content["text/html"] = {"schema": {"type": "string"}}
+        content["application/pdf"] = {"schema": {"type": "string", "format": "binary"}}
 
 
 class _Json(JsonRenderPlugin):

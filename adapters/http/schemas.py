@@ -777,6 +777,7 @@ class TimeEntry(msgspec.Struct):
     after_hours: bool
     notes: str
     ticket: str | None
+    project: str | None
     rate: str
     rate_source: str
     amount: str
@@ -791,6 +792,12 @@ class TimeEntry(msgspec.Struct):
 
 class TimeEntryList(msgspec.Struct):
     data: list[TimeEntry]
+
+
+class TimeEntryImport(msgspec.Struct):
+    object: str
+    imported: int
+    time_entries: list[TimeEntry]
 
 
 class ContractRunInvoice(msgspec.Struct):

@@ -8,17 +8,20 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Response, get
+from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, RawBody
 
+from adapters.http.problems import ApiError
 from adapters.http.routes import Reader, Run, Tx, command, json_response
+from adapters.invoice_pdf import html_to_pdf
 from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
 from billing.msp import hours_text
 from billing.postgres import invoices as invoice_store
 from billing.postgres import msp
 from billing.postgres.msp_expenses import expense_statement
+from billing.postgres.msp_import import import_time_csv
 from ledger.money import minor_unit_text as money
 from ledger.money import price_text
 
@@ -42,13 +45,15 @@ class ContractIn(msgspec.Struct, forbid_unknown_fields=True):
     rates: dict[str, str] | None = None
     rounding: dict[str, Any] | None = None
     after_hours_multiplier: str | None = None
+    business_hours: dict[str, str] | None = None  # {"start": "08:00", "end": "18:00"}
     cap: str | None = None
     included_hours: str | None = None
     overage_rate: str | None = None
     rollover: str | None = None
     rollover_max_hours: str | None = None
     monthly_fee: str | None = None
-    unit_price: str | None = None
+    unit_price: str | None = None  # per device
+    unit_prices: dict[str, str] | None = None  # {"device": …, "user": …}
     proration: str | None = None
     milestones: list[dict[str, Any]] | None = None
     fee: str | None = None  # fixed_fee by percent complete (POST /v1/contracts/{id}/progress)
@@ -57,6 +62,7 @@ class ContractIn(msgspec.Struct, forbid_unknown_fields=True):
 class CountIn(msgspec.Struct, forbid_unknown_fields=True):
     date: date
     quantity: int
+    kind: str = "device"  # or "user": priced by the contract's unit_prices
 
 
 class TimeEntryIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -70,6 +76,7 @@ class TimeEntryIn(msgspec.Struct, forbid_unknown_fields=True):
     billable: str = "billable"
     notes: str = ""
     ticket: str | None = None
+    project: str | None = None
     after_hours: bool = False
     external_id: str | None = None
     adjusts: str | None = None
@@ -78,6 +85,7 @@ class TimeEntryIn(msgspec.Struct, forbid_unknown_fields=True):
 class TimeEntryUpdateIn(msgspec.Struct, forbid_unknown_fields=True):
     notes: str | None = None
     ticket: str | None = None
+    project: str | None = None
 
 
 class RunIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -120,7 +128,9 @@ def contract_json(contract: msp.Contract) -> dict[str, Any]:
             }
             for m in contract.milestones
         ],
-        "counts": [{"date": d.isoformat(), "quantity": q} for d, q in contract.counts],
+        "counts": [
+            {"date": d.isoformat(), "quantity": q, "kind": k} for d, q, k in contract.counts
+        ],
     }
 
 
@@ -146,6 +156,7 @@ def time_entry_json(entry: msp.TimeEntry, currency: str) -> dict[str, Any]:
         "after_hours": entry.after_hours,
         "notes": entry.notes,
         "ticket": entry.ticket,
+        "project": entry.project,
         "rate": price_text(entry.rate, currency),
         "rate_source": entry.rate_source,
         "amount": money(entry.amount, currency),
@@ -270,7 +281,7 @@ class ServicesController(Controller):
         return run(
             {"ref": ref, "body": data},
             lambda tx: contract_json(
-                msp.record_count(tx.conn, tx.book_id, ref, data.date, data.quantity)
+                msp.record_count(tx.conn, tx.book_id, ref, data.date, data.quantity, data.kind)
             ),
         )
 
@@ -302,6 +313,34 @@ class ServicesController(Controller):
         return run(
             data, lambda tx: _entry_json(tx, msp.create_time_entry(tx.conn, tx.book_id, spec))
         )
+
+    @command("/time-entries/import", "importTimeEntries", Permission.BILLING_WRITE)
+    def import_time_entries(
+        self,
+        request: Request[Any, Any, Any],
+        body: RawBody,  # the request body as sent (a `data` parameter is parsed as JSON)
+        run: Run,
+        approve: FromQuery[bool] = False,
+    ) -> Response[bytes]:
+        """The CLI's `time import` over HTTP: a ConnectWise Manage export as a
+        text/csv body, imported whole or not at all (msp_import says the layout)."""
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media != "text/csv":
+            raise ApiError(415, "unsupported_media_type", "this endpoint takes text/csv")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(422, "invalid_request", "the CSV must be UTF-8", field="body") from None
+
+        def work(tx: Tx) -> dict[str, Any]:
+            entries = import_time_csv(tx.conn, tx.book_id, text, tx.today() if approve else None)
+            return {
+                "object": "time_entry_import",
+                "imported": len(entries),
+                "time_entries": [_entry_json(tx, e) for e in entries],
+            }
+
+        return run({"csv": text, "approve": approve}, work)
 
     @get("/time-entries", operation_id="listTimeEntries", sync_to_thread=True)
     def list_time_entries(
@@ -336,7 +375,10 @@ class ServicesController(Controller):
         return run(
             {"ref": ref, "body": data},
             lambda tx: _entry_json(
-                tx, msp.update_time_entry(tx.conn, tx.book_id, ref, data.notes, data.ticket)
+                tx,
+                msp.update_time_entry(
+                    tx.conn, tx.book_id, ref, data.notes, data.ticket, data.project
+                ),
             ),
         )
 
@@ -432,7 +474,7 @@ class ServicesController(Controller):
         ref: FromPath[str],
         principal: NamedDependency[Principal],
         runtime: NamedDependency[Runtime],
-        format: FromQuery[Literal["csv", "html"]] = "csv",
+        format: FromQuery[Literal["csv", "html", "pdf"]] = "csv",
     ) -> Response[bytes]:
         with Reader(runtime, principal) as conn:
             invoice = invoice_store.get_invoice(conn, principal.book_id, ref)
@@ -443,4 +485,7 @@ class ServicesController(Controller):
                 content=msp.statement_html(invoice, rows, expenses).encode(),
                 media_type="text/html",
             )
+        if format == "pdf":  # the same page, printed (adapters/invoice_pdf.py: WeasyPrint)
+            pdf = html_to_pdf(msp.statement_html(invoice, rows, expenses))
+            return Response(content=pdf, media_type="application/pdf")
         return Response(content=msp.statement_csv(rows, expenses).encode(), media_type="text/csv")

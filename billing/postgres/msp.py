@@ -30,11 +30,13 @@ from billing.msp import (
     BILLABLE_KINDS,
     ContractTerms,
     RateSources,
+    RetainerClose,
     Utilization,
     close_retainer_period,
     draw_down,
     entry_amount,
     hours_text,
+    is_after_hours,
     minutes_value,
     overlaps,
     parse_terms,
@@ -161,7 +163,10 @@ class Contract:
     terms: ContractTerms
     raw_terms: dict[str, Any]
     milestones: tuple[dict[str, Any], ...] = field(default=())
-    counts: tuple[tuple[date, int], ...] = field(default=())
+    counts: tuple[tuple[date, int, str], ...] = field(default=())  # (from, quantity, kind)
+
+    def counts_of(self, kind: str) -> list[tuple[date, int]]:
+        return [(day, quantity) for day, quantity, k in self.counts if k == kind]
 
     def cycle(self) -> BillingCycle:
         return BillingCycle(self.start_date, self.start_date, Interval.MONTH)
@@ -185,6 +190,7 @@ TERM_FIELDS = (
     "rates",
     "rounding",
     "after_hours_multiplier",
+    "business_hours",
     "cap",
     "included_hours",
     "overage_rate",
@@ -192,6 +198,7 @@ TERM_FIELDS = (
     "rollover_max_hours",
     "monthly_fee",
     "unit_price",
+    "unit_prices",
     "proration",
     "milestones",
     "fee",
@@ -268,8 +275,8 @@ def get_contract(
             (book_id, contract_id),
         ).fetchall()
     counts = conn.execute(
-        "select date, quantity from contract_counts where book_id = %s and contract_id = %s"
-        " order by date",
+        "select date, quantity, kind from contract_counts where book_id = %s"
+        " and contract_id = %s order by kind, date",
         (book_id, contract_id),
     ).fetchall()
     return Contract(
@@ -284,7 +291,7 @@ def get_contract(
         terms=parse_terms(row["type"], row["terms"]),
         raw_terms=dict(row["terms"]),
         milestones=tuple(milestones),
-        counts=tuple((r[0], int(r[1])) for r in counts),
+        counts=tuple((r[0], int(r[1]), r[2]) for r in counts),
     )
 
 
@@ -310,21 +317,33 @@ def close_contract(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Co
 
 
 def record_count(
-    conn: psycopg.Connection, book_id: uuid.UUID, ref: str, day: date, quantity: int
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    ref: str,
+    day: date,
+    quantity: int,
+    kind: str = "device",
 ) -> Contract:
-    """A device/seat quantity from `day` on (a later push for the same day replaces it)."""
+    """A device or user quantity from `day` on (a later push for the same day and
+    kind replaces it); the contract must price that kind."""
     contract = get_contract(conn, book_id, ref, lock=True)
     if contract.type != "managed_services":
         raise InvalidBillingRequest("counts are for managed_services contracts", field="contract")
+    if kind not in contract.terms.prices_by_kind:
+        priced = ", ".join(contract.terms.prices_by_kind)
+        raise InvalidBillingRequest(
+            f"this contract prices {priced}, not {kind!r}: counts of that kind bill nothing",
+            field="kind",
+        )
     if isinstance(quantity, bool) or quantity < 0:
         raise InvalidBillingRequest("quantity must be a whole number ≥ 0", field="quantity")
     if not contract.open_on(day):
         raise DocumentState(f"contract {contract.id} is not in force on {day}")
     conn.execute(
-        "insert into contract_counts (book_id, contract_id, date, quantity)"
-        " values (%s, %s, %s, %s) on conflict (book_id, contract_id, date)"
+        "insert into contract_counts (book_id, contract_id, kind, date, quantity)"
+        " values (%s, %s, %s, %s, %s) on conflict (book_id, contract_id, kind, date)"
         " do update set quantity = excluded.quantity",
-        (book_id, contract.id, day, quantity),
+        (book_id, contract.id, kind, day, quantity),
     )
     return get_contract(conn, book_id, ref)
 
@@ -381,6 +400,7 @@ class TimeEntrySpec:
     billable: str = "billable"
     notes: str = ""
     ticket: str | None = None
+    project: str | None = None
     after_hours: bool = False
     external_id: str | None = None
     adjusts: str | None = None  # the approved entry this one corrects (minutes: ± change)
@@ -414,6 +434,7 @@ class TimeEntry:
     invoice_line: int | None
     external_id: str | None
     adjusts: uuid.UUID | None
+    project: str | None
 
 
 def _clock(text: str, name: str) -> int:
@@ -509,7 +530,8 @@ def create_time_entry(
         raise DocumentState(f"{spec.person}'s entries on {spec.date} would exceed 24 hours")
     rounded = round_minutes(raw, contract.terms.rounding)
     rate, source = resolve_rate(spec.role, rate_sources(conn, book_id, contract))
-    multiplier = contract.terms.after_hours_multiplier if spec.after_hours else Decimal(1)
+    after_hours = is_after_hours(start, end, contract.terms.business_hours, spec.after_hours)
+    multiplier = contract.terms.after_hours_multiplier if after_hours else Decimal(1)
     amount = (
         entry_amount(rounded, rate, contract.currency, multiplier).amount
         if spec.billable == "billable"
@@ -519,8 +541,8 @@ def create_time_entry(
     conn.execute(
         "insert into time_entries (book_id, id, contract_id, customer_id, person, date,"
         " start_minute, end_minute, minutes, rounded_minutes, role, billable, after_hours,"
-        " notes, ticket, rate, rate_source, amount, external_id) values"
-        " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " notes, ticket, rate, rate_source, amount, external_id, project) values"
+        " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             book_id,
             entry_id,
@@ -534,13 +556,14 @@ def create_time_entry(
             rounded,
             spec.role.strip(),
             spec.billable,
-            spec.after_hours,
+            after_hours,
             spec.notes,
             spec.ticket,
             rate * multiplier,
             source,
             amount,
             spec.external_id,
+            (spec.project or "").strip() or None,
         ),
     )
     return get_time_entry(conn, book_id, str(entry_id))
@@ -601,8 +624,8 @@ def _adjusting_entry(
     conn.execute(
         "insert into time_entries (book_id, id, contract_id, customer_id, person, date,"
         " minutes, rounded_minutes, role, billable, after_hours, notes, ticket, rate,"
-        " rate_source, amount, external_id, adjusts) values"
-        " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " rate_source, amount, external_id, adjusts, project) values"
+        " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             book_id,
             entry_id,
@@ -622,6 +645,7 @@ def _adjusting_entry(
             amount,
             spec.external_id,
             original.id,
+            original.project,
         ),
     )
     return get_time_entry(conn, book_id, str(entry_id))
@@ -664,9 +688,14 @@ def list_time_entries(
 
 
 def update_time_entry(
-    conn: psycopg.Connection, book_id: uuid.UUID, ref: str, notes: str | None, ticket: str | None
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    ref: str,
+    notes: str | None,
+    ticket: str | None,
+    project: str | None = None,
 ) -> TimeEntry:
-    """Notes and ticket of a draft; an approved or invoiced entry is immutable."""
+    """Notes, ticket and project of a draft; an approved or invoiced entry is immutable."""
     entry = get_time_entry(conn, book_id, ref, lock=True)
     if entry.status != "draft":
         raise DocumentState(
@@ -675,9 +704,9 @@ def update_time_entry(
             time_entry=str(entry.id),
         )
     conn.execute(
-        "update time_entries set notes = coalesce(%s, notes), ticket = coalesce(%s, ticket)"
-        " where book_id = %s and id = %s",
-        (notes, ticket, book_id, entry.id),
+        "update time_entries set notes = coalesce(%s, notes), ticket = coalesce(%s, ticket),"
+        " project = coalesce(%s, project) where book_id = %s and id = %s",
+        (notes, ticket, project, book_id, entry.id),
     )
     return get_time_entry(conn, book_id, ref)
 
@@ -896,6 +925,7 @@ def _retainer(
                 " and period_start = %s",
                 (close.carried_minutes, close.expired_minutes, book_id, contract.id, period.start),
             )
+            _drawdown_summary(conn, book_id, contract, period, row, close, pending)
             following = Period(period.end, contract.cycle_end_after(period.end))
             _period_row(conn, book_id, contract, following)
             conn.execute(
@@ -903,6 +933,47 @@ def _retainer(
                 " and contract_id = %s and period_start = %s",
                 (close.carried_minutes, book_id, contract.id, following.start),
             )
+
+
+def _drawdown_summary(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    contract: Contract,
+    period: Period,
+    row: Mapping[str, Any],
+    close: RetainerClose,
+    pending: _Pending,
+) -> None:
+    """The closed period's draw-down on the next invoice, as a line of 0.00: hours
+    included, carried in, drawn, overage, carried over and expired. The period's
+    approved time that is not overage (drawn hours, no charge, do not bill) is
+    traced to this line and becomes invoiced; time with overage is traced to the
+    overage line instead (one line per entry). An adjustment belongs to the
+    period of the entry it corrects."""
+    traced = conn.execute(
+        "select t.id, t.overage_minutes, t.status from time_entries t left join time_entries o"
+        " on o.book_id = t.book_id and o.id = t.adjusts"
+        " where t.book_id = %s and t.contract_id = %s and t.status <> 'draft'"
+        " and coalesce(o.date, t.date) >= %s and coalesce(o.date, t.date) < %s"
+        " order by t.date, t.start_minute nulls last, t.created_at, t.id for update of t",
+        (book_id, contract.id, period.start, period.end),
+    ).fetchall()
+    overage = sum(r[1] for r in traced)
+    span = f"{period.start}–{period.end - timedelta(days=1)}"
+    pending.add(
+        LineSpec(
+            f"Retainer {span} draw-down: {hours_text(contract.terms.included_minutes)} h"
+            f" included, {hours_text(row['carried_in_minutes'])} h carried in,"
+            f" {hours_text(row['drawn_minutes'])} h drawn, {hours_text(overage)} h overage,"
+            f" {hours_text(close.carried_minutes)} h carried over,"
+            f" {hours_text(close.expired_minutes)} h expired",
+            Decimal(1),
+            Decimal(0),
+            revenue_account=PREPAID_HOURS,
+            kind="retainer_summary",
+        ),
+        [r[0] for r in traced if r[2] == "approved" and r[1] == 0],
+    )
 
 
 def _time_and_materials(
@@ -1091,9 +1162,10 @@ def accrue_wip(
 def _managed_services(
     conn: psycopg.Connection, book_id: uuid.UUID, contract: Contract, as_of: date, pending: _Pending
 ) -> None:
-    """Each ended period: the monthly fee and the devices/seats at cut-off (or day by day)."""
+    """Each ended period: the monthly fee, then a line per priced kind (devices,
+    users) of its quantity at cut-off (or day by day)."""
     terms, c = contract.terms, contract.currency
-    assert terms.monthly_fee is not None and terms.unit_price is not None
+    assert terms.monthly_fee is not None
     for period in billing_periods(contract.cycle(), until=as_of):
         if period.end > as_of:
             break
@@ -1109,17 +1181,19 @@ def _managed_services(
                 kind="monthly_fee",
             )
         )
-        unit_days, days, cutoff = prorated_units(
-            contract.counts, period.start, period.end, terms.proration
-        )
-        if unit_days:
-            amount = fraction_of(Money(terms.unit_price, c), unit_days, days)
-            description = (
-                f"Devices {span}: {cutoff} at cut-off"
-                if terms.proration != "daily"
-                else f"Devices {span}: {unit_days} device-days over {days} days"
+        for kind, price in terms.prices_by_kind.items():
+            unit_days, days, cutoff = prorated_units(
+                contract.counts_of(kind), period.start, period.end, terms.proration
             )
-            pending.add(LineSpec(description, Decimal(1), amount.amount, kind="devices"))
+            if not unit_days:
+                continue
+            amount = fraction_of(Money(price, c), unit_days, days)
+            description = (
+                f"{kind.title()}s {span}: {cutoff} at cut-off"
+                if terms.proration != "daily"
+                else f"{kind.title()}s {span}: {unit_days} {kind}-days over {days} days"
+            )
+            pending.add(LineSpec(description, Decimal(1), amount.amount, kind=f"{kind}s"))
         pending.periods.append((contract.id, period.start))
 
 
@@ -1289,28 +1363,83 @@ def _invoice_client(
 
 # --- the client's time statement ------------------------------------------------
 
-STATEMENT_COLUMNS = ("date", "person", "ticket", "description", "hours", "rate", "amount")
+STATEMENT_COLUMNS = (
+    "date",
+    "person",
+    "project",
+    "ticket",
+    "description",
+    "hours",
+    "rate",
+    "amount",
+)
 
 
 def time_statement(
     conn: psycopg.Connection, book_id: uuid.UUID, invoice: Invoice
 ) -> list[dict[str, str]]:
     """The invoice's time entries as the client reads them (amount billed after any
-    write-down over a cap)."""
-    c = invoice.currency
-    return [
-        {
-            "date": e.date.isoformat(),
-            "person": e.person,
-            "ticket": e.ticket or "",
-            "description": e.notes,
-            "hours": hours_text(e.rounded_minutes),
-            "rate": price_text(e.rate, c),
-            "amount": str(Money(e.amount - e.written_down, c).quantized().amount),
-        }
-        for e in list_time_entries(conn, book_id, invoice_id=invoice.id)
-        if e.billable != "do_not_bill"  # internal time: traced to the invoice, not shown
-    ]
+    write-down over a cap). A retainer entry shows its drawn hours at the retainer's
+    hourly value (fee ÷ included hours) with amount 0.00, "included" in the
+    description (the fee paid for them), and its overage hours in a second row at
+    the overage rate with what they bill."""
+    contracts: dict[uuid.UUID, Contract] = {}
+    rows: list[dict[str, str]] = []
+    for e in list_time_entries(conn, book_id, invoice_id=invoice.id):
+        if e.billable == "do_not_bill":  # internal time: traced to the invoice, not shown
+            continue
+        if e.contract_id not in contracts:
+            contracts[e.contract_id] = get_contract(conn, book_id, str(e.contract_id))
+        rows.extend(_statement_rows(e, contracts[e.contract_id].terms, invoice.currency))
+    return rows
+
+
+def _statement_rows(e: TimeEntry, terms: ContractTerms, c: str) -> list[dict[str, str]]:
+    base = {
+        "date": e.date.isoformat(),
+        "person": e.person,
+        "project": e.project or "",
+        "ticket": e.ticket or "",
+    }
+    if terms.type != "retainer" or e.billable != "billable":
+        amount = Money(e.amount - e.written_down, c).quantized().amount
+        return [
+            base
+            | {
+                "description": e.notes,
+                "hours": hours_text(e.rounded_minutes),
+                "rate": price_text(e.rate, c),
+                "amount": str(amount),
+            }
+        ]
+    rows = []
+    if e.drawn_minutes:
+        rows.append(
+            base
+            | {
+                "description": f"{e.notes} (retainer: included)".lstrip(),
+                "hours": hours_text(e.drawn_minutes),
+                "rate": price_text(terms.hourly_value(), c),
+                "amount": str(Money.zero(c).quantized().amount),
+            }
+        )
+    if e.overage_minutes:
+        assert terms.overage_rate is not None
+        rows.append(
+            base
+            | {
+                "description": f"{e.notes} (retainer: overage)".lstrip(),
+                "hours": hours_text(e.overage_minutes),
+                "rate": price_text(terms.overage_rate, c),
+                "amount": str(_signed_value(e.overage_minutes, terms.overage_rate, c)),
+            }
+        )
+    return rows
+
+
+def _signed_value(minutes: int, hourly: Decimal, currency: str) -> Decimal:
+    value = minutes_value(abs(minutes), hourly, currency).amount
+    return value if minutes >= 0 else -value
 
 
 def statement_csv(
@@ -1328,6 +1457,7 @@ def statement_csv(
             {
                 "date": e["date"],
                 "person": e["person"],
+                "project": "",
                 "ticket": "",
                 "description": f"Expense: {e['description']}{vendor}",
                 "hours": "",
@@ -1402,21 +1532,34 @@ class Realization:
 def realization_report(
     conn: psycopg.Connection, book_id: uuid.UUID, start: date, end: date
 ) -> list[Realization]:
-    """Billed ÷ standard value per client, over invoiced time dated in `[start, end)`."""
+    """Billed ÷ standard value per client, over invoiced time dated in `[start, end)`.
+
+    A billable retainer entry counts as billed at its drawn value (drawn hours at
+    fee ÷ included hours) plus its overage hours at the overage rate; other time at
+    its amount after any write-down over a cap."""
     if end <= start:
         raise InvalidBillingRequest("to must be after from", field="to")
     rows = conn.execute(
         "select t.customer_id, c.currency, t.rounded_minutes, t.rate, t.billable,"
-        " t.amount - t.written_down from time_entries t join contracts c"
-        " on c.book_id = t.book_id and c.id = t.contract_id"
+        " t.amount - t.written_down, c.type, c.terms, t.drawn_minutes, t.overage_minutes"
+        " from time_entries t join contracts c on c.book_id = t.book_id and c.id = t.contract_id"
         " where t.book_id = %s and t.status = 'invoiced' and t.billable <> 'do_not_bill'"
         " and t.date >= %s and t.date < %s order by t.customer_id",
         (book_id, start, end),
     ).fetchall()
     standard: dict[tuple[uuid.UUID, str], Decimal] = defaultdict(Decimal)
     billed: dict[tuple[uuid.UUID, str], Decimal] = defaultdict(Decimal)
-    for customer_id, currency, minutes, rate, kind, charged in rows:
+    for customer_id, currency, minutes, rate, kind, charged, ctype, raw, drawn, over in rows:
         key = (customer_id, currency)
-        standard[key] += minutes_value(minutes, Decimal(rate), currency).amount
-        billed[key] += Decimal(charged) if kind == "billable" else Decimal(0)
+        standard[key] += _signed_value(minutes, Decimal(rate), currency)
+        if kind != "billable":
+            continue
+        if ctype == "retainer":
+            terms = parse_terms(ctype, raw)
+            assert terms.overage_rate is not None
+            billed[key] += _signed_value(drawn, terms.hourly_value(), currency) + _signed_value(
+                over, terms.overage_rate, currency
+            )
+        else:
+            billed[key] += Decimal(charged)
     return [Realization(k[0], k[1], standard[k], billed[k]) for k in standard]

@@ -73,9 +73,12 @@ contract_counts = Table(
     Column("date", Date, nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
-    PrimaryKeyConstraint("book_id", "contract_id", "date"),
+    # What is counted, priced by the contract's unit price of that kind (0032).
+    Column("kind", Text, nullable=False, server_default="device"),
+    PrimaryKeyConstraint("book_id", "contract_id", "kind", "date"),
     ForeignKeyConstraint(["book_id", "contract_id"], ["contracts.book_id", "contracts.id"]),
     CheckConstraint("quantity >= 0", name="quantity"),
+    CheckConstraint("kind in ('device', 'user')", name="kind"),
 )
 
 contract_milestones = Table(
@@ -127,6 +130,7 @@ time_entries = Table(
     Column("after_hours", Boolean, nullable=False, server_default="false"),
     Column("notes", Text, nullable=False, server_default=""),
     Column("ticket", Text),
+    Column("project", Text),  # optional, beside the ticket (0032)
     Column("rate", Numeric, nullable=False),
     Column("rate_source", Text, nullable=False),
     Column("amount", Numeric, nullable=False),

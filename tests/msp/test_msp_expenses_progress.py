@@ -168,10 +168,10 @@ def test_expenses_bill_at_cost_plus_markup_traced_to_their_lines(
         draft.id: ("draft", None),
     }
     assert statement.splitlines()[1:] == [
-        "2026-09-09,Dana,T-1,,1.00,100.00,100.00",
-        "2026-09-10,Dana,,Expense: Switch (Acme Supply),,,46.75",
-        "2026-09-12,Dana,,Expense: Cables,,,22.99",
-        "2026-09-14,Dana,,Expense: Mileage,,,30.00",
+        "2026-09-09,Dana,,T-1,,1.00,100.00,100.00",
+        "2026-09-10,Dana,,,Expense: Switch (Acme Supply),,,46.75",
+        "2026-09-12,Dana,,,Expense: Cables,,,22.99",
+        "2026-09-14,Dana,,,Expense: Mileage,,,30.00",
     ]
     # A correction after invoicing: +10.00 cost at the original 10 % → 11.00 next time.
     fix = expense(

@@ -4,15 +4,23 @@ that writes nothing."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 import pytest
 
+from adapters.invoice_pdf import pdf_support
 from adapters.runtime import Runtime
 from tests.conftest import BookFixture, make_book
 from tests.integration.http_fixtures import assert_problem, auth, open_client
+
+
+def pdf_text(content: bytes) -> str:
+    from pypdf import PdfReader
+
+    return "".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +117,20 @@ def test_time_billed_through_the_api_with_its_statement(
     assert invoice["total"] == "140.00"
     csv_text = client.get(f"/v1/invoices/{invoice['id']}/time-statement?format=csv", headers=h)
     assert csv_text.text.splitlines() == [
-        "date,person,ticket,description,hours,rate,amount",
-        "2026-09-02,Dana,T-9,Printer,0.75,120.00,90.00",
-        "2026-09-03,Dana,,,0.50,100.00,50.00",
+        "date,person,project,ticket,description,hours,rate,amount",
+        "2026-09-02,Dana,,T-9,Printer,0.75,120.00,90.00",
+        "2026-09-03,Dana,,,,0.50,100.00,50.00",
     ]
     page = client.get(f"/v1/invoices/{invoice['id']}/time-statement?format=html", headers=h)
     assert page.headers["content-type"].startswith("text/html") and "T-9" in page.text
+    printed = client.get(f"/v1/invoices/{invoice['id']}/time-statement?format=pdf", headers=h)
+    if pdf_support() is None:  # WeasyPrint with Debian's pango (.ci/run installs it)
+        assert printed.status_code == 200, printed.text
+        assert printed.headers["content-type"] == "application/pdf"
+        assert printed.content.startswith(b"%PDF-")
+        assert "T-9" in pdf_text(printed.content)
+    else:
+        assert printed.status_code == 503 and printed.json()["code"] == "pdf_unavailable"
     util = client.get("/v1/reports/utilization?from=2026-09-01&to=2026-10-01", headers=h)
     assert util.json()["people"] == [
         {

@@ -108,7 +108,7 @@ def test_retainer_overrun_then_carry_over_and_breakage(runtime: Runtime, book: B
             ("Liabilities:Prepaid-Hours", Decimal("-3000.00")),
         }
     # 23.5 approved hours in September: 10 + 10 + 3.5.
-    add_time(runtime, book, cid, date(2026, 9, 8), 600)
+    first = add_time(runtime, book, cid, date(2026, 9, 8), 600)
     add_time(runtime, book, cid, date(2026, 9, 15), 600)
     last = add_time(runtime, book, cid, date(2026, 9, 22), 210)
     assert (last.drawn_minutes, last.overage_minutes) == (0, 210)
@@ -122,8 +122,39 @@ def test_retainer_overrun_then_carry_over_and_breakage(runtime: Runtime, book: B
     october = tx(runtime, lambda c: msp.contract_billing_run(c, book.id, date(2026, 10, 1)))
     (oct_invoice,) = october.invoices
     assert [(line.description, line.amount) for line in oct_invoice.lines] == [
+        (
+            "Retainer 2026-09-01–2026-09-30 draw-down: 20.00 h included, 0.00 h carried in,"
+            " 20.00 h drawn, 3.50 h overage, 0.00 h carried over, 0.00 h expired",
+            Decimal("0.00"),
+        ),
         ("Retainer 2026-10-01–2026-10-31: 20 h included", Decimal("3000.00")),
         ("Retainer overage: 3.50 h at 175.00/h", Decimal("612.50")),
+    ]
+    # The drawn entries are invoiced by the summary line, the overage entry by its line.
+    with runtime.connection() as conn:
+        traced = conn.execute(
+            "select date, status, invoice_line from time_entries where book_id = %s order by date",
+            (book.id,),
+        ).fetchall()
+        assert traced == [
+            (date(2026, 9, 8), "invoiced", 1),
+            (date(2026, 9, 15), "invoiced", 1),
+            (date(2026, 9, 22), "invoiced", 3),
+        ]
+        statement = msp.time_statement(conn, book.id, oct_invoice)
+        realization = msp.realization_report(conn, book.id, date(2026, 9, 1), date(2026, 10, 1))
+    columns = ("date", "hours", "rate", "amount", "description")
+    assert [tuple(r[k] for k in columns) for r in statement] == [
+        ("2026-09-08", "10.00", "150.00", "0.00", "(retainer: included)"),
+        ("2026-09-15", "10.00", "150.00", "0.00", "(retainer: included)"),
+        ("2026-09-22", "3.50", "175.00", "612.50", "(retainer: overage)"),
+    ]
+    # Invoiced by the summary line, a drawn entry is as immutable as any invoiced one.
+    with pytest.raises(DocumentState):
+        tx(runtime, lambda c: msp.update_time_entry(c, book.id, str(first.id), "edited", None))
+    # Standard 23.5 h × 150.00 = 3,525.00; billed 20 h drawn at 150.00 + 612.50 = 3,612.50.
+    assert [(r.standard, r.billed, r.realization) for r in realization] == [
+        (Decimal("3525.00"), Decimal("3612.50"), Decimal("1.0248"))
     ]
     with runtime.connection() as conn:
         assert invoice_postings(conn, book.id, oct_invoice.id) == {
@@ -137,6 +168,18 @@ def test_retainer_overrun_then_carry_over_and_breakage(runtime: Runtime, book: B
     add_time(runtime, book, cid, date(2026, 10, 6), 720)
     november = tx(runtime, lambda c: msp.contract_billing_run(c, book.id, date(2026, 11, 1)))
     assert november.expired_minutes == {cid: 180}
+    assert [(line.description, line.amount) for line in november.invoices[0].lines] == [
+        (
+            "Retainer 2026-10-01–2026-10-31 draw-down: 20.00 h included, 0.00 h carried in,"
+            " 12.00 h drawn, 0.00 h overage, 5.00 h carried over, 3.00 h expired",
+            Decimal("0.00"),
+        ),
+        ("Retainer 2026-11-01–2026-11-30: 20 h included", Decimal("3000.00")),
+    ]
+    october_time = tx(runtime, lambda c: msp.time_statement(c, book.id, november.invoices[0]))
+    assert [(r["date"], r["hours"], r["amount"]) for r in october_time] == [
+        ("2026-10-06", "12.00", "0.00")
+    ]
     with runtime.connection() as conn:
         assert entry_postings(conn, book.id, "retainer_expiry") == [
             (date(2026, 10, 31), "Income:Breakage", Decimal("-450.00")),
@@ -236,7 +279,7 @@ def test_time_and_materials_cap_writes_down_the_hours_beyond_it(
     ]
     assert (
         msp.statement_csv(rows).splitlines()[0]
-        == "date,person,ticket,description,hours,rate,amount"
+        == "date,person,project,ticket,description,hours,rate,amount"
     )
 
 
@@ -531,7 +574,11 @@ def test_a_negative_adjustment_gives_retainer_hours_back(
             (date(2026, 9, 4), "Liabilities:Prepaid-Hours", Decimal("-50.00")),
         ]
     run = tx(runtime, lambda c: msp.contract_billing_run(c, book.id, date(2026, 10, 1)))
-    assert [line.kind for line in run.invoices[0].lines] == ["retainer_fee", "retainer_fee"]
+    assert [line.kind for line in run.invoices[0].lines] == [
+        "retainer_fee",
+        "retainer_summary",
+        "retainer_fee",
+    ]
     seal_pending(runtime.connection, book.id)
     with runtime.connection() as conn:
         assert verify_everything(conn, book.id) == []

@@ -123,8 +123,8 @@ def test_expenses_progress_and_reports_over_http(
     invoice = run["invoices"][0]["id"]
     statement = client.get(f"/v1/invoices/{invoice}/time-statement?format=csv", headers=h)
     assert statement.text.splitlines()[1:] == [
-        "2026-09-11,Dana,,,1.50,100.00,150.00",
-        "2026-09-10,Dana,,Expense: Switch (Acme),,,46.75",
+        "2026-09-11,Dana,,,,1.50,100.00,150.00",
+        "2026-09-10,Dana,,,Expense: Switch (Acme),,,46.75",
     ]
     html = client.get(f"/v1/invoices/{invoice}/time-statement?format=html", headers=h).text
     assert "<h2>Expenses</h2>" in html and "Acme" in html

@@ -15,6 +15,7 @@ from billing.msp import (
     draw_down,
     entry_amount,
     hours_text,
+    is_after_hours,
     parse_terms,
     prorated_units,
     resolve_rate,
@@ -50,6 +51,19 @@ def test_negative_minutes_and_odd_increments_are_refused() -> None:
         RoundingRule(10, "up")
     with pytest.raises(InvalidBillingRequest):
         RoundingRule(15, "down")
+
+
+def test_after_hours_from_clock_times_against_business_hours_else_the_flag() -> None:
+    window = parse_terms(
+        "time_and_materials",
+        {"hourly_rate": "100", "business_hours": {"start": "08:00", "end": "18:00"}},
+    ).business_hours
+    assert window == (480, 1080)
+    assert is_after_hours(17 * 60, 18 * 60, window, True) is False  # ends at the close
+    assert is_after_hours(17 * 60, 18 * 60 + 1, window, False) is True
+    assert is_after_hours(7 * 60 + 59, 9 * 60, window, False) is True
+    assert is_after_hours(None, None, window, True) is True  # minutes only: the flag
+    assert is_after_hours(20 * 60, 21 * 60, None, False) is False  # no window: the flag
 
 
 def test_after_hours_multiplier_and_one_rounding_per_entry() -> None:
