@@ -108,6 +108,7 @@ class EncounterIn(msgspec.Struct, forbid_unknown_fields=True):
     charges: list[ChargeIn]
     place_of_service: str = "11"
     fee_schedule: str | None = None
+    rendering_provider: str | None = None  # who performed the service, if not `provider`
 
 
 class ClaimIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -232,6 +233,9 @@ def encounter_json(row: dict[str, Any], phi: bool) -> dict[str, Any]:
         "object": "encounter",
         "patient": str(row["patient_id"]),
         "provider": str(row["provider_id"]),
+        "rendering_provider": (
+            str(row["rendering_provider_id"]) if row["rendering_provider_id"] else None
+        ),
         "payer": str(row["payer_id"]) if row["payer_id"] else None,
         "fee_schedule": str(row["fee_schedule_id"]),
         "date_of_service": row["date_of_service"].isoformat(),

@@ -146,7 +146,7 @@ encounters = Table(
     Column("book_id", Uuid, nullable=False),
     Column("id", Uuid, nullable=False),
     Column("patient_id", Uuid, nullable=False),
-    Column("provider_id", Uuid, nullable=False),
+    Column("provider_id", Uuid, nullable=False),  # the billing provider (837P 2010AA)
     Column("fee_schedule_id", Uuid, nullable=False),
     Column("payer_id", Uuid),  # the primary payer at the date of service; null: self-pay
     Column("date_of_service", Date, nullable=False),
@@ -155,9 +155,12 @@ encounters = Table(
     Column("total", Numeric, nullable=False),
     Column("entry_id", Uuid),
     _created(),
+    # Who performed the service when not the billing provider (837P loop 2310B).
+    Column("rendering_provider_id", Uuid),
     PrimaryKeyConstraint("book_id", "id"),
     _fk("patients", "patient_id"),
     _fk("providers", "provider_id"),
+    _fk("providers", "rendering_provider_id"),
     _fk("fee_schedules", "fee_schedule_id"),
     _fk("payers", "payer_id"),
     Index(None, "book_id", "patient_id"),
