@@ -238,6 +238,7 @@ def cmd_report_expected_payments(args: argparse.Namespace) -> int:
 
 
 def cmd_remittances_import(args: argparse.Namespace) -> int:
+    from adapters.x12.remittance_files import quarantine_on_refusal
     from adapters.x12.x835 import parse_835
     from billing.postgres.healthcare_remittances import import_remittances
 
@@ -247,14 +248,16 @@ def cmd_remittances_import(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
     if b"\x00" in data:
         raise CliError(f"{args.file} holds a NUL byte: it is not an X12 835")
-    parsed = parse_835(data.decode("latin-1"))
     sha = hashlib.sha256(data).hexdigest()
     with open_runtime() as runtime:
         book_id = _book_id(runtime, args.book)
-        with unit_of_work(runtime.connection) as uow:
-            today = get_book(uow.conn, book_id).today(utc_today())
-            result = import_remittances(uow.conn, book_id, parsed, sha, today)
-            uow.commit()
+        # A refused file posts nothing and is kept in quarantine (`remittances quarantine`).
+        with quarantine_on_refusal(runtime.connection, book_id, Path(args.file).name, data, sha):
+            parsed = parse_835(data.decode("latin-1"))
+            with unit_of_work(runtime.connection) as uow:
+                today = get_book(uow.conn, book_id).today(utc_today())
+                result = import_remittances(uow.conn, book_id, parsed, sha, today)
+                uow.commit()
     rows = []
     for r in result["remittances"]:
         state = "already imported, nothing posted" if r["duplicate"] else "posted"
@@ -266,6 +269,22 @@ def cmd_remittances_import(args: argparse.Namespace) -> int:
     ]
     rows += [f"  unmatched {u['control_number']}  paid {u['paid']}" for u in result["unmatched"]]
     _print(args, result, "\n".join(rows))
+    return 0
+
+
+def cmd_remittances_quarantine(args: argparse.Namespace) -> int:
+    from adapters.x12.remittance_files import quarantine_json
+    from billing.postgres.healthcare_quarantine import quarantined
+
+    with open_runtime() as runtime:
+        book_id = _book_id(runtime, args.book)
+        with runtime.connection() as conn:
+            rows = [quarantine_json(r) for r in quarantined(conn, book_id, args.limit)]
+    text = "\n".join(
+        f"{r['received_at']}  {r['file_name']}  {r['id']}\n  {r['code']}: {r['reason']}"
+        for r in rows
+    )
+    _print(args, {"object": "list", "data": rows}, text or "no quarantined remittances")
     return 0
 
 
@@ -315,6 +334,14 @@ def _healthcare_parsers(
     )
     imp.add_argument("file", help="the 835 file")
     imp.add_argument("--book", help=BOOK_HELP)
+    qua = command(
+        "quarantine",
+        cmd_remittances_quarantine,
+        "835 files refused whole (nothing posted), newest first, with the reason",
+        rem,
+    )
+    qua.add_argument("--limit", type=int, default=100, help="at most this many (100)")
+    qua.add_argument("--book", help=BOOK_HELP)
 
     patients = sub.add_parser("patients", help="healthcare patients").add_subparsers(
         dest="patients_command", required=True
