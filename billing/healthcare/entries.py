@@ -17,11 +17,11 @@ from datetime import date
 from decimal import Decimal
 
 from billing.healthcare.remittance import (
-    PROVIDER_ADJUSTMENTS,
     RECEIVABLE_PATIENT,
     RECEIVABLE_PAYER,
     PostingLine,
     ProviderAdjustment,
+    plb_account,
 )
 from billing.postings import BANK
 from ledger.entries import JournalEntry, Posting, build_entry
@@ -173,8 +173,9 @@ def remittance_payment_entry(
 ) -> JournalEntry | None:
     """Bank (the BPR payment) and PLB adjustments / the clearing account (Σ claims paid).
 
-    A positive PLB (a recoupment, a levy) kept part of the payment: it is
-    debited to Provider-Adjustments; a negative one (interest) is credited there.
+    A positive PLB (a recoupment, a levy, a forward balance taken) kept part of
+    the payment: it is debited to its reason's account (`plb_account`); a
+    negative one (interest, a forward balance released) is credited there.
     What unmatched claims were paid stays in the clearing account as unapplied
     remittance cash until their claims are found.
     """
@@ -190,7 +191,7 @@ def remittance_payment_entry(
         if plb.amount != 0:
             dims = {"plb": plb.reason, "reference": plb.reference}
             postings.append(
-                Posting(PROVIDER_ADJUSTMENTS, Money(plb.amount, currency), None, doc, dims)
+                Posting(plb_account(plb.reason), Money(plb.amount, currency), None, doc, dims)
             )
     if claims_paid != 0:
         postings.append(Posting(REMITTANCE_CLEARING, Money(-claims_paid, currency), None, doc, {}))

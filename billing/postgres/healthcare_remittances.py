@@ -29,6 +29,7 @@ from billing.healthcare.entries import (
 )
 from billing.healthcare.remittance import (
     DENIALS,
+    PLB_ACCOUNTS,
     PROVIDER_ADJUSTMENTS,
     REVERSAL_STATUS,
     AdjustmentRules,
@@ -110,7 +111,8 @@ def import_remittances(
         entries += made
     if entries:
         accounts = {p.account for e in entries for p in e.postings}
-        for name in sorted(accounts & {REMITTANCE_CLEARING, PROVIDER_ADJUSTMENTS}):
+        opened_on_use = {REMITTANCE_CLEARING, PROVIDER_ADJUSTMENTS, *PLB_ACCOUNTS.values()}
+        for name in sorted(accounts & opened_on_use):
             ensure_account(conn, book_id, name)
         for start in range(0, len(entries), POST_BATCH):
             post_entries(conn, book_id, entries[start : start + POST_BATCH])

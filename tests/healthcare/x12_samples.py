@@ -35,6 +35,7 @@ def worked_claim_835(
     status: str = "1",
     sign: str = "",
     line1_paid: str = "36.00",
+    extra: tuple[str, ...] = (),
 ) -> str:
     """Billed 200.00 (99213 120.00 + 87880 80.00), allowed 120.00, paid 56.00:
     CO-45 80.00, PR-1 40.00 (deductible), PR-2 24.00 (coinsurance)."""
@@ -54,5 +55,6 @@ def worked_claim_835(
             f"SVC*HC:87880*{s}80.00*{s}20.00**1",
             f"CAS*CO*45*{s}30.00",
             f"CAS*PR*1*{s}20.00**2*{s}10.00",
+            *extra,  # PLB segments close the transaction
         ]
     )
