@@ -257,6 +257,33 @@ def may_move(current: str, new: str) -> bool:
     return new in CLAIM_TRANSITIONS.get(current, frozenset())
 
 
+# An 835 adjudicating a claim proves the payer received and accepted it: a draft,
+# rejected or submitted claim passes through these steps first, each one a move
+# CLAIM_TRANSITIONS allows. A reversal (CLP02 22) is the payer's undo of its own
+# adjudication: an adjudicated (or appealed) claim returns to accepted, awaiting
+# the correction. No other move is implied.
+IMPLIED_BY_REMITTANCE = ("submitted", "accepted")
+REVERSIBLE = frozenset({"paid", "partially_paid", "denied", "appealed"})
+
+
+def remittance_moves(current: str, new: str, *, reversal: bool = False) -> list[str] | None:
+    """The statuses an 835 moves a claim through, in order, to `new` ([] when it
+    stays where it is), or None when it may not get there: the file is refused."""
+    if current == new:
+        return []
+    if reversal:
+        return [new] if current in REVERSIBLE and new == "accepted" else None
+    path: list[str] = []
+    state = current
+    for step in IMPLIED_BY_REMITTANCE:
+        if may_move(state, new):
+            break
+        if may_move(state, step):
+            path.append(step)
+            state = step
+    return [*path, new] if may_move(state, new) else None
+
+
 def adjudicated_status(
     clp_status: str, paid: Decimal, patient_part: Decimal, denied: Decimal
 ) -> str:

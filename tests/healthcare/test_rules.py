@@ -257,3 +257,27 @@ def test_pyx12_catches_a_wrong_segment_count(tmp_path: Path) -> None:
     broken = text.replace("SE*28*0001", "SE*27*0001")
     assert broken != text
     assert pyx12_errors(broken, tmp_path) != []
+
+
+def test_an_835_moves_a_claim_only_along_its_states() -> None:
+    from billing.healthcare.entries import remittance_moves
+
+    # Adjudication proves the payer received and accepted the claim: implied steps.
+    assert remittance_moves("draft", "paid") == ["submitted", "accepted", "paid"]
+    assert remittance_moves("submitted", "denied") == ["accepted", "denied"]
+    assert remittance_moves("rejected", "partially_paid") == [
+        "submitted",
+        "accepted",
+        "partially_paid",
+    ]
+    assert remittance_moves("accepted", "paid") == ["paid"]
+    assert remittance_moves("appealed", "paid") == ["paid"]
+    assert remittance_moves("paid", "paid") == []  # a further payment: it stays
+    # A payer changing its decision reverses it first; a closed claim moves no more.
+    assert remittance_moves("paid", "denied") is None
+    assert remittance_moves("denied", "paid") is None
+    assert remittance_moves("closed", "paid") is None
+    assert remittance_moves("paid", "accepted", reversal=True) == ["accepted"]
+    assert remittance_moves("appealed", "accepted", reversal=True) == ["accepted"]
+    assert remittance_moves("closed", "accepted", reversal=True) is None
+    assert remittance_moves("submitted", "accepted", reversal=True) is None
