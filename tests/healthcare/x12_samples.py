@@ -1,4 +1,5 @@
-"""835 files for the tests: ACCOUNTING.md's worked claim and its variants."""
+"""X12 files for the tests: the shared 835 and 837P fixtures, ACCOUNTING.md's
+worked claim and its variants."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ FIXTURES_837 = Path("/work/shared/fixtures/third_party/x12-837p")
 def fixture_835s() -> list[Path]:
     return sorted(
         p for p in FIXTURES_835.iterdir() if not p.name.startswith("LICENSE") and p.suffix != ".md"
+    )
+
+
+def fixture_837s() -> list[Path]:
+    return sorted(
+        p for p in FIXTURES_837.iterdir() if not p.name.startswith("LICENSE") and p.suffix != ".md"
     )
 
 
