@@ -125,6 +125,8 @@ class Industries:
         self.provider = ""
         self.patients: list[str] = []
         self.claims: list[dict[str, Any]] = []  # submitted, waiting for the payer
+        # Submitted to Medigap, waiting: (control number, code → the patient's share).
+        self.secondary_claims: list[tuple[str, dict[str, Decimal]]] = []
         self.contracts: dict[str, str] = {}
         self.devices = 40
         self.milestones_done = 0
@@ -589,17 +591,23 @@ class Industries:
 
     def _adjudicate(self, last: date) -> None:
         """The simulated payer answers every submitted claim in one 835: most paid at the
-        allowed amount less the patient's share, some partially (deductible), a few denied."""
+        allowed amount less the patient's share, some partially (deductible), a few denied;
+        the second patient's rapid test is never covered (CO-96), so those claims end
+        partially paid. The Medigap payer then answers last month's secondary claims."""
+        self._adjudicate_secondary(last)
         if not self.claims:
             return
         paid_claims: list[ClaimPayment] = []
-        secondary: list[str] = []
+        secondary: list[tuple[str, dict[str, Decimal]]] = []
         for claim in self.claims:
             roll = self.random.random()
+            denied = roll < 0.12
+            partial = not denied and claim["patient"] == self.patients[1]
             lines = []
+            shares: dict[str, Decimal] = {}  # code → what the patient owes after the primary
             for code, (billed, allowed) in CHARGES.items():
                 b, a = Decimal(billed), Decimal(allowed)
-                if roll < 0.12:  # denied: not covered (CO-96), nothing paid
+                if denied or (partial and code == "87880"):  # not covered: nothing paid
                     lines.append(ServicePayment(code, b, Decimal(0), [("CO", "96", b)]))
                     continue
                 deductible = (a / 2) if roll < 0.35 else Decimal(0)
@@ -609,12 +617,12 @@ class Industries:
                 if deductible:
                     adjustments.insert(1, ("PR", "1", deductible))
                 lines.append(ServicePayment(code, b, paid, adjustments))
-            paid_claims.append(
-                ClaimPayment(claim["control_number"], "4" if roll < 0.12 else "1", lines)
-            )
-            if claim["patient"] == self.patients[0] and roll >= 0.12:
-                secondary.append(claim["encounter"])
-            self.counts["claims_denied" if roll < 0.12 else "claims_paid"] += 1
+                shares[code] = deductible + coinsurance
+            paid_claims.append(ClaimPayment(claim["control_number"], "4" if denied else "1", lines))
+            if claim["patient"] == self.patients[0] and not denied:
+                secondary.append((claim["encounter"], shares))
+            outcome = "denied" if denied else "partially_paid" if partial else "paid"
+            self.counts[f"claims_{outcome}"] += 1
         text = remittance_835(
             paid_claims,
             trace=self.next_id("EFT"),
@@ -626,17 +634,47 @@ class Industries:
         self.api.upload("/v1/remittances", "era.835", text.encode())
         self.counts["remittances"] += 1
         self.claims = []
-        for encounter in secondary[:1]:  # the Medigap claim carries the primary's adjudication
+        for encounter, shares in secondary[:1]:  # the Medigap claim carries the primary's
             claim = self.api.post(
                 "/v1/claims", {"encounter": encounter, "payer": self.secondary_payer}
             )
             self.api.post(f"/v1/claims/{claim['id']}/submit")
+            self.secondary_claims.append((claim["control_number"], shares))
             self.counts["secondary_claims"] += 1
 
+    def _adjudicate_secondary(self, last: date) -> None:
+        """Medigap pays what the primary left to the patient; the primary's share is
+        OA-23 (the impact of the prior payer's adjudication), which posts nothing."""
+        if not self.secondary_claims:
+            return
+        paid_claims = []
+        for control_number, shares in self.secondary_claims:
+            lines = []
+            for code, (billed, _allowed) in CHARGES.items():
+                b, share = Decimal(billed), shares.get(code, Decimal(0))
+                lines.append(ServicePayment(code, b, share, [("OA", "23", b - share)]))
+            paid_claims.append(ClaimPayment(control_number, "2", lines))  # 2: as secondary
+        text = remittance_835(
+            paid_claims,
+            trace=self.next_id("MG"),
+            paid_on=last,
+            payer="BLUE MEADOW MEDIGAP",
+            payee="GOOD HEALTH CLINIC",
+            npi="1234567893",
+        )
+        self.api.upload("/v1/remittances", "medigap.835", text.encode())
+        self.counts["secondary_remittances"] += 1
+        self.secondary_claims = []
+
     def _patients_pay(self, last: date) -> None:
+        """Each patient with something due gets a statement (after insurance); most pay it."""
         for patient in self.patients:
-            owed = Decimal(self.api.get(f"/v1/patients/{patient}").json()["balance"])
-            if owed > 0 and self.random.random() < 0.7:
+            statement = self.api.get(f"/v1/patients/{patient}/statement").json()  # book today
+            owed = Decimal(statement["totals"]["amount_due"])
+            if owed <= 0:
+                continue
+            self.counts["patient_statements"] += 1
+            if self.random.random() < 0.7:
                 self.api.post(
                     f"/v1/patients/{patient}/payments", {"amount": f"{owed:.2f}", "method": "card"}
                 )

@@ -1,7 +1,8 @@
-"""Healthcare commands (API.md): `claims submit`, `claims export-837`, `remittances
-import`, `patients statement`, `patients write-off-small-balances`, and the
-revenue-cycle reports under `report` (ar-by-payer, denials, days-in-ar,
-net-collection-rate, expected-payments)."""
+"""Healthcare commands (API.md): `encounters create`, `claims submit`,
+`claims export-837`, `remittances import`, `patients statement`,
+`patients write-off-small-balances`, and the revenue-cycle reports under
+`report` (ar-by-payer, denials, days-in-ar, net-collection-rate,
+expected-payments)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,36 @@ from adapters.cli.common import BOOK_HELP, CliError, _book_id, _date, _print
 from adapters.runtime import open_runtime, utc_today
 from ledger.postgres.books import get_book
 from ledger.postgres.unit_of_work import unit_of_work
+
+
+def cmd_encounters_create(args: argparse.Namespace) -> int:
+    """An encounter from a JSON file shaped as POST /v1/encounters' body."""
+    import msgspec
+
+    from adapters.http.healthcare_api import EncounterIn, encounter_json
+    from billing.postgres import healthcare as store
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+    try:
+        body_in = msgspec.json.decode(data, type=EncounterIn)
+    except msgspec.DecodeError as exc:  # ValidationError included: it names the field
+        raise CliError(f"{args.file}: {exc}") from None
+    body = msgspec.to_builtins(body_in, builtin_types=(date,))
+    with open_runtime() as runtime:
+        book_id = _book_id(runtime, args.book)
+        with unit_of_work(runtime.connection) as uow:
+            row = store.create_encounter(uow.conn, book_id, body)
+            store.log_phi(
+                uow.conn, book_id, None, "cli", [row["patient_id"]], "write",
+                "activebilling encounters create",
+            )  # fmt: skip
+            uow.commit()
+    document = encounter_json(row, True)
+    _print(args, document, f"encounter {document['id']}  {document['total']}")
+    return 0
 
 
 def cmd_claims_submit(args: argparse.Namespace) -> int:
@@ -207,6 +238,7 @@ def cmd_report_expected_payments(args: argparse.Namespace) -> int:
 
 
 def cmd_remittances_import(args: argparse.Namespace) -> int:
+    from adapters.x12.remittance_files import quarantine_on_refusal
     from adapters.x12.x835 import parse_835
     from billing.postgres.healthcare_remittances import import_remittances
 
@@ -216,14 +248,16 @@ def cmd_remittances_import(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
     if b"\x00" in data:
         raise CliError(f"{args.file} holds a NUL byte: it is not an X12 835")
-    parsed = parse_835(data.decode("latin-1"))
     sha = hashlib.sha256(data).hexdigest()
     with open_runtime() as runtime:
         book_id = _book_id(runtime, args.book)
-        with unit_of_work(runtime.connection) as uow:
-            today = get_book(uow.conn, book_id).today(utc_today())
-            result = import_remittances(uow.conn, book_id, parsed, sha, today)
-            uow.commit()
+        # A refused file posts nothing and is kept in quarantine (`remittances quarantine`).
+        with quarantine_on_refusal(runtime.connection, book_id, Path(args.file).name, data, sha):
+            parsed = parse_835(data.decode("latin-1"))
+            with unit_of_work(runtime.connection) as uow:
+                today = get_book(uow.conn, book_id).today(utc_today())
+                result = import_remittances(uow.conn, book_id, parsed, sha, today)
+                uow.commit()
     rows = []
     for r in result["remittances"]:
         state = "already imported, nothing posted" if r["duplicate"] else "posted"
@@ -238,9 +272,37 @@ def cmd_remittances_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_remittances_quarantine(args: argparse.Namespace) -> int:
+    from adapters.x12.remittance_files import quarantine_json
+    from billing.postgres.healthcare_quarantine import quarantined
+
+    with open_runtime() as runtime:
+        book_id = _book_id(runtime, args.book)
+        with runtime.connection() as conn:
+            rows = [quarantine_json(r) for r in quarantined(conn, book_id, args.limit)]
+    text = "\n".join(
+        f"{r['received_at']}  {r['file_name']}  {r['id']}\n  {r['code']}: {r['reason']}"
+        for r in rows
+    )
+    _print(args, {"object": "list", "data": rows}, text or "no quarantined remittances")
+    return 0
+
+
 def _healthcare_parsers(
     sub: Any, command: Callable[..., argparse.ArgumentParser], report: Any
 ) -> None:
+    encounters = sub.add_parser("encounters", help="healthcare encounters").add_subparsers(
+        dest="encounters_command", required=True
+    )
+    enc = command(
+        "create",
+        cmd_encounters_create,
+        "record an encounter's charges from a JSON file (the body of POST /v1/encounters)",
+        encounters,
+    )
+    enc.add_argument("file", help="the encounter as JSON")
+    enc.add_argument("--book", help=BOOK_HELP)
+
     claims = sub.add_parser("claims", help="healthcare claims").add_subparsers(
         dest="claims_command", required=True
     )
@@ -272,6 +334,14 @@ def _healthcare_parsers(
     )
     imp.add_argument("file", help="the 835 file")
     imp.add_argument("--book", help=BOOK_HELP)
+    qua = command(
+        "quarantine",
+        cmd_remittances_quarantine,
+        "835 files refused whole (nothing posted), newest first, with the reason",
+        rem,
+    )
+    qua.add_argument("--limit", type=int, default=100, help="at most this many (100)")
+    qua.add_argument("--book", help=BOOK_HELP)
 
     patients = sub.add_parser("patients", help="healthcare patients").add_subparsers(
         dest="patients_command", required=True

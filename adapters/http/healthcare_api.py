@@ -31,8 +31,10 @@ from adapters.http.routes import Reader, Run, Tx, book_today, command, json_resp
 from adapters.keys import Permission, Principal
 from adapters.runtime import Runtime
 from adapters.x12.claims import submit_claim, submitted_837
+from adapters.x12.remittance_files import quarantine_json, quarantine_on_refusal
 from adapters.x12.x835 import parse_835
 from billing.postgres import healthcare as store
+from billing.postgres.healthcare_quarantine import quarantined, quarantined_file
 from billing.postgres.healthcare_remittances import import_remittances
 
 MAX_REMITTANCE_BYTES = 20 * 1024 * 1024
@@ -108,6 +110,7 @@ class EncounterIn(msgspec.Struct, forbid_unknown_fields=True):
     charges: list[ChargeIn]
     place_of_service: str = "11"
     fee_schedule: str | None = None
+    rendering_provider: str | None = None  # who performed the service, if not `provider`
 
 
 class ClaimIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -232,6 +235,9 @@ def encounter_json(row: dict[str, Any], phi: bool) -> dict[str, Any]:
         "object": "encounter",
         "patient": str(row["patient_id"]),
         "provider": str(row["provider_id"]),
+        "rendering_provider": (
+            str(row["rendering_provider_id"]) if row["rendering_provider_id"] else None
+        ),
         "payer": str(row["payer_id"]) if row["payer_id"] else None,
         "fee_schedule": str(row["fee_schedule_id"]),
         "date_of_service": row["date_of_service"].isoformat(),
@@ -313,7 +319,7 @@ def _log_read(
         conn.commit()
 
 
-def remittance_upload(form: dict[str, Any]) -> bytes:
+def remittance_upload(form: dict[str, Any]) -> tuple[str, bytes]:
     upload = form.get("file")
     if isinstance(upload, list):
         raise ApiError(400, "one_file_only", "upload one 835 file per request")
@@ -326,7 +332,7 @@ def remittance_upload(form: dict[str, Any]) -> bytes:
         raise ApiError(
             413, "file_too_large", f"835 files are limited to {MAX_REMITTANCE_BYTES} bytes"
         )
-    return data
+    return upload.filename or "upload.835", data
 
 
 def decode_x12(content: bytes) -> str:
@@ -518,17 +524,51 @@ class HealthcareController(Controller):
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response[bytes]:
         require(principal, Permission.BILLING_WRITE)
-        content = remittance_upload(data)
+        name, content = remittance_upload(data)
         sha = hashlib.sha256(content).hexdigest()
-        parsed = parse_835(decode_x12(content))  # parsed and balanced before a connection
+        with quarantine_on_refusal(runtime.connection, principal.book_id, name, content, sha):
+            parsed = parse_835(decode_x12(content))  # parsed before a connection is taken
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            today = book_today(conn, runtime, principal)
-            result = import_remittances(conn, principal.book_id, parsed, sha, today)
-            fresh = any(not r["duplicate"] for r in result["remittances"])
-            return (201 if fresh else 200), result
+            def work(conn: psycopg.Connection) -> tuple[int, Any]:
+                today = book_today(conn, runtime, principal)
+                result = import_remittances(conn, principal.book_id, parsed, sha, today)
+                fresh = any(not r["duplicate"] for r in result["remittances"])
+                return (201 if fresh else 200), result
 
-        return run_command(runtime, request, principal, {"file_sha256": sha}, work)
+            return run_command(runtime, request, principal, {"file_sha256": sha}, work)
+
+    @get("/remittances/quarantine", operation_id="listQuarantinedRemittances", sync_to_thread=True)
+    def quarantine(
+        self,
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        limit: FromQuery[int] = 100,
+    ) -> Response[bytes]:
+        """835 files refused whole (nothing posted), newest first, with the reason."""
+        if not 1 <= limit <= 1000:
+            raise ApiError(422, "invalid_limit", "limit is 1 to 1000")
+        with Reader(runtime, principal) as conn:
+            rows = quarantined(conn, principal.book_id, limit)
+        return json_response({"object": "list", "data": [quarantine_json(r) for r in rows]})
+
+    @get(
+        "/remittances/quarantine/{ref:str}/file",
+        operation_id="getQuarantinedRemittanceFile",
+        sync_to_thread=True,
+    )
+    def quarantined_file(
+        self,
+        ref: FromPath[str],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+    ) -> Response[bytes]:
+        """The refused file as received: 835s name patients, so it is PHI."""
+        require(principal, Permission.SEE_PHI)
+        with Reader(runtime, principal) as conn:
+            content = quarantined_file(conn, principal.book_id, ref)
+        if content is None:
+            raise ApiError(404, "not_found", f"quarantined remittance {ref!r} does not exist")
+        return Response(content=content, media_type="text/plain")
 
     @command("/patients/{ref:str}/payments", "createPatientPayment", Permission.BILLING_WRITE)
     def patient_payment(

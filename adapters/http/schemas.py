@@ -1490,6 +1490,24 @@ class RemittanceImport(msgspec.Struct):
     unmatched: list[RemittanceClaim]
 
 
+class QuarantinedRemittance(msgspec.Struct):
+    id: str
+    object: str
+    received_at: str
+    file_name: str
+    file_sha256: str
+    size: int
+    code: str
+    level: str | None
+    reason: str
+    details: dict[str, str]
+
+
+class QuarantinedRemittanceList(msgspec.Struct):
+    object: str
+    data: list[QuarantinedRemittance]
+
+
 class PatientPayment(msgspec.Struct):
     id: str
     object: str

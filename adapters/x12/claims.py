@@ -44,10 +44,20 @@ def _interchange(
         provider["taxonomy"],
         _address(provider["address"]),
     )
+    rendering = data["rendering"]
     document = x837.Claim837(
         control_number=claim["control_number"],
         billing=billing,
-        rendering=None,
+        rendering=(
+            x837.Party(
+                rendering["name"],
+                rendering["first_name"],
+                rendering["npi"],
+                taxonomy=rendering["taxonomy"],
+            )
+            if rendering
+            else None
+        ),
         payer_name=payer["name"],
         payer_id=payer["payer_id"],
         claim_filing_indicator=payer["claim_filing_indicator"],

@@ -17,11 +17,11 @@ from datetime import date
 from decimal import Decimal
 
 from billing.healthcare.remittance import (
-    PROVIDER_ADJUSTMENTS,
     RECEIVABLE_PATIENT,
     RECEIVABLE_PAYER,
     PostingLine,
     ProviderAdjustment,
+    plb_account,
 )
 from billing.postings import BANK
 from ledger.entries import JournalEntry, Posting, build_entry
@@ -173,8 +173,9 @@ def remittance_payment_entry(
 ) -> JournalEntry | None:
     """Bank (the BPR payment) and PLB adjustments / the clearing account (Σ claims paid).
 
-    A positive PLB (a recoupment, a levy) kept part of the payment: it is
-    debited to Provider-Adjustments; a negative one (interest) is credited there.
+    A positive PLB (a recoupment, a levy, a forward balance taken) kept part of
+    the payment: it is debited to its reason's account (`plb_account`); a
+    negative one (interest, a forward balance released) is credited there.
     What unmatched claims were paid stays in the clearing account as unapplied
     remittance cash until their claims are found.
     """
@@ -190,7 +191,7 @@ def remittance_payment_entry(
         if plb.amount != 0:
             dims = {"plb": plb.reason, "reference": plb.reference}
             postings.append(
-                Posting(PROVIDER_ADJUSTMENTS, Money(plb.amount, currency), None, doc, dims)
+                Posting(plb_account(plb.reason), Money(plb.amount, currency), None, doc, dims)
             )
     if claims_paid != 0:
         postings.append(Posting(REMITTANCE_CLEARING, Money(-claims_paid, currency), None, doc, {}))
@@ -254,6 +255,33 @@ CLAIM_TRANSITIONS: dict[str, frozenset[str]] = {
 
 def may_move(current: str, new: str) -> bool:
     return new in CLAIM_TRANSITIONS.get(current, frozenset())
+
+
+# An 835 adjudicating a claim proves the payer received and accepted it: a draft,
+# rejected or submitted claim passes through these steps first, each one a move
+# CLAIM_TRANSITIONS allows. A reversal (CLP02 22) is the payer's undo of its own
+# adjudication: an adjudicated (or appealed) claim returns to accepted, awaiting
+# the correction. No other move is implied.
+IMPLIED_BY_REMITTANCE = ("submitted", "accepted")
+REVERSIBLE = frozenset({"paid", "partially_paid", "denied", "appealed"})
+
+
+def remittance_moves(current: str, new: str, *, reversal: bool = False) -> list[str] | None:
+    """The statuses an 835 moves a claim through, in order, to `new` ([] when it
+    stays where it is), or None when it may not get there: the file is refused."""
+    if current == new:
+        return []
+    if reversal:
+        return [new] if current in REVERSIBLE and new == "accepted" else None
+    path: list[str] = []
+    state = current
+    for step in IMPLIED_BY_REMITTANCE:
+        if may_move(state, new):
+            break
+        if may_move(state, step):
+            path.append(step)
+            state = step
+    return [*path, new] if may_move(state, new) else None
 
 
 def adjudicated_status(

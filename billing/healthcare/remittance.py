@@ -8,7 +8,7 @@ alone: CO is a write-off to Contractual-Adjustments (Denials for the denial
 CARCs), PR moves from payer AR to patient AR, OA and PI follow
 `AdjustmentRules` (default: written off to Contractual-Adjustments, as the
 payer reduced what it owes under its contract or a prior payer's
-adjudication).
+adjudication). PLB adjustments post by reason (`plb_account`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,15 @@ RECEIVABLE_PAYER = "Assets:Receivable:Payer"
 RECEIVABLE_PATIENT = "Assets:Receivable:Patient"
 CONTRACTUAL = "Income:Contra:Contractual-Adjustments"
 DENIALS = "Income:Contra:Denials"
-# PLB (interest, forward balances, levies, recoupments) never touch a claim's AR.
+# PLB (provider-level adjustments) never touch a claim's AR; each kind posts to its
+# own account (`plb_account`). Interest the payer adds (L6) is income; a forward
+# balance (FB) is what the payer carries from one remittance to a later one, so it
+# sits in a liability that nets to zero when the payer takes (or releases) it;
+# levies, recoupments and the rest are provider adjustments.
+PAYER_INTEREST = "Income:Payer-Interest"
+FORWARD_BALANCES = "Liabilities:Payer-Forward-Balances"
 PROVIDER_ADJUSTMENTS = "Income:Contra:Provider-Adjustments"
+PLB_ACCOUNTS = {"L6": PAYER_INTEREST, "FB": FORWARD_BALANCES}
 REMITTANCE_CASH = "Assets:Bank:Operating"
 
 GROUPS = ("CO", "PR", "OA", "PI", "CR")
@@ -133,6 +140,12 @@ class Remittance:
 
     def provider_adjusted(self) -> Decimal:
         return sum((p.amount for p in self.provider_adjustments), Decimal(0))
+
+
+def plb_account(reason: str) -> str:
+    """Where a PLB of this reason code (PLB03-1) posts: interest (L6), forward
+    balance (FB), else provider adjustments (levies LE, recoupments WO, …)."""
+    return PLB_ACCOUNTS.get(reason, PROVIDER_ADJUSTMENTS)
 
 
 def _sum(adjustments: Sequence[Adjustment]) -> Decimal:

@@ -320,6 +320,13 @@ def create_encounter(conn: psycopg.Connection, book_id: uuid.UUID, body: Mapping
     date of service, or to the patient's when no primary coverage is in force."""
     patient = get_patient(conn, book_id, body["patient"])
     provider = get_provider(conn, book_id, body["provider"])
+    # The rendering provider is kept only when someone else performed the service.
+    rendering = (
+        get_provider(conn, book_id, body["rendering_provider"])
+        if body.get("rendering_provider")
+        else None
+    )
+    rendering_id = rendering["id"] if rendering and rendering["id"] != provider["id"] else None
     schedule = _fee_schedule(conn, book_id, body.get("fee_schedule"))
     on: date = body["date_of_service"]
     pos = codes.place_of_service(body.get("place_of_service") or "11")
@@ -363,8 +370,8 @@ def create_encounter(conn: psycopg.Connection, book_id: uuid.UUID, body: Mapping
     _one(
         conn,
         "insert into encounters (book_id, id, patient_id, provider_id, fee_schedule_id, payer_id,"
-        " date_of_service, place_of_service, diagnoses, total, entry_id)"
-        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning id",
+        " date_of_service, place_of_service, diagnoses, total, entry_id, rendering_provider_id)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning id",
         (
             book_id,
             encounter_id,
@@ -377,6 +384,7 @@ def create_encounter(conn: psycopg.Connection, book_id: uuid.UUID, body: Mapping
             Jsonb(diagnoses),
             total,
             entry_id,
+            rendering_id,
         ),
     )
     with conn.cursor() as cur:
@@ -568,7 +576,7 @@ def next_control_number(conn: psycopg.Connection, book_id: uuid.UUID) -> int:
     return int(row[0])
 
 
-def claim_837_data(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> dict[str, Row]:
+def claim_837_data(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> Row:
     """Everything an 837P of the claim says, read in one place."""
     claim = get_claim(conn, book_id, ref)
     encounter = get_encounter(conn, book_id, str(claim["encounter_id"]))
@@ -577,6 +585,11 @@ def claim_837_data(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> di
         "encounter": encounter,
         "patient": get_patient(conn, book_id, str(encounter["patient_id"])),
         "provider": get_provider(conn, book_id, str(encounter["provider_id"])),
+        "rendering": (
+            get_provider(conn, book_id, str(encounter["rendering_provider_id"]))
+            if encounter["rendering_provider_id"]
+            else None
+        ),
         "payer": _get(conn, book_id, "payers", str(claim["payer_id"]), "payer"),
         "coverage": _get(conn, book_id, "coverages", str(claim["coverage_id"]), "coverage"),
     }

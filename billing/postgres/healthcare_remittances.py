@@ -6,7 +6,9 @@ before anything is read from or written to the book. A trace (TRN02 with the
 payer's TRN03) already imported posts nothing. Unmatched claims are listed,
 never guessed; what they were paid stays in the remittance clearing account.
 Entries are dated the book's today (the day the remittance is posted); the
-payer's payment date (BPR16) is kept on the remittance.
+payer's payment date (BPR16) is kept on the remittance. A claim's status moves
+only along its states (`remittance_moves`); a claim the 835 may not move (a
+closed one, a paid one denied without a reversal) refuses the file whole.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from billing.healthcare.entries import (
     ClaimRef,
     adjudicated_status,
     claim_remittance_entry,
+    remittance_moves,
     remittance_payment_entry,
 )
 from billing.healthcare.remittance import (
     DENIALS,
+    PLB_ACCOUNTS,
     PROVIDER_ADJUSTMENTS,
     REVERSAL_STATUS,
     AdjustmentRules,
@@ -110,7 +114,8 @@ def import_remittances(
         entries += made
     if entries:
         accounts = {p.account for e in entries for p in e.postings}
-        for name in sorted(accounts & {REMITTANCE_CLEARING, PROVIDER_ADJUSTMENTS}):
+        opened_on_use = {REMITTANCE_CLEARING, PROVIDER_ADJUSTMENTS, *PLB_ACCOUNTS.values()}
+        for name in sorted(accounts & opened_on_use):
             ensure_account(conn, book_id, name)
         for start in range(0, len(entries), POST_BATCH):
             post_entries(conn, book_id, entries[start : start + POST_BATCH])
@@ -151,7 +156,8 @@ def _one_remittance(
     matched = _claim_rows(conn, book_id, [c.control_number for c in remittance.claims])
     entries: list[JournalEntry] = []
     claims_out, unmatched = [], []
-    statuses: dict[Any, tuple[str, dict[str, object] | None]] = {}
+    # claim id → (status, the adjudication kept for the next payer, submitted by the 835)
+    statuses: dict[Any, tuple[str, dict[str, object] | None, bool]] = {}
     for index, clp in enumerate(remittance.claims):
         row = matched.get(clp.control_number)
         summary = {
@@ -174,6 +180,17 @@ def _one_remittance(
         lines = claim_postings(clp, rules, secondary=row["priority"] != "primary")
         denied = sum((p.amount for p in lines if p.account == DENIALS), Decimal(0))
         status = adjudicated_status(clp.status, clp.paid, clp.adjusted("PR"), denied)
+        reversed_ = clp.status == REVERSAL_STATUS
+        moves = remittance_moves(row["status"], status, reversal=reversed_)
+        if moves is None:
+            hint = "" if reversed_ else " (a payer changing its decision reverses it first)"
+            raise InvalidRemittance(
+                f"claim {clp.control_number!r} is {row['status']} and this 835 would make it"
+                f" {status}, which its states do not allow{hint}; nothing was posted",
+                claim=clp.control_number,
+                claim_status=row["status"],
+                new_status=status,
+            )
         ref = ClaimRef(
             str(row["id"]),
             clp.control_number,
@@ -184,10 +201,10 @@ def _one_remittance(
         entry = claim_remittance_entry(remittance_id, index, ref, lines, currency, today, status)
         if entry is not None:
             entries.append(entry)
-        reversed_ = clp.status == REVERSAL_STATUS
         statuses[row["id"]] = (
             status,
             None if reversed_ else adjudication(clp, row["payer_code"], today),
+            "submitted" in moves,
         )
         claims_out.append({**summary, "claim": str(row["id"]), "status": status})
     payment = remittance_payment_entry(
@@ -238,9 +255,12 @@ def _one_remittance(
     if inserted is None:
         taken = {**result, "duplicate": True, "claims": [], "unmatched": []}
         return _duplicate(conn, book_id, remittance) or taken, []
-    for claim_id, (status, decided) in statuses.items():
+    for claim_id, (status, decided, submitted) in statuses.items():
+        # A claim the 835 shows was submitted (a draft sent another way) is dated now.
         conn.execute(
-            "update claims set status = %s, adjudication = %s where book_id = %s and id = %s",
-            (status, Jsonb(decided) if decided else None, book_id, claim_id),
+            "update claims set status = %s, adjudication = %s, submitted_at = case when %s"
+            " then coalesce(submitted_at, now()) else submitted_at end"
+            " where book_id = %s and id = %s",
+            (status, Jsonb(decided) if decided else None, submitted, book_id, claim_id),
         )
     return {**result, "claims": claims_out, "unmatched": unmatched}, entries

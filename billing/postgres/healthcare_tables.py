@@ -17,6 +17,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     PrimaryKeyConstraint,
     Table,
@@ -146,7 +147,7 @@ encounters = Table(
     Column("book_id", Uuid, nullable=False),
     Column("id", Uuid, nullable=False),
     Column("patient_id", Uuid, nullable=False),
-    Column("provider_id", Uuid, nullable=False),
+    Column("provider_id", Uuid, nullable=False),  # the billing provider (837P 2010AA)
     Column("fee_schedule_id", Uuid, nullable=False),
     Column("payer_id", Uuid),  # the primary payer at the date of service; null: self-pay
     Column("date_of_service", Date, nullable=False),
@@ -155,9 +156,12 @@ encounters = Table(
     Column("total", Numeric, nullable=False),
     Column("entry_id", Uuid),
     _created(),
+    # Who performed the service when not the billing provider (837P loop 2310B).
+    Column("rendering_provider_id", Uuid),
     PrimaryKeyConstraint("book_id", "id"),
     _fk("patients", "patient_id"),
     _fk("providers", "provider_id"),
+    _fk("providers", "rendering_provider_id"),
     _fk("fee_schedules", "fee_schedule_id"),
     _fk("payers", "payer_id"),
     Index(None, "book_id", "patient_id"),
@@ -230,6 +234,28 @@ remittances = Table(
     # The same trace from the same payer is the same payment: imported once.
     UniqueConstraint("book_id", "originator", "trace_number"),
     _book(),
+)
+
+# 835 files refused whole (not balanced, unreadable, or naming a claim they may not
+# move): nothing of them posted, the file kept as received so staff can see why.
+# A file with these exact bytes is kept once. The content is PHI (835s name patients).
+remittance_quarantine = Table(
+    "remittance_quarantine",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("id", Uuid, nullable=False),
+    Column("received_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    Column("file_name", Text, nullable=False),
+    Column("file_sha256", Text, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("code", Text, nullable=False),  # the problem's code: unbalanced_remittance, …
+    Column("level", Text),  # line / claim / file for an unbalanced file
+    Column("reason", Text, nullable=False),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    PrimaryKeyConstraint("book_id", "id"),
+    UniqueConstraint("book_id", "file_sha256"),
+    _book(),
+    Index(None, "book_id", "received_at"),
 )
 
 patient_payments = Table(

@@ -47,8 +47,11 @@ def test_twelve_months_verify(demo_book: dict[str, object]) -> None:
         "prepaid_sessions",
         "claims_paid",
         "claims_denied",
+        "claims_partially_paid",
         "secondary_claims",
+        "secondary_remittances",
         "remittances",
+        "patient_statements",
         "patient_payments",
         "msp_invoices",
         "time_entries_approved",
@@ -106,6 +109,36 @@ def test_every_invoice_ties_to_its_receivable_postings(
     debits = sum((line.debit for line in lines), Decimal(0))
     credits = sum((line.credit for line in lines), Decimal(0))
     assert debits == credits > 0
+
+
+@pytest.mark.slow
+def test_the_healthcare_practice_ends_with_every_claim_state_it_simulates(
+    runtime: Runtime, demo_book: dict[str, object]
+) -> None:
+    """Paid, partially paid (a non-covered line) and denied primary claims; Medigap
+    claims answered by their own 835 and paid, their payer AR back to zero."""
+    book_id = uuid.UUID(str(demo_book["book_id"]))
+    with runtime.connection() as conn:
+        states = dict(
+            conn.execute(
+                "select v.priority || ':' || c.status, count(*) from claims c join coverages v"
+                " on v.book_id = c.book_id and v.id = c.coverage_id where c.book_id = %s"
+                " group by 1",
+                (book_id,),
+            ).fetchall()
+        )
+        (secondary_ar,) = conn.execute(
+            "select coalesce(sum(p.amount), 0) from postings p join accounts a"
+            " on a.book_id = p.book_id and a.id = p.account_id join claims c"
+            " on c.book_id = p.book_id and p.document = 'claim:' || c.id::text"
+            " join coverages v on v.book_id = c.book_id and v.id = c.coverage_id"
+            " where p.book_id = %s and a.name = 'Assets:Receivable:Payer'"
+            " and v.priority = 'secondary' and c.status = 'paid'",
+            (book_id,),
+        ).fetchone() or (None,)
+    for state in ("primary:paid", "primary:partially_paid", "primary:denied", "secondary:paid"):
+        assert states.get(state, 0) > 0, (state, states)
+    assert secondary_ar == 0
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from billing.healthcare.remittance import (
     check_balance,
     claim_postings,
 )
-from tests.healthcare.x12_samples import fixture_835s, worked_claim_835
+from tests.healthcare.x12_samples import fixture_835s, fixture_837s, worked_claim_835
 
 D = Decimal
 
@@ -257,3 +257,74 @@ def test_pyx12_catches_a_wrong_segment_count(tmp_path: Path) -> None:
     broken = text.replace("SE*28*0001", "SE*27*0001")
     assert broken != text
     assert pyx12_errors(broken, tmp_path) != []
+
+
+def test_an_835_moves_a_claim_only_along_its_states() -> None:
+    from billing.healthcare.entries import remittance_moves
+
+    # Adjudication proves the payer received and accepted the claim: implied steps.
+    assert remittance_moves("draft", "paid") == ["submitted", "accepted", "paid"]
+    assert remittance_moves("submitted", "denied") == ["accepted", "denied"]
+    assert remittance_moves("rejected", "partially_paid") == [
+        "submitted",
+        "accepted",
+        "partially_paid",
+    ]
+    assert remittance_moves("accepted", "paid") == ["paid"]
+    assert remittance_moves("appealed", "paid") == ["paid"]
+    assert remittance_moves("paid", "paid") == []  # a further payment: it stays
+    # A payer changing its decision reverses it first; a closed claim moves no more.
+    assert remittance_moves("paid", "denied") is None
+    assert remittance_moves("denied", "paid") is None
+    assert remittance_moves("closed", "paid") is None
+    assert remittance_moves("paid", "accepted", reversal=True) == ["accepted"]
+    assert remittance_moves("appealed", "accepted", reversal=True) == ["accepted"]
+    assert remittance_moves("closed", "accepted", reversal=True) is None
+    assert remittance_moves("submitted", "accepted", reversal=True) is None
+
+
+# What each shared 837P says (its README, checked by hand): CLM01, CLM02, service lines,
+# and pyx12's verdict. pyx12 carries the 005010X222A1 guide only: the two
+# LinuxForHealth files declare the X222A2 errata, which it refuses to read (no map);
+# read against X222A1 instead, the drug claim is clean and the ambulance claim lacks
+# CLM05-2, the facility code qualifier its CLM05 (41::1) leaves out.
+FIXTURES_837P = {
+    "linuxforhealth__demo.ambulance.example5.837": (
+        "051068",
+        "766.50",
+        4,
+        "Map not found",
+        ['Mandatory data element "Facility Code Qualifier" (CLM05-02) is missing'],
+    ),
+    "linuxforhealth__demo.drug.example10.2.837": ("CLMNO12345", "2232.93", 6, "Map not found", []),
+    "stupidedi__commercial-health-insurance.edi": ("26463774", "100", 4, None, []),
+    "stupidedi__medicare-secondary-payer-COB.edi": ("101KEN6055", "120", 1, None, []),
+}
+
+
+@pytest.mark.parametrize("path", fixture_837s(), ids=lambda p: p.name)
+def test_every_shared_837p_parses_and_validates_or_is_refused_with_its_reason(
+    path: Path, tmp_path: Path
+) -> None:
+    import pyx12.errors
+
+    from adapters.x12.x835 import segments
+
+    control, total, line_count, refusal, as_a1 = FIXTURES_837P[path.name]
+    text = path.read_text(encoding="latin-1")
+    segs, component = segments(text)  # the ISA's own separators
+    (clm,) = [s for s in segs if s[0] == "CLM"]
+    lines = [s for s in segs if s[0] == "SV1"]
+    assert (clm[1], clm[2], len(lines)) == (control, total, line_count)
+    assert sum(D(s[2]) for s in lines) == D(total)  # the claim is the sum of its lines
+    assert all(s[1].split(component)[0] == "HC" for s in lines)
+    (st,) = [s for s in segs if s[0] == "ST"]
+    (se,) = [s for s in segs if s[0] == "SE"]
+    assert int(se[1]) == segs.index(se) - segs.index(st) + 1  # SE counts ST..SE
+    if refusal is None:
+        assert pyx12_errors(text, tmp_path) == []
+        return
+    with pytest.raises(pyx12.errors.EngineError, match=refusal):
+        pyx12_errors(text, tmp_path)
+    errors = pyx12_errors(text.replace("005010X222A2", "005010X222A1"), tmp_path)
+    assert [e.split(" - ", 1)[-1] for e in errors] == as_a1

@@ -1,4 +1,5 @@
-"""835 files for the tests: ACCOUNTING.md's worked claim and its variants."""
+"""X12 files for the tests: the shared 835 and 837P fixtures, ACCOUNTING.md's
+worked claim and its variants."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ FIXTURES_837 = Path("/work/shared/fixtures/third_party/x12-837p")
 def fixture_835s() -> list[Path]:
     return sorted(
         p for p in FIXTURES_835.iterdir() if not p.name.startswith("LICENSE") and p.suffix != ".md"
+    )
+
+
+def fixture_837s() -> list[Path]:
+    return sorted(
+        p for p in FIXTURES_837.iterdir() if not p.name.startswith("LICENSE") and p.suffix != ".md"
     )
 
 
@@ -35,6 +42,7 @@ def worked_claim_835(
     status: str = "1",
     sign: str = "",
     line1_paid: str = "36.00",
+    extra: tuple[str, ...] = (),
 ) -> str:
     """Billed 200.00 (99213 120.00 + 87880 80.00), allowed 120.00, paid 56.00:
     CO-45 80.00, PR-1 40.00 (deductible), PR-2 24.00 (coinsurance)."""
@@ -54,5 +62,6 @@ def worked_claim_835(
             f"SVC*HC:87880*{s}80.00*{s}20.00**1",
             f"CAS*CO*45*{s}30.00",
             f"CAS*PR*1*{s}20.00**2*{s}10.00",
+            *extra,  # PLB segments close the transaction
         ]
     )
