@@ -54,10 +54,11 @@ def settle_from_lines(
     """Settle what the lines name; (line, entry id) for each line used."""
     if not account_name.startswith(BANK_ACCOUNTS):
         return []
-    named = [x for x in lines if x.amount != 0 and _references(x)]
+    found = {x.id: _references(x) for x in lines if x.amount != 0}  # once per line
+    named = [x for x in lines if found.get(x.id)]
     if not named:
         return []
-    refs = sorted(set().union(*(_references(x) for x in named)))
+    refs = sorted(set().union(*(found[x.id] for x in named)))
     locked = conn.execute(
         "select id from collection_runs where book_id = %s and message_id = any(%s)"
         " and status = 'submitted' order by id for update",
@@ -87,9 +88,11 @@ def settle_from_lines(
             (book_id, refs),
         ).fetchall()
     }
+    if not runs and not transactions:
+        return []  # the lines name nothing open: the usual case of an auto-match
     out = []
     for line in named:
-        names = sorted(_references(line))
+        names = sorted(found[line.id])
         run = next((runs[m] for m in names if m in runs), None) if line.amount > 0 else None
         if run is not None and run[3] == line.currency:
             pending, returned = Decimal(run[4]), Decimal(run[5])

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import bisect
 import functools
+import operator
 import re
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 
 PostingKey = tuple[str, int]  # (entry_id, line_no)
@@ -64,6 +66,7 @@ _NAME_NOISE = frozenset(
 _SPLIT = re.compile(r"[\s,;()\[\]{}<>\"'|]+")
 _TRN = re.compile(r"TRN\*1\*([^*~\\\s]+)")  # X12 reassociation trace: TRN02
 _INVOICE_LIKE = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9][A-Za-z0-9\-/_.#]{3,}$")
+_NOT_ALNUM = re.compile(r"[^0-9A-Z]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +131,7 @@ def reference_key(text: str | None) -> str | None:
 
 def invoice_key(text: str) -> str:
     """INV-2026-000123, inv 2026/000123 and INV2026000123 are the same number."""
-    return re.sub(r"[^0-9A-Z]", "", text.upper())
+    return _NOT_ALNUM.sub("", text.upper())
 
 
 @functools.lru_cache(maxsize=65536)
@@ -144,11 +147,21 @@ def invoice_tokens(text: str | None) -> set[str]:
     found: set[str] = set()
     for token in _SPLIT.split(text or ""):
         token = token.strip(".:#")
+        # Cheap rejections first: an invoice-like token has 4+ characters, a digit and
+        # a letter (all letters or all digits cannot match).
+        if len(token) < 4 or token.isalpha() or token.isdigit():
+            continue
         if _INVOICE_LIKE.match(token):
             found.add(invoice_key(token))
             # "INV-1/INV-2" names two invoices
             found.update(invoice_key(p) for p in token.split("/") if _INVOICE_LIKE.match(p))
     return {k for k in found if len(k) >= MIN_REFERENCE_LENGTH}
+
+
+@functools.lru_cache(maxsize=65536)
+def _memo_invoices(memo: str) -> frozenset[str]:
+    """Entry memos repeat (one per entry, often one wording per customer)."""
+    return frozenset(invoice_tokens(memo))
 
 
 def _strings(value: Any) -> list[str]:
@@ -174,7 +187,6 @@ def book_posting(
     reverses: str | None = None,
 ) -> BookPosting:
     """What a ledger posting offers the matcher, drawn from its entry."""
-    meta = metadata or {}
     references: set[str] = set()
     invoices: set[str] = set()
     generated = (idempotency_key or "").startswith("auto:")
@@ -184,18 +196,22 @@ def book_posting(
         candidates.append(value)
         if kind.lower() == "invoice":
             invoices.add(invoice_key(value))
-    for key in REFERENCE_KEYS:
-        candidates.extend(_strings(meta.get(key)))
+    names = [customer] if customer else []
+    if metadata:  # most entries carry few of the keys: look up only those present
+        for key in REFERENCE_KEYS:
+            if key in metadata:
+                candidates.extend(_strings(metadata[key]))
+        for key in INVOICE_KEYS:
+            if key in metadata:
+                invoices.update(invoice_key(v) for v in _strings(metadata[key]))
+        for key in NAME_KEYS:
+            if key in metadata:
+                names.extend(_strings(metadata[key]))
     for text in candidates:
         ref = reference_key(text)
         if ref is not None:
             references.add(ref)
-    for key in INVOICE_KEYS:
-        invoices.update(invoice_key(v) for v in _strings(meta.get(key)))
-    invoices.update(invoice_tokens(memo))
-    names = [customer] if customer else []
-    for key in NAME_KEYS:
-        names.extend(_strings(meta.get(key)))
+    invoices.update(_memo_invoices(memo))
     return BookPosting(
         key=(entry_id, line_no),
         effective_date=effective_date,
@@ -217,13 +233,16 @@ def line_references(line: BankLine) -> set[str]:
         refs.add(reference_key(line.bank_reference))
     refs.add(reference_key(line.end_to_end_id))
     for text in (line.remittance_info, line.bank_reference):
-        refs.update(reference_key(trace) for trace in _TRN.findall(text or ""))
+        if text and "TRN*1*" in text:  # most lines carry none: skip the regex
+            refs.update(reference_key(trace) for trace in _TRN.findall(text))
     return {r for r in refs if r is not None}
 
 
 # --- the rules ------------------------------------------------------------------------
 
 Proposal = tuple[tuple[str, ...], tuple[PostingKey, ...]]
+_ZERO = Decimal(0)
+_KEY = operator.attrgetter("key")
 
 
 class _State:
@@ -236,18 +255,24 @@ class _State:
 
     def accept(self, rule: str, proposals: Iterable[Proposal]) -> None:
         unique = set(proposals)
-        used: dict[object, int] = defaultdict(int)
-        for line_ids, keys in unique:
-            for item in (*line_ids, *keys):
-                used[item] += 1
-        for line_ids, keys in sorted(unique):
-            if any(used[item] > 1 for item in (*line_ids, *keys)):
-                continue  # another proposal wants one of these: ambiguous
-            first = self.postings[keys[0]] if keys else None
-            currency = first.currency if first else self.lines[line_ids[0]].currency
-            amount = sum((self.postings[k].amount for k in keys), Decimal(0))
-            self.matches.append(Match(rule, tuple(sorted(line_ids)), tuple(sorted(keys)),
-                                      amount, currency))  # fmt: skip
+        used = Counter(chain.from_iterable(x + k for x, k in unique))
+        # A line or posting that two proposals want makes both ambiguous: keep neither.
+        wanted = {item for item, n in used.items() if n > 1}
+        kept = [p for p in unique if wanted.isdisjoint(p[0]) and wanted.isdisjoint(p[1])]
+        for line_ids, keys in sorted(kept):
+            if len(keys) == 1:  # most matches: one posting
+                first = self.postings[keys[0]]
+                currency, amount = first.currency, _ZERO + first.amount
+            else:
+                currency = (self.postings[keys[0]] if keys else self.lines[line_ids[0]]).currency
+                amount = sum((self.postings[k].amount for k in keys), _ZERO)
+            self.matches.append(Match(
+                rule,
+                line_ids if len(line_ids) < 2 else tuple(sorted(line_ids)),
+                keys if len(keys) < 2 else tuple(sorted(keys)),
+                amount,
+                currency,
+            ))  # fmt: skip
             for line_id in line_ids:
                 del self.free_lines[line_id]
             for key in keys:
@@ -258,13 +283,15 @@ def _by_sum(line: BankLine, candidates: list[BookPosting]) -> tuple[PostingKey, 
     """All candidates when they add up to the line; else the one of equal amount."""
     if not candidates:
         return None
-    if sum((p.amount for p in candidates), Decimal(0)) == line.amount:
+    if sum((p.amount for p in candidates), _ZERO) == line.amount:
         return tuple(p.key for p in candidates)
     exact = [p for p in candidates if p.amount == line.amount]
     return (exact[0].key,) if len(exact) == 1 else None
 
 
 def _reversal_pairs(state: _State) -> list[Proposal]:
+    if all(p.reverses is None for p in state.free_postings.values()):
+        return []
     by_entry: dict[str, list[BookPosting]] = defaultdict(list)
     for posting in state.free_postings.values():
         by_entry[posting.entry_id].append(posting)
@@ -295,10 +322,15 @@ def _bank_reference(state: _State) -> list[Proposal]:
             for posting in index.get(ref, ()):
                 if posting.currency == line.currency:
                     seen[posting.key] = posting
-        candidates = sorted(seen.values(), key=lambda p: p.key)
-        if len(candidates) == 1:
-            claims[candidates[0].key].append(line)
-        keys = _by_sum(line, candidates)
+        if not seen:
+            continue
+        if len(seen) == 1:  # most lines: _by_sum of one candidate, without sorting
+            (posting,) = seen.values()
+            claims[posting.key].append(line)
+            if _ZERO + posting.amount == line.amount:
+                proposals.append(((line.id,), (posting.key,)))
+            continue
+        keys = _by_sum(line, sorted(seen.values(), key=_KEY))
         if keys is not None:
             proposals.append(((line.id,), keys))
     # Many-to-one: the bank split one booked payment over several lines.
@@ -322,7 +354,14 @@ def _invoice_number(state: _State) -> list[Proposal]:
             for posting in index.get(number, ()):
                 if posting.currency == line.currency:
                     seen[posting.key] = posting
-        keys = _by_sum(line, sorted(seen.values(), key=lambda p: p.key))
+        if not seen:
+            continue
+        if len(seen) == 1:  # _by_sum of one candidate
+            (posting,) = seen.values()
+            if _ZERO + posting.amount == line.amount:
+                proposals.append(((line.id,), (posting.key,)))
+            continue
+        keys = _by_sum(line, sorted(seen.values(), key=_KEY))
         if keys is not None:
             proposals.append(((line.id,), keys))
     return proposals
