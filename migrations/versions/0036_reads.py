@@ -11,8 +11,8 @@ joins the matches and statement lines, and still probes postings); a small
 insert (a manual match) probes as before. The error names the lowest bad
 match instead of an arbitrary one. Same checks.
 
-Revision ID: 0032
-Revises: 0031
+Revision ID: 0036
+Revises: 0035
 Create Date: 2026-11-30 23:45:00.000000
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0032"
-down_revision: str | None = "0031"
+revision: str = "0036"
+down_revision: str | None = "0035"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
