@@ -454,7 +454,9 @@ def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) ->
             "select c.subscriber, c.id, c.event_type, c.start, c.quantity, c.destination,"
             " c.roaming from cdrs c where c.book_id = %s and c.start < %s and"
             + _UNRATED
-            + " order by c.subscriber, c.start, c.id",
+            # Byte order ("C"): the order Python compares ids in (rate_cdrs), and a sort
+            # that needs no locale (several times faster than a UTF-8 locale's)
+            + ' order by c.subscriber collate "C", c.start, c.id collate "C"',
             (book_id, cutoff),
         )
         while batch := cur.fetchmany(FETCH):
