@@ -477,9 +477,7 @@ def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) ->
                         window,
                     )
                     daily: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
-                    for r in rater.rate_many(
-                        ledger, subscriber, (g[1:] for g in group), window, seed, errors
-                    ):
+                    for r in rater.rate_many(ledger, subscriber, group, window, seed, errors):
                         write(r[:9] + constants)
                         daily[(r[9], r[8])] += r[7]
                         rated += 1
