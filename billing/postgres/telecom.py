@@ -405,28 +405,25 @@ def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) ->
     )
     cutoff = datetime.combine(through, time(0), UTC)
     run_id = uuid.uuid4()
-    found = conn.execute(
-        "select min(c.start) from cdrs c where c.book_id = %s and c.start < %s and" + _UNRATED,
-        (book_id, cutoff),
-    ).fetchone()
-    first: datetime | None = found[0] if found else None
-    if first is None:
+    # The subscribers with unrated CDRs and the first start among them, in one pass
+    # over the unrated CDRs (the run's cursor is the other).
+    pending = conn.execute(
+        "select s.subscriber, s.customer_id, s.rate_plan, s.wallet_id, u.first"
+        " from (select c.subscriber, min(c.start) as first from cdrs c"
+        "   where c.book_id = %s and c.start < %s and" + _UNRATED + " group by c.subscriber) u"
+        " join telecom_subscribers s on s.book_id = %s and s.subscriber = u.subscriber",
+        (book_id, cutoff, book_id),
+    ).fetchall()
+    if not pending:
         conn.execute(
             "insert into cdr_rating_runs (book_id, id, through, rated, unrateable, entries)"
             " values (%s, %s, %s, 0, 0, 0)",
             (book_id, run_id, through),
         )
         return RatingRun(run_id, through, 0, 0, 0, {})
+    first: datetime = min(r[4] for r in pending)
     subscribers: dict[str, tuple[uuid.UUID, str, uuid.UUID | None]] = {
-        r[0]: (r[1], r[2], r[3])
-        for r in conn.execute(
-            "select s.subscriber, s.customer_id, s.rate_plan, s.wallet_id"
-            " from telecom_subscribers s where s.book_id = %s and s.subscriber in"
-            " (select c.subscriber from cdrs c where c.book_id = %s and c.start < %s and"
-            + _UNRATED
-            + ")",
-            (book_id, book_id, cutoff),
-        ).fetchall()
+        r[0]: (r[1], r[2], r[3]) for r in pending
     }
     windows = _allowance_windows(conn, book_id, list(subscribers))
     # Earlier runs of the months (periods) in play: from before the first one.
