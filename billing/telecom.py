@@ -548,8 +548,9 @@ def parse_cdr(row: Mapping[str, Any]) -> Cdr:
 
 # --- many CDRs of one plan ------------------------------------------------------------
 
-# A CDR as a rating run reads it: id, event_type, start, quantity, destination, roaming.
-CdrRow = tuple[str, str, datetime, Decimal, str, bool]
+# A CDR as a rating run reads it: subscriber, id, event_type, start, quantity,
+# destination, roaming.
+CdrRow = tuple[str, str, str, datetime, Decimal, str, bool]
 # A rated CDR as a rating run writes it: id, plan, version, zone, band, billed quantity,
 # included, amount, currency, local day.
 RatedRow = tuple[str, str, date, str | None, str | None, Decimal, Decimal, Decimal, str, date]
@@ -557,6 +558,7 @@ RatedRow = tuple[str, str, date, str | None, str | None, Decimal, Decimal, Decim
 _MINUTES_PER_DAY = 1440
 _CACHE_LIMIT = 100_000  # per rate: data rated per byte would otherwise keep every quantity
 _MISSING = object()
+_NONE = Decimal(0)
 
 
 def band_table(plan: PlanVersion) -> tuple[str | None, ...]:
@@ -583,13 +585,14 @@ class _RateCache:
 
 
 class _Compiled:
-    __slots__ = ("bands", "plan", "rates", "zones")
+    __slots__ = ("bands", "plan", "rates")
 
     def __init__(self, plan: PlanVersion) -> None:
         self.plan = plan
         self.bands = band_table(plan)
-        self.zones: dict[str, str | None] = {}
-        self.rates: dict[tuple[str, str | None, str | None], _RateCache] = {}
+        # (event_type, destination, band) -> (zone, its rate) or (zone, why there is none):
+        # one look-up for zone_of and rate_for together.
+        self.rates: dict[tuple[str, str, str | None], tuple[str | None, _RateCache | str]] = {}
 
 
 class PlanRater:
@@ -635,7 +638,7 @@ class PlanRater:
         row: CdrRow,
         window: Callable[[date], date],
     ) -> RatedRow:
-        cdr = Cdr(row[0], subscriber, row[1], row[2], row[3], row[4], row[5])
+        cdr = Cdr(row[1], subscriber, row[2], row[3], row[4], row[5], row[6])
         r = rate_cdr(version_at(self.versions, cdr.start), cdr, ledger, window)
         return (
             r.cdr.id,
@@ -659,28 +662,29 @@ class PlanRater:
         on_month: Callable[[date], None],
         errors: list[tuple[str, str]],
     ) -> Iterator[RatedRow]:
-        """Rate one subscriber's CDRs in event-time order. `on_month(first day)` is called
+        """Rate one subscriber's CDRs (`rows`, all of `subscriber`) in event-time order.
+        `on_month(first day)` is called
         before the first CDR of each allowance period (to seed what earlier runs used);
         unrateable CDRs go to `errors` as (id, reason)."""
         tz = self.tz
-        periods: dict[date, date] = {}
+        # Per local day: its allowance period and the version in force (None: rate_cdr's).
+        days: dict[date, tuple[date, _Compiled | None]] = {}
         seen: set[date] = set()
+        # (version, event_type, zone, period) whose allowances are used up: `take_for`
+        # would give 0 (what is used only grows), so it is not asked again.
+        spent: set[tuple[date, str, str | None, date]] = set()
         for row in rows:
-            cdr_id, event_type, start, quantity, destination, roaming = row
-            if tz is None:
-                local = start.astimezone(self.seed_tz)
-                compiled = None
-            else:
-                local = start.astimezone(tz)
+            _, cdr_id, event_type, start, quantity, destination, roaming = row
+            local = start.astimezone(self.seed_tz if tz is None else tz)
             day = local.date()
-            month = periods.get(day)
-            if month is None:
-                month = periods[day] = window(day)
-            if month not in seen:
-                seen.add(month)
-                on_month(month)
-            if tz is not None:
-                compiled = self._on(day)
+            known = days.get(day)
+            if known is None:
+                month = window(day)
+                if month not in seen:
+                    seen.add(month)
+                    on_month(month)
+                known = days[day] = (month, None if tz is None else self._on(day))
+            month, compiled = known
             if (
                 compiled is None
                 or start.tzinfo is None
@@ -695,40 +699,40 @@ class PlanRater:
                     errors.append((cdr_id, exc.message))
                 continue
             plan = compiled.plan
-            zone: str | None = None
-            if event_type != "data":
-                found = compiled.zones.get(destination, _MISSING)
-                if found is _MISSING:
-                    found = compiled.zones[destination] = zone_of(plan, destination)
-                zone = found  # type: ignore[assignment]
             band = compiled.bands[
                 (local.isoweekday() - 1) * _MINUTES_PER_DAY + local.hour * 60 + local.minute
             ]
-            key = (event_type, zone, band)
-            cache = compiled.rates.get(key)
-            if cache is None:
+            key = (event_type, "" if event_type == "data" else destination, band)
+            found = compiled.rates.get(key)
+            if found is None:
+                zone = zone_of(plan, destination) if event_type != "data" else None
                 try:
-                    rate = rate_for(plan, event_type, zone, band)
+                    found = (zone, _RateCache(rate_for(plan, event_type, zone, band)))
                 except RatingError as exc:
-                    errors.append((cdr_id, exc.message))
-                    continue
-                cache = compiled.rates[key] = _RateCache(rate)
+                    found = (zone, exc.message)
+                compiled.rates[key] = found
+            zone, cache = found
+            if isinstance(cache, str):
+                errors.append((cdr_id, cache))
+                continue
             if event_type == "sms":
                 billed = quantity
             else:
-                known = cache.billed.get(quantity)
-                if known is None:
+                known_billed = cache.billed.get(quantity)
+                if known_billed is None:
                     if len(cache.billed) >= _CACHE_LIMIT:
                         cache.billed.clear()
                     # Increment.billed's result has exponent 0 whatever the quantity's
                     # exponent, so a cached value is the very one it would give.
-                    known = cache.billed[quantity] = cache.rate.increment.billed(quantity)
-                billed = known
-            included = (
-                ledger.take_for(plan, subscriber, event_type, zone, billed, month)
-                if plan.allowances
-                else Decimal(0)
-            )
+                    known_billed = cache.billed[quantity] = cache.rate.increment.billed(quantity)
+                billed = known_billed
+            included = _NONE
+            if plan.allowances:
+                used_up = (plan.effective_from, event_type, zone, month)
+                if used_up not in spent:
+                    included = ledger.take_for(plan, subscriber, event_type, zone, billed, month)
+                    if not included and billed:
+                        spent.add(used_up)
             amount_key = (billed, included, roaming)
             amount = cache.amounts.get(amount_key)
             if amount is None:

@@ -154,10 +154,13 @@ def unbilled_cdrs(
         return {}
     by_subscriber = {i.subscriber: i for i in items}
     rows = conn.execute(
-        "select subscriber, id, start, event_type, zone, billed_quantity, included, amount"
-        " from cdrs where book_id = %s and subscriber = any(%s) and rating_run_id is not null"
-        " and invoice_id is null and start < %s order by subscriber, start, id"
-        + (" for update" if lock else ""),
+        "select c.subscriber, c.id, c.start, c.event_type, r.zone, r.billed_quantity,"
+        " r.included, r.amount from cdrs c"
+        " join cdr_ratings r on r.book_id = c.book_id and r.cdr_id = c.id"
+        " where c.book_id = %s and c.subscriber = any(%s) and c.invoice_id is null"
+        " and c.start < %s order by c.subscriber, c.start, c.id"
+        # The CDR rows, whose invoice_id mark_billed sets; ratings are never updated.
+        + (" for update of c" if lock else ""),
         (book_id, list(by_subscriber), datetime.combine(before, time(0), UTC) + _WIDEST),
     ).fetchall()
     out: dict[uuid.UUID, list[_Cdr]] = defaultdict(list)
@@ -237,8 +240,9 @@ def invoice_usage_detail(
         raise NotFound(f"invoice {invoice_ref!r} does not exist in this book")
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "select id, start, event_type, destination, zone, band, quantity, billed_quantity,"
-            " amount, currency from cdrs where book_id = %s and invoice_id = %s"
-            " order by start, id",
+            "select c.id, c.start, c.event_type, c.destination, r.zone, r.band, c.quantity,"
+            " r.billed_quantity, r.amount, r.currency from cdrs c"
+            " join cdr_ratings r on r.book_id = c.book_id and r.cdr_id = c.id"
+            " where c.book_id = %s and c.invoice_id = %s order by c.start, c.id",
             (book_id, invoice_id),
         ).fetchall()

@@ -140,7 +140,8 @@ cdr_rating_runs = Table(
     ForeignKeyConstraint(["book_id"], ["books.id"]),
 )
 
-# The rating sub-ledger: one row per call detail record, its rating beside it.
+# The call detail records as imported. A CDR's rating is not stored here but in
+# `cdr_ratings` (migration 0032): a run inserts its ratings and never updates a CDR.
 cdrs = Table(
     "cdrs",
     metadata,
@@ -153,15 +154,8 @@ cdrs = Table(
     Column("destination", Text, nullable=False, server_default=""),
     Column("roaming", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
-    Column("rating_run_id", Uuid),
-    Column("rate_plan", Text),
-    Column("plan_version", Date),
-    Column("zone", Text),
-    Column("band", Text),
-    Column("billed_quantity", Numeric),
-    Column("included", Numeric),
-    Column("amount", Numeric),
-    Column("currency", Text),
+    # Why the last run could not rate it (readers show it only while it is unrated):
+    # the one update a run makes to `cdrs`, for the rare unrateable record.
     Column("rating_error", Text),
     Column("invoice_id", Uuid),  # the invoice that billed it (migration 0017_usage)
     PrimaryKeyConstraint("book_id", "id"),
@@ -169,19 +163,34 @@ cdrs = Table(
         ["book_id", "subscriber"],
         ["telecom_subscribers.book_id", "telecom_subscribers.subscriber"],
     ),
-    # rating_run_id names its run without a foreign key: a run sets it on every
-    # CDR it rates, and a per-row key check doubled the cost of that update.
     CheckConstraint("event_type in ('voice', 'sms', 'data')", name="event_type"),
     CheckConstraint("quantity >= 0", name="quantity"),
-    CheckConstraint("(rating_run_id is null) = (amount is null)", name="rated"),
-    Index(
-        "ix_cdrs_unrated",
-        "book_id",
-        "start",
-        postgresql_where=text("rating_run_id is null"),
-    ),
     Index(None, "subscriber", "book_id", "start"),
     Index(
         "ix_cdrs_invoice", "book_id", "invoice_id", postgresql_where=text("invoice_id is not null")
     ),
+)
+
+# The rating sub-ledger: one row per rated CDR, written once by the run that rated it
+# (the application may insert and read, not update). The key is the CDR's: a CDR is
+# rated once. No foreign keys to `cdrs` or `cdr_rating_runs`: a run writes a row per
+# CDR it read in the same transaction, and a per-row key check would cost more than
+# the row.
+cdr_ratings = Table(
+    "cdr_ratings",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("cdr_id", Text, nullable=False),
+    Column("run_id", Uuid, nullable=False),
+    Column("rate_plan", Text, nullable=False),
+    Column("plan_version", Date, nullable=False),
+    Column("zone", Text),
+    Column("band", Text),
+    Column("billed_quantity", Numeric, nullable=False),
+    Column("included", Numeric, nullable=False),  # of billed_quantity, by an allowance
+    Column("amount", Numeric, nullable=False),
+    Column("currency", Text, nullable=False),
+    PrimaryKeyConstraint("book_id", "cdr_id"),
+    # A later run continues the allowances from these few rows (telecom._prior_included).
+    Index("ix_cdr_ratings_included", "book_id", postgresql_where=text("included > 0")),
 )

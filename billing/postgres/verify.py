@@ -71,8 +71,8 @@ def verify_invoices(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discre
 # CDRs' amounts = what the run credited to Income:Usage.
 _CDR_RATINGS = """
 with rated as (
-  select rating_run_id as run, currency, sum(amount) as amount from cdrs
-   where book_id = %(book)s and rating_run_id is not null group by 1, 2
+  select run_id as run, currency, sum(amount) as amount from cdr_ratings
+   where book_id = %(book)s group by 1, 2
 ), posted as (
   select (substr(p.dimensions->>'via', 12))::uuid as run, p.currency, -sum(p.amount) as amount
     from postings p
@@ -108,9 +108,10 @@ with derived as (
   select currency, sum(amount) as amount from (
     select currency, amount from usage_accruals where book_id = %(book)s
     union all
-    select c.currency, c.amount from cdrs c
+    select r.currency, r.amount from cdrs c
+      join cdr_ratings r on r.book_id = c.book_id and r.cdr_id = c.id
       join telecom_subscribers s on s.book_id = c.book_id and s.subscriber = c.subscriber
-     where c.book_id = %(book)s and c.rating_run_id is not null and c.invoice_id is null
+     where c.book_id = %(book)s and c.invoice_id is null
        and s.wallet_id is null
   ) d group by 1
 ), posted as (

@@ -158,7 +158,7 @@ def test_verify_finds_a_rated_cdr_that_does_not_tie(
         ),
     )
     in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 3, 3)))
-    owner_conn.execute("update cdrs set amount = amount + 1 where book_id = %s", (book.id,))
+    owner_conn.execute("update cdr_ratings set amount = amount + 1 where book_id = %s", (book.id,))
     with unit_of_work(runtime.connection) as uow:
         found = verify_everything(uow.conn, book.id)
     # The postpaid CDR's amount is also what Unbilled holds for it until invoiced.
@@ -223,7 +223,7 @@ def test_a_prepaid_wallet_short_of_its_rated_usage_fails_the_run_and_writes_noth
     def count(c: psycopg.Connection) -> Any:
         return c.execute(
             "select (select count(*) from cdr_rating_runs where book_id = %(b)s),"
-            " (select count(*) from cdrs where book_id = %(b)s and rating_run_id is not null),"
+            " (select count(*) from cdr_ratings where book_id = %(b)s),"
             " (select count(*) from journal_entries where book_id = %(b)s)",
             {"b": book.id},
         ).fetchone()

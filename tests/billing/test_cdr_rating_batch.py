@@ -103,7 +103,8 @@ def test_rating_runs_store_what_the_row_by_row_rule_gives(
     with unit_of_work(runtime.connection) as uow:
         detail = {d["id"]: d for d in store.usage_detail(uow.conn, book.id)}
         stored = uow.conn.execute(
-            "select id, rate_plan, plan_version from cdrs where book_id = %s", (book.id,)
+            "select cdr_id, rate_plan, plan_version from cdr_ratings where book_id = %s",
+            (book.id,),
         ).fetchall()
         plan_of = {r[0]: (r[1], r[2]) for r in stored}
         got = [(r[0], *plan_of[r[0]], *(detail[r[0]][k] for k in COLUMNS)) for r in expected]

@@ -139,7 +139,7 @@ def batched(plans: list[PlanVersion], cdrs: list[Cdr]) -> tuple[list[Any], list[
     months: list[tuple[str, date]] = []
     for sub in SUBSCRIBERS:
         rows = [
-            (c.id, c.event_type, c.start, c.quantity, c.destination, c.roaming)
+            (c.subscriber, c.id, c.event_type, c.start, c.quantity, c.destination, c.roaming)
             for c in in_order(cdrs)
             if c.subscriber == sub
         ]
