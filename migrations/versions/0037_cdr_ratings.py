@@ -7,8 +7,8 @@ CDR, keyed by the CDR's id) by COPY; a CDR is unrated while it has no rating row
 The existing ratings move over; `cdrs` keeps what was imported, the invoice that
 billed it and the last rating error of an unrateable one.
 
-Revision ID: 0032
-Revises: 0031
+Revision ID: 0037
+Revises: 0036
 Create Date: 2026-11-30 23:00:00.000000
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0032"
-down_revision: str | None = "0031"
+revision: str = "0037"
+down_revision: str | None = "0036"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
