@@ -236,16 +236,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def http_server(db: BenchDatabase, *, workers: int = 2, server: str = "uvicorn") -> Iterator[str]:
-    """`activebilling serve --workers N [--server granian]` on a free loopback port;
-    stopped afterwards."""
+def http_server(db: BenchDatabase, *, workers: int = 2, server: str | None = None) -> Iterator[str]:
+    """`activebilling serve --workers N [--server S]` on a free loopback port (without
+    `server`, serve's default stack); stopped afterwards."""
     import httpx
 
     port = free_port()
     exe = Path(sys.executable).with_name("activebilling")
     env = {**os.environ, "DATABASE_URL": db.url}
     command = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--workers", str(workers), "--server", server]
+    command += ["--workers", str(workers), *(["--server", server] if server else [])]
     proc = subprocess.Popen(
         command,
         env=env,

@@ -2,9 +2,10 @@
 
     .venv/bin/python -m benchmarks.post_http [--seconds 20] [--clients 8] [--workers 2]
 
-Starts `activebilling serve --workers 2` on a throwaway database, creates a
-book and an admin key, then drives `POST /v1/journal-entries` with `wrk` (a
-C load generator with a Lua script; 2- and 3-posting entries, each crediting
+Starts `activebilling serve --workers 2` (granian, serve's default; `--server
+uvicorn` for the other stack) on a throwaway database, creates a book and an
+admin key, then drives `POST /v1/journal-entries` with `wrk` (a C load
+generator with a Lua script; 2- and 3-posting entries, each crediting
 Income:Subscriptions) for `--seconds`. Without wrk it falls back to Python
 threads with keep-alive httpx clients, which compete for the same CPUs.
 Then the server is stopped and plain pgbench TPC-B runs on the same
@@ -326,15 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="load-generator threads")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--pgbench-scale", type=int, default=8)
     parser.add_argument("--pgbench-seconds", type=int, default=None, help="default: --seconds")
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
     parser.add_argument(
         "--server",
-        choices=["uvicorn", "granian"],
-        default="uvicorn",
-        help="serve's HTTP stack: uvicorn with httptools (default) or granian",
+        choices=["granian", "uvicorn"],
+        default="granian",
+        help="serve's HTTP stack: granian (serve's default) or uvicorn with httptools",
     )
     parser.add_argument(
         "--idempotency-key",
@@ -399,11 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python -m benchmarks.post_http "
             + " ".join(sys.argv[1:] if argv is None else argv),
             "setup": {
-                "server": (
-                    f"activebilling serve --workers {args.workers} (uvicorn, httptools)"
-                    if args.server == "uvicorn"
-                    else f"activebilling serve --workers {args.workers} --server granian"
-                ),
+                "server": f"activebilling serve --workers {args.workers} --server {args.server}",
                 "clients": args.clients,
                 "entries": "alternating 2-posting (debit asset / credit Income:Subscriptions) "
                 "and 3-posting (… / Income:Subscriptions / Liabilities:Tax-Payable) entries, "
