@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ end
 
 local bodies = {}
 local n = 0
-local today = "__TODAY__"
+local dates = {__DATES__}
 local debits = {"Assets:Receivable:Trade", "Assets:Bank:Operating",
                 "Assets:Clearing:Manual", "Assets:Receivable:Unbilled"}
 
@@ -71,6 +71,7 @@ function init(args)
   for i = 1, 1000 do
     local cents = math.random(100, 99999)
     local debit = debits[(i % #debits) + 1]
+    local today = dates[(i % #dates) + 1]
     local body
     if i % 2 == 0 then
       body = string.format('{"effective_date":"%s","memo":"bench","postings":['
@@ -141,6 +142,12 @@ end
 """
 
 
+def effective_dates(days: int) -> list[str]:
+    """The entries' dates, taken in turn: the `days` days up to today."""
+    today = datetime.now(UTC).date()
+    return [(today - timedelta(days=n)).isoformat() for n in range(max(1, days))]
+
+
 def run_wrk(
     base: str,
     key: str,
@@ -149,12 +156,13 @@ def run_wrk(
     threads: int,
     seconds: int,
     idempotency: bool = False,
+    days: int = 1,
 ) -> dict[str, Any]:
     wrk = shutil.which("wrk")
     assert wrk is not None
-    today = datetime.now(UTC).date().isoformat()
+    dates = ",".join(f'"{d}"' for d in effective_dates(days))
     script = (
-        WRK_SCRIPT.replace("__TODAY__", today)
+        WRK_SCRIPT.replace("__DATES__", dates)
         .replace("__KEY__", key)
         .replace("__IDEMPOTENCY__", "true" if idempotency else "false")
         .replace("__HOT__", HOT_ACCOUNT)
@@ -212,14 +220,20 @@ def run_wrk(
 
 
 def run_python_clients(
-    base: str, key: str, *, clients: int, seconds: int, idempotency: bool = False
+    base: str,
+    key: str,
+    *,
+    clients: int,
+    seconds: int,
+    idempotency: bool = False,
+    days: int = 1,
 ) -> dict[str, Any]:
     """Fallback: one thread per client, each with a keep-alive httpx client."""
     import random
 
     import httpx
 
-    today = datetime.now(UTC).date().isoformat()
+    dates = effective_dates(days)
     debits = ["Assets:Receivable:Trade", "Assets:Bank:Operating", "Assets:Clearing:Manual"]
     lock = threading.Lock()
     latencies: list[float] = []
@@ -252,7 +266,11 @@ def run_python_clients(
                             "currency": "USD",
                         }
                     )
-                body = {"effective_date": today, "memo": "bench", "postings": postings}
+                body = {
+                    "effective_date": dates[i % len(dates)],
+                    "memo": "bench",
+                    "postings": postings,
+                }
                 t0 = time.perf_counter()
                 extra = {"Idempotency-Key": f"{run_id}-{seed}-{i}"} if idempotency else None
                 r = http.post("/v1/journal-entries", json=body, headers=extra)
@@ -332,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pgbench-seconds", type=int, default=None, help="default: --seconds")
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
     parser.add_argument(
+        "--days",
+        type=int,
+        default=1,
+        help="date the entries over this many days up to today, in turn (1: all today)",
+    )
+    parser.add_argument(
         "--server",
         choices=["granian", "uvicorn"],
         default="granian",
@@ -364,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                     threads=args.threads,
                     seconds=args.seconds,
                     idempotency=args.idempotency_key,
+                    days=args.days,
                 )
             else:
                 http = run_python_clients(
@@ -372,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                     clients=args.clients,
                     seconds=args.seconds,
                     idempotency=args.idempotency_key,
+                    days=args.days,
                 )
             time.sleep(1.0)  # let requests cut off at the end finish their commit
         check = check_database(db, book.id)
@@ -409,7 +435,11 @@ def main(argv: list[str] | None = None) -> int:
                     if args.idempotency_key
                     else "no Idempotency-Key header"
                 )
-                + ", dated today",
+                + (
+                    ", dated today"
+                    if args.days <= 1
+                    else f", dated over the {args.days} days up to today"
+                ),
                 "warm_up": f"{args.warmup} entries via post_entries, then VACUUM ANALYZE",
                 **info,
             },
