@@ -240,20 +240,20 @@ def http_server(
     db: BenchDatabase,
     *,
     workers: int = 2,
-    server: str = "uvicorn",
+    server: str | None = None,
     log_path: Path | None = None,
 ) -> Iterator[str]:
-    """`activebilling serve --workers N [--server granian]` on a free loopback port;
-    stopped afterwards. Its log (stderr, one JSON object a line) goes to `log_path`,
-    else to a temporary file: a pipe nobody reads fills at 64 KB, and then every
-    worker that logs blocks."""
+    """`activebilling serve --workers N [--server S]` on a free loopback port (without
+    `server`, serve's default stack); stopped afterwards. Its log (stderr, one JSON
+    object a line) goes to `log_path`, else to a temporary file: a pipe nobody reads
+    fills at 64 KB, and then every worker that logs blocks."""
     import httpx
 
     port = free_port()
     exe = Path(sys.executable).with_name("activebilling")
     env = {**os.environ, "DATABASE_URL": db.url}
     command = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--workers", str(workers), "--server", server]
+    command += ["--workers", str(workers), *(["--server", server] if server else [])]
     log = open(log_path, "w+b") if log_path is not None else tempfile.TemporaryFile()  # noqa: SIM115
     proc = subprocess.Popen(
         command,

@@ -2,9 +2,10 @@
 
     .venv/bin/python -m benchmarks.post_http [--seconds 20] [--clients 8] [--workers 2]
 
-Starts `activebilling serve --workers 2` on a throwaway database, creates a
-book and an admin key, then drives `POST /v1/journal-entries` with `wrk` (a
-C load generator with a Lua script; 2- and 3-posting entries, each crediting
+Starts `activebilling serve --workers 2` (granian, serve's default; `--server
+uvicorn` for the other stack) on a throwaway database, creates a book and an
+admin key, then drives `POST /v1/journal-entries` with `wrk` (a C load
+generator with a Lua script; 2- and 3-posting entries, each crediting
 Income:Subscriptions) for `--seconds`. Without wrk it falls back to Python
 threads with keep-alive httpx clients, which compete for the same CPUs.
 Then the server is stopped and plain pgbench TPC-B runs on the same
@@ -28,7 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ end
 
 local bodies = {}
 local n = 0
-local today = "__TODAY__"
+local dates = {__DATES__}
 local debits = {"Assets:Receivable:Trade", "Assets:Bank:Operating",
                 "Assets:Clearing:Manual", "Assets:Receivable:Unbilled"}
 
@@ -70,6 +71,7 @@ function init(args)
   for i = 1, 1000 do
     local cents = math.random(100, 99999)
     local debit = debits[(i % #debits) + 1]
+    local today = dates[(i % #dates) + 1]
     local body
     if i % 2 == 0 then
       body = string.format('{"effective_date":"%s","memo":"bench","postings":['
@@ -140,6 +142,12 @@ end
 """
 
 
+def effective_dates(days: int) -> list[str]:
+    """The entries' dates, taken in turn: the `days` days up to today."""
+    today = datetime.now(UTC).date()
+    return [(today - timedelta(days=n)).isoformat() for n in range(max(1, days))]
+
+
 def run_wrk(
     base: str,
     key: str,
@@ -148,12 +156,13 @@ def run_wrk(
     threads: int,
     seconds: int,
     idempotency: bool = False,
+    days: int = 1,
 ) -> dict[str, Any]:
     wrk = shutil.which("wrk")
     assert wrk is not None
-    today = datetime.now(UTC).date().isoformat()
+    dates = ",".join(f'"{d}"' for d in effective_dates(days))
     script = (
-        WRK_SCRIPT.replace("__TODAY__", today)
+        WRK_SCRIPT.replace("__DATES__", dates)
         .replace("__KEY__", key)
         .replace("__IDEMPOTENCY__", "true" if idempotency else "false")
         .replace("__HOT__", HOT_ACCOUNT)
@@ -211,14 +220,20 @@ def run_wrk(
 
 
 def run_python_clients(
-    base: str, key: str, *, clients: int, seconds: int, idempotency: bool = False
+    base: str,
+    key: str,
+    *,
+    clients: int,
+    seconds: int,
+    idempotency: bool = False,
+    days: int = 1,
 ) -> dict[str, Any]:
     """Fallback: one thread per client, each with a keep-alive httpx client."""
     import random
 
     import httpx
 
-    today = datetime.now(UTC).date().isoformat()
+    dates = effective_dates(days)
     debits = ["Assets:Receivable:Trade", "Assets:Bank:Operating", "Assets:Clearing:Manual"]
     lock = threading.Lock()
     latencies: list[float] = []
@@ -251,7 +266,11 @@ def run_python_clients(
                             "currency": "USD",
                         }
                     )
-                body = {"effective_date": today, "memo": "bench", "postings": postings}
+                body = {
+                    "effective_date": dates[i % len(dates)],
+                    "memo": "bench",
+                    "postings": postings,
+                }
                 t0 = time.perf_counter()
                 extra = {"Idempotency-Key": f"{run_id}-{seed}-{i}"} if idempotency else None
                 r = http.post("/v1/journal-entries", json=body, headers=extra)
@@ -326,15 +345,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="load-generator threads")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--pgbench-scale", type=int, default=8)
     parser.add_argument("--pgbench-seconds", type=int, default=None, help="default: --seconds")
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
     parser.add_argument(
+        "--days",
+        type=int,
+        default=1,
+        help="date the entries over this many days up to today, in turn (1: all today)",
+    )
+    parser.add_argument(
         "--server",
-        choices=["uvicorn", "granian"],
-        default="uvicorn",
-        help="serve's HTTP stack: uvicorn with httptools (default) or granian",
+        choices=["granian", "uvicorn"],
+        default="granian",
+        help="serve's HTTP stack: granian (serve's default) or uvicorn with httptools",
     )
     parser.add_argument(
         "--idempotency-key",
@@ -363,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                     threads=args.threads,
                     seconds=args.seconds,
                     idempotency=args.idempotency_key,
+                    days=args.days,
                 )
             else:
                 http = run_python_clients(
@@ -371,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                     clients=args.clients,
                     seconds=args.seconds,
                     idempotency=args.idempotency_key,
+                    days=args.days,
                 )
             time.sleep(1.0)  # let requests cut off at the end finish their commit
         check = check_database(db, book.id)
@@ -399,11 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python -m benchmarks.post_http "
             + " ".join(sys.argv[1:] if argv is None else argv),
             "setup": {
-                "server": (
-                    f"activebilling serve --workers {args.workers} (uvicorn, httptools)"
-                    if args.server == "uvicorn"
-                    else f"activebilling serve --workers {args.workers} --server granian"
-                ),
+                "server": f"activebilling serve --workers {args.workers} --server {args.server}",
                 "clients": args.clients,
                 "entries": "alternating 2-posting (debit asset / credit Income:Subscriptions) "
                 "and 3-posting (… / Income:Subscriptions / Liabilities:Tax-Payable) entries, "
@@ -412,7 +435,11 @@ def main(argv: list[str] | None = None) -> int:
                     if args.idempotency_key
                     else "no Idempotency-Key header"
                 )
-                + ", dated today",
+                + (
+                    ", dated today"
+                    if args.days <= 1
+                    else f", dated over the {args.days} days up to today"
+                ),
                 "warm_up": f"{args.warmup} entries via post_entries, then VACUUM ANALYZE",
                 **info,
             },

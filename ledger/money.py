@@ -58,6 +58,8 @@ def parse_amount(value: object) -> Decimal:
     Strings must be plain decimals ("12.50", "-3"): no exponent, no spaces, no
     thousands separators, at most 12 decimal places.
     """
+    if type(value) is str and _AMOUNT_RE.fullmatch(value):
+        return Decimal(value)  # the common case (a JSON string); others are checked below
     if isinstance(value, bool | float):
         raise InvalidMoney(
             'amounts must be decimal strings such as "12.50", not JSON numbers or floats',
@@ -135,7 +137,13 @@ class Money:
         return int(self.amount.scaleb(minor_unit(self.currency)))
 
     def fits_minor_unit(self) -> bool:
-        return decimal_places(self.amount) <= minor_unit(self.currency)
+        places = minor_unit(self.currency)
+        exponent = self.amount.as_tuple().exponent
+        # Written with at most the currency's places ("12.50" in USD): it fits, and
+        # normalize() (trailing zeros dropped) can only make the places fewer.
+        if isinstance(exponent, int) and -exponent <= places:
+            return True
+        return decimal_places(self.amount) <= places
 
     def quantized(self) -> Money:
         """Same value written with exactly the currency's decimal places (no rounding)."""

@@ -94,9 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--server",
-        choices=["uvicorn", "granian"],
-        default="uvicorn",
-        help="HTTP stack: uvicorn with httptools (default) or granian (Rust HTTP, same app)",
+        choices=["granian", "uvicorn"],
+        default="granian",
+        help="HTTP stack: granian (Rust HTTP, default) or uvicorn with httptools (same app)",
     )
     serve.add_argument(
         "--bootstrap",

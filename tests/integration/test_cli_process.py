@@ -1,10 +1,12 @@
-"""The command line as a process: `serve` announces itself only when it answers,
-`dev.py` passes signals on to its child, and a closed pipe ends a command quietly."""
+"""The command line as a process: `serve` announces itself only when it answers and
+stops when signalled, `dev.py` passes signals on to its child, and a closed pipe
+ends a command quietly."""
 
 from __future__ import annotations
 
 import http.client
 import importlib.util
+import json
 import os
 import queue
 import signal
@@ -12,12 +14,16 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from subprocess import Popen
 from types import ModuleType
 from typing import IO
 
+import psycopg
 import pytest
 
+from tests.conftest import BookFixture
 from tests.integration.test_cli import CLI
 
 pytestmark = pytest.mark.slow  # each case starts Python processes
@@ -51,33 +57,74 @@ def cli_env(database_url: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize(
-    ("workers", "stack"),
-    [("1", "uvicorn"), ("2", "uvicorn"), ("2", "granian")],  # with 2, the server binds first
-)
-def test_serve_says_listening_only_once_the_port_answers(
-    database_url: str, workers: str, stack: str, tmp_path: Path
-) -> None:
-    port = free_port()
-    server = subprocess.Popen(
-        [str(CLI), "serve", "--port", str(port), "--workers", workers, "--server", stack],
-        # Its own TMPDIR: the metrics directory it makes for its workers is seen to go.
-        env={**cli_env(database_url), "TMPDIR": str(tmp_path)},
+def serve(database_url: str, port: int, *options: str, tmp: Path | None = None) -> Popen[str]:
+    """`activebilling serve` on `port`, its stderr piped (text)."""
+    env = cli_env(database_url)
+    if tmp is not None:  # its own TMPDIR: the metrics directory it makes is seen to go
+        env["TMPDIR"] = str(tmp)
+    return subprocess.Popen(
+        [str(CLI), "serve", "--port", str(port), *options],
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its workers can be killed with it if it hangs
     )
+
+
+def wait_until_listening(stderr: queue.Queue[str]) -> list[str]:
+    """The server's stderr lines up to its "listening on" announcement."""
+    seen = []
+    while True:
+        line = stderr.get(timeout=120)
+        assert line, f"serve ended before it said it listens: {''.join(seen)}"
+        seen.append(line)
+        if "listening on" in line:
+            return seen
+
+
+def rest_of(stderr: queue.Queue[str]) -> str:
+    """What the server wrote to stderr until it closed the stream (it has exited)."""
+    lines = []
+    while line := stderr.get(timeout=60):
+        lines.append(line)
+    return "".join(lines)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (a server's workers), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid …": comm may hold spaces, so split after its ")".
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("workers", "stack"),
+    # with 2, the server binds first; None: serve's default stack (granian)
+    [("1", None), ("2", None), ("2", "uvicorn")],
+)
+def test_serve_says_listening_only_once_the_port_answers(
+    database_url: str, workers: str, stack: str | None, tmp_path: Path
+) -> None:
+    port = free_port()
+    server = serve(
+        database_url,
+        port,
+        "--workers",
+        workers,
+        *(["--server", stack] if stack else []),
+        tmp=tmp_path,
+    )
     try:
         assert server.stderr is not None
-        stderr = lines_of(server.stderr)
-        seen = []
-        while True:
-            line = stderr.get(timeout=120)
-            assert line, f"serve ended before it said it listens: {''.join(seen)}"
-            seen.append(line)
-            if "listening on" in line:
-                break
+        seen = wait_until_listening(lines_of(server.stderr))
         assert f"http://127.0.0.1:{port}" in seen[-1]
         # At once, no retry: the announcement promises the server answers now.
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -99,6 +146,97 @@ def test_serve_says_listening_only_once_the_port_answers(
             server.wait()
             raise
     assert list(tmp_path.iterdir()) == []  # the server removed what it made
+
+
+def post(
+    port: int, key: str, idempotency_key: str, body: dict[str, object]
+) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(
+            "POST",
+            "/v1/journal-entries",
+            body=json.dumps(body),
+            headers={
+                "Authorization": f"Bearer {key}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": idempotency_key,
+            },
+        )
+        response = connection.getresponse()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, headers, response.read()
+    finally:
+        connection.close()
+
+
+def sale(amount: str) -> dict[str, object]:
+    return {
+        "effective_date": "2026-03-15",
+        "memo": "a sale",
+        "postings": [
+            {"account": "Assets:Bank:Operating", "amount": amount, "currency": "USD"},
+            {"account": "Income:Subscriptions", "amount": f"-{amount}", "currency": "USD"},
+        ],
+    }
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_on_its_default_server_posts_with_a_key_and_stops_when_signalled(
+    database_url: str, book: BookFixture, signum: signal.Signals
+) -> None:
+    """serve's default stack (granian, 2 workers): a keyed POST is posted once and
+    replayed, another body under its key is a 409; on the signal every worker stops
+    by itself (none is killed after refusing to) and the server exits with 0."""
+    port = free_port()
+    server = serve(database_url, port, "--workers", "2")
+    assert server.stderr is not None
+    stderr = lines_of(server.stderr)
+    try:
+        wait_until_listening(stderr)
+        workers = children(server.pid)
+        status, _, first = post(port, book.admin_key, "sale-1", sale("108.00"))
+        assert status == 201, first
+        entry = json.loads(first)
+        assert [(p["account"], p["amount"]) for p in entry["postings"]] == [
+            ("Assets:Bank:Operating", "108.00"),
+            ("Income:Subscriptions", "-108.00"),
+        ]
+        status, headers, again = post(port, book.admin_key, "sale-1", sale("108.00"))
+        assert (status, headers.get("idempotent-replayed"), again) == (201, "true", first)
+        status, _, other = post(port, book.admin_key, "sale-1", sale("109.00"))
+        assert status == 409
+        assert json.loads(other)["type"].endswith("idempotency_key_reused")
+    finally:
+        server.send_signal(signum)
+        code = server.wait(timeout=60)
+    assert code == 0
+    assert "refused to gracefully stop" not in rest_of(stderr)
+    assert len(workers) == 2
+    assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
+    with psycopg.connect(database_url) as conn:
+        count = conn.execute(
+            "select count(*) from journal_entries where book_id = %s", (book.id,)
+        ).fetchone()
+    assert count == (1,)
+
+
+def test_serve_stops_when_signalled_while_its_workers_are_starting(database_url: str) -> None:
+    """SIGTERM right after granian forked its workers, while they import the app: each
+    stops at once. (They inherited the supervisor's handler, which only sets a flag;
+    the signal was lost and the supervisor waited for them forever.)"""
+    server = serve(database_url, free_port(), "--workers", "2")
+    assert server.stderr is not None
+    stderr = lines_of(server.stderr)
+    try:
+        while len(children(server.pid)) < 2:  # after the migrations: the workers are forked
+            assert server.poll() is None, rest_of(stderr)
+            time.sleep(0.005)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+    assert code == 0
+    assert "refused to gracefully stop" not in rest_of(stderr)
 
 
 def load_dev() -> ModuleType:
