@@ -72,6 +72,20 @@ def serve(database_url: str, port: int, *options: str, tmp: Path | None = None) 
     )
 
 
+def stop(server: Popen[str], signum: signal.Signals) -> int:
+    """Signal the server and wait for its exit code. One that does not stop within a
+    minute still fails the test, but it and its workers are killed first: they must not
+    outlive the test and act on the database later tests use (seal their queues, send
+    their mail)."""
+    server.send_signal(signum)
+    try:
+        return server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        raise
+
+
 def wait_until_listening(stderr: queue.Queue[str]) -> list[str]:
     """The server's stderr lines up to its "listening on" announcement."""
     seen = []
@@ -136,15 +150,7 @@ def test_serve_says_listening_only_once_the_port_answers(
         if workers != "1":
             assert [p.name[:22] for p in tmp_path.iterdir()] == ["activebilling-metrics-"]
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            # Still a failure, but its workers must not outlive the test and act on
-            # the database later tests use (seal their queues, send their mail).
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-            raise
+        stop(server, signal.SIGTERM)
     assert list(tmp_path.iterdir()) == []  # the server removed what it made
 
 
@@ -208,8 +214,7 @@ def test_serve_on_its_default_server_posts_with_a_key_and_stops_when_signalled(
         assert status == 409
         assert json.loads(other)["type"].endswith("idempotency_key_reused")
     finally:
-        server.send_signal(signum)
-        code = server.wait(timeout=60)
+        code = stop(server, signum)
     assert code == 0
     assert "refused to gracefully stop" not in rest_of(stderr)
     assert len(workers) == 2
@@ -233,8 +238,7 @@ def test_serve_stops_when_signalled_while_its_workers_are_starting(database_url:
             assert server.poll() is None, rest_of(stderr)
             time.sleep(0.005)
     finally:
-        server.send_signal(signal.SIGTERM)
-        code = server.wait(timeout=60)
+        code = stop(server, signal.SIGTERM)
     assert code == 0
     assert "refused to gracefully stop" not in rest_of(stderr)
 
