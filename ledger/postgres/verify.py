@@ -81,9 +81,12 @@ def _unbalanced(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepanc
 # discrepancies, and entries whose canonical text SQL cannot write (a float
 # in their JSON, a 29-digit amount, a NULL). Python re-hashes every entry SQL
 # did not vouch for before calling it changed, so SQL only has to be right
-# when it agrees: the lines come from a sorted subquery into string_agg (a
-# per-group ORDER BY sorts each entry apart, several times slower), and UUIDs
-# and amounts (digits, '-', '.'), which need no escaping, are quoted by hand.
+# when it agrees -- and agreeing must prove the content the same: every text
+# column goes through to_json (a text quoted by hand could carry quotes and
+# brackets that forge the rest of the document); UUIDs and amounts (digits,
+# '-', '.') need no escaping and are quoted by hand. The lines come from a
+# sorted subquery into string_agg (a per-group ORDER BY sorts each entry
+# apart, several times slower).
 _SEAL_CHECK = """
 with lines as (
   select entry_id,
@@ -94,7 +97,7 @@ with lines as (
                  || case when length(trim_scale(amount)::text) <= 28
                          then '"' || trim_scale(amount)::text || '"' end
                  || ',' || to_json(currency)::text
-                 || coalesce(',"' || customer_id::text || '"', ',null')
+                 || ',' || coalesce(to_json(customer_id)::text, 'null')
                  || ',' || coalesce(to_json(document)::text, 'null')
                  || ',' || case when dimensions = '{}' then '{}'
                                 else ab_canonical_json(dimensions) end

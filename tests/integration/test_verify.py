@@ -22,7 +22,7 @@ from adapters.runtime import Runtime
 from ledger.entries import Posting, build_entry
 from ledger.money import Money
 from ledger.postgres.posting import PostedEntry, post_entries
-from ledger.postgres.sealer import seal_pending
+from ledger.postgres.sealer import load_canonical_entries, seal_pending
 from ledger.postgres.unit_of_work import unit_of_work
 from ledger.postgres.verify import _SEAL_CHECK, Discrepancy, verify_book
 from ledger.sealing import GENESIS_HASH
@@ -524,3 +524,50 @@ def test_sql_vouches_for_amounts_it_quotes_by_hand(
     assert {(d.check, d.subject) for d in verify(runtime, book.id)} >= {
         ("seal_chain", str(victim.id))
     }
+
+
+def test_a_customer_text_cannot_forge_the_lines_it_replaces(
+    runtime: Runtime, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """Two postings that cancel out are deleted and the first posting's customer
+    is rewritten to the text those lines took in the canonical JSON, quotes and
+    brackets included. The entry still balances; a customer quoted without
+    escaping would render the very document that was sealed."""
+    entry = build_entry(
+        DAY,
+        "four lines",
+        [
+            Posting("Assets:Bank:Operating", Money.exact("10.00", "USD"), customer="c1"),
+            Posting("Income:Services", Money.exact("-10.00", "USD"), customer="c2"),
+            Posting("Assets:Bank:Operating", Money.exact("10.00", "USD"), customer="c3"),
+            Posting("Income:Services", Money.exact("-10.00", "USD"), customer="c4"),
+        ],
+        idempotency_key="forge",
+    )
+    with unit_of_work(runtime.connection) as uow:
+        (victim,) = post_entries(uow.conn, book.id, [entry])
+        uow.commit()
+    assert seal_pending(runtime.connection, book.id) == 1
+    with runtime.connection() as conn:
+        sealed_text = load_canonical_entries(conn, book.id, [victim.id])[victim.id].decode()
+    forged = sealed_text[sealed_text.index('"c1"') + 1 : sealed_text.index('"c3"') + 3]
+    assert forged.startswith('c1",') and forged.endswith(',"c3')
+    assert (
+        tamper(
+            owner_conn,
+            "delete from postings where book_id = %s and entry_id = %s and line_no in (2, 3)",
+            book.id,
+            victim.id,
+        )
+        == 2
+    )
+    tamper(
+        owner_conn,
+        "update postings set customer_id = %s where book_id = %s and entry_id = %s and line_no = 1",
+        forged,
+        book.id,
+        victim.id,
+    )
+    found = verify(runtime, book.id)
+    assert "seal_chain" in checks_for(found, victim.id)
+    assert "balanced" not in checks_for(found, victim.id)
