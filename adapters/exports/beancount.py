@@ -51,27 +51,11 @@ from adapters.exports.feed import CUSTOMER_JOIN
 from ledger.currencies import MINOR_UNITS
 
 CHUNK = 1 << 16  # bytes of text handed out at a time
-ITERSIZE = 5000  # rows fetched per round trip of the server-side cursor
+ITERSIZE = 20000  # rows fetched per round trip of the server-side cursor
 
 _COMPONENT_BAD = re.compile(r"[^A-Za-z0-9-]")
 _LINK_BAD = re.compile(r"[^A-Za-z0-9\-_/.]")
 _ROOTS = ("Assets", "Liabilities", "Equity", "Income", "Expenses")
-
-
-# Every posting in range, in the file's order. The entry's id and metadata as text:
-# they repeat on every posting row, and are parsed once per entry in _transaction,
-# not once per posting.
-POSTINGS_IN_ORDER = (
-    "select e.id::text, e.effective_date, e.recorded_at, e.memo, e.metadata::text,"
-    "       e.reverses_entry_id, s.seq, s.hash,"
-    "       p.account_id, p.amount, p.currency, p.customer_id, p.document, c.name"
-    "  from journal_entries e"
-    "  join postings p on p.book_id = e.book_id and p.entry_id = e.id"
-    "  left join seals s on s.book_id = e.book_id and s.entry_id = e.id"
-    + CUSTOMER_JOIN
-    + " where e.book_id = %s and e.effective_date >= %s and e.effective_date <= %s"
-    " order by e.effective_date, s.seq nulls last, e.recorded_at, e.id, p.line_no"
-)
 
 
 def beancount_account(name: str) -> str:
@@ -219,33 +203,69 @@ def export_beancount(
     end_limit = export.date_to or (month_end(last_day) if last_day else None)
     pending = month_end(begin) if begin else None
 
+    # What the month's postings add to each balance, summed by PostgreSQL in
+    # the export's snapshot: the same postings the transactions below write.
+    deltas: dict[date, list[tuple[uuid.UUID, str, Decimal]]] = {}
+    for account_id, currency, month, total in conn.execute(
+        "select account_id, currency, date_trunc('month', effective_date)::date, sum(amount)"
+        "  from postings where book_id = %s and effective_date >= %s and effective_date <= %s"
+        " group by 1, 2, 3",
+        (book_id, start or date.min, date_to),
+    ):
+        deltas.setdefault(month, []).append((account_id, currency, total))
+
+    def add_month(month: date) -> None:
+        for account_id, currency, total in deltas.pop(month, ()):
+            key = (account_id, currency)
+            balances[key] = balances.get(key, Decimal(0)) + total
+
     def assertions(upto: date) -> Iterator[str]:
         nonlocal pending
         while pending is not None and end_limit is not None and pending < upto:
             if pending > end_limit:
                 pending = None
                 return
+            add_month(pending.replace(day=1))
             yield from writer.add(_assertions(pending + timedelta(days=1), accounts, balances))
             pending = month_end(pending + timedelta(days=1))
 
+    # The query joins and sorts every posting in range: in memory, not in
+    # batches on disk (local to the export's own read-only transaction).
+    conn.execute("select set_config('work_mem', '64MB', true)")
     cursor = conn.cursor(name=f"ab_beancount_{uuid.uuid4().hex[:8]}")
     cursor.itersize = ITERSIZE
-    cursor.execute(POSTINGS_IN_ORDER, (book_id, start or date.min, date_to))
-    current: list[tuple[Any, ...]] = []
+    cursor.execute(
+        POSTINGS_IN_ORDER,
+        (list(by_id), [a.name for a in by_id.values()], book_id, start or date.min, date_to),
+    )
+    head: tuple[Any, ...] = ()
+    lines: list[str] = []
+    payees: list[str] = []
+    documents: list[str] = []
     for row in cursor:
-        if current and row[0] != current[0][0]:
-            yield from assertions(current[0][1])
-            yield from writer.add(_transaction(current, by_id, balances))
-            current = []
-        current.append(row)
-    if current:
-        yield from assertions(current[0][1])
-        yield from writer.add(_transaction(current, by_id, balances))
+        if row[0] is not None:  # the first posting of the next entry
+            if head:
+                yield from assertions(head[1])
+                yield from writer.add(_transaction(head, payees, documents, lines))
+            head, lines, payees, documents = row[:8], [], [], []
+        if row[10] is None:
+            raise ValueError(f"entry {head[0]} posts to an account the export does not open")
+        lines.append(row[10])
+        if row[8] is not None:
+            payees.append(row[8])
+        if row[9] is not None:
+            documents.append(row[9])
+    if head:
+        yield from assertions(head[1])
+        yield from writer.add(_transaction(head, payees, documents, lines))
     cursor.close()
     if end_limit is not None:
         yield from assertions(date.max)
         if export.date_to is not None and export.date_to != month_end(export.date_to):
-            # The closing balances of a range that ends mid-month.
+            # The closing balances of a range that ends mid-month: its last
+            # month's postings, up to date_to, are not in an assertion yet.
+            for month in list(deltas):
+                add_month(month)
             yield from writer.add(
                 _assertions(export.date_to + timedelta(days=1), accounts, balances)
             )
@@ -256,6 +276,45 @@ def export_beancount(
         assert account.close_date is not None
         yield from writer.add(f"{account.close_date.isoformat()} close {account.name}\n")
     yield from writer.flush()
+
+
+def _quoted(column: str) -> str:
+    """SQL for `quote(column)`."""
+    return f"""'"' || replace(replace({column}, '\\', '\\\\'), '"', '\\"') || '"'"""
+
+
+# The book's postings in export order, each with its line(s) of the file
+# written by PostgreSQL (the accounts' Beancount names come in as an array
+# pair). The entry's own fields come on its first posting only (NULL on the
+# others, nothing to decode): one sort serves the order and that lag.
+# recorded-at is `datetime.isoformat()` in UTC (microseconds only when not 0).
+POSTINGS_IN_ORDER = f"""
+select case when x.first then x.id::text end, case when x.first then x.effective_date end,
+       case when x.first
+            then to_char(x.recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+                 || case when date_trunc('second', x.recorded_at) = x.recorded_at then ''
+                         else to_char(x.recorded_at at time zone 'UTC', '.US') end
+                 || '+00:00' end,
+       case when x.first then x.memo end, case when x.first then x.metadata::text end,
+       case when x.first then x.reverses_entry_id::text end,
+       case when x.first then x.seq end, case when x.first then x.hash end,
+       x.payee, x.document, x.line
+  from (select e.id, e.effective_date, e.recorded_at, e.memo, e.metadata, e.reverses_entry_id,
+               s.seq, s.hash, p.line_no, coalesce(c.name, p.customer_id) as payee, p.document,
+               '  ' || m.name || '  ' || p.amount::text || ' ' || p.currency || E'\\n'
+               || coalesce('    customer: ' || {_quoted("p.customer_id")} || E'\\n', '')
+               || coalesce('    document: ' || {_quoted("p.document")} || E'\\n', '') as line,
+               e.id is distinct from lag(e.id) over w as first
+          from journal_entries e
+          join postings p on p.book_id = e.book_id and p.entry_id = e.id
+          left join seals s on s.book_id = e.book_id and s.entry_id = e.id
+          {CUSTOMER_JOIN}
+          left join unnest(%s::uuid[], %s::text[]) as m(id, name) on m.id = p.account_id
+         where e.book_id = %s and e.effective_date >= %s and e.effective_date <= %s
+        window w as (order by e.effective_date, s.seq nulls last, e.recorded_at, e.id, p.line_no)
+       ) x
+ order by x.effective_date, x.seq nulls last, x.recorded_at, x.id, x.line_no
+"""
 
 
 class _Writer:
@@ -388,53 +447,41 @@ def _brought_forward(
 
 
 def _transaction(
-    rows: list[tuple[Any, ...]],
-    by_id: dict[uuid.UUID, _Account],
-    balances: dict[tuple[uuid.UUID, str], Decimal],
+    head: tuple[Any, ...], payees: list[str], documents: list[str], lines: list[str]
 ) -> str:
-    entry_id, effective, recorded, memo, metadata, reverses, seq, seal_hash = rows[0][:8]
+    """One transaction: its header from the entry's fields, then its posting lines."""
+    entry_id, effective, recorded, memo, metadata, reverses, seq, seal_hash = head
     metadata = {} if metadata in (None, "{}") else json.loads(metadata)
-    customers = [r[13] or r[11] for r in rows if r[11]]
-    payee = customers[0] if customers else None
     tags: list[str] = []
     kind = metadata.get("kind")
     if isinstance(kind, str) and kind:
         tags.append(safe_link(kind))
     if reverses is not None:
         tags.append("reversal")
-    links: list[str] = []
-    for r in rows:
-        if r[12]:
-            links.append(safe_link(r[12]))
+    links = [safe_link(d) for d in documents]
     for key in ("number", "invoice", "payment", "credit_note"):
         value = metadata.get(key)
         if isinstance(value, str) and value:
             links.append(safe_link(value))
-    head = f"{effective.isoformat()} *"
-    if payee is not None:
-        head += " " + quote(payee)
-    head += " " + quote(memo or "")
+    day = effective.isoformat()
+    head_line = f"{day} *"
+    if payees:
+        head_line += " " + quote(payees[0])
+    head_line += " " + quote(memo or "")
     for tag in dict.fromkeys(tags):
-        head += " #" + tag
+        head_line += " #" + tag
     for link in dict.fromkeys(links):
-        head += " ^" + link
-    out = [head, "\n", f'  entry-id: "{entry_id}"\n']
+        head_line += " ^" + link
+    out = [head_line, "\n", f'  entry-id: "{entry_id}"\n']
     if seq is not None:
         out.append(f'  seq: {seq}\n  seal-hash: "{seal_hash}"\n')
-    out.append(f"  effective-date: {effective.isoformat()}\n")
-    out.append(f'  recorded-at: "{recorded.isoformat()}"\n')
+    out.append(f"  effective-date: {day}\n")
+    out.append(f'  recorded-at: "{recorded}"\n')
     if reverses is not None:
         out.append(f'  reverses: "{reverses}"\n')
     extra = {k: v for k, v in metadata.items() if k not in ("kind", "reverses")}
     if extra:
         out.append(f"  entry-metadata: {quote(json.dumps(extra, sort_keys=True))}\n")
-    for r in rows:
-        account_id, amount, currency, customer, document = r[8:13]
-        balances[(account_id, currency)] = balances.get((account_id, currency), Decimal(0)) + amount
-        out.append(f"  {by_id[account_id].name}  {amount_text(amount)} {currency}\n")
-        if customer:
-            out.append(f"    customer: {quote(customer)}\n")
-        if document:
-            out.append(f"    document: {quote(document)}\n")
+    out += lines
     out.append("\n")
     return "".join(out)

@@ -9,11 +9,14 @@ or altered seal chain, entries neither sealed nor queued, and projections
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
-from ledger.postgres.sealer import load_canonical_entries
+from ledger.postgres.sealer import load_canonical_entries, seal_head
 from ledger.sealing import GENESIS_HASH, link_hash
 
 
@@ -25,34 +28,212 @@ class Discrepancy:
 
 
 def verify_book(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepancy]:
-    found: list[Discrepancy] = []
-    found += _unbalanced(conn, book_id)
-    found += _seal_chain(conn, book_id)
-    found += _unsealed(conn, book_id)
-    found += _daily_balances(conn, book_id)
+    rows = _checks(conn, book_id)
+    entries = [r for r in rows if r[0] == "entry"]
+    unbalanced = _unbalanced(conn, book_id, [r[1] for r in entries if r[6]])
+    python_side = load_canonical_entries(
+        conn, book_id, [r[1] for r in entries if r[2] is not None and r[5] and not r[7]]
+    )
+    chain: list[tuple[int, int, Discrepancy]] = []
+    links = conn.execute(_SEAL_LINKS, {"b": book_id, "genesis": GENESIS_HASH}).fetchall()
+    for seq, entry_id, expected, broken in links:
+        if seq != expected:
+            gap = Discrepancy("seal_chain", f"seq {expected}", f"gap: next is {seq}")
+            chain.append((seq, 0, gap))
+        if broken:
+            detail = f"seq {seq} does not name its predecessor"
+            chain.append((seq, 1, Discrepancy("seal_chain", entry_id, detail)))
+    unsealed: list[Discrepancy] = []
+    daily: list[tuple[str, str, Any, Discrepancy]] = []
+    for kind, raw_id, seq, prev_hash, stored, present, _, hash_ok, unqueued, *daily_row in rows:
+        subject = str(raw_id)
+        if kind == "daily":
+            currency, day, ours, theirs = daily_row
+            detail = f"{currency} on {day}: postings sum to {ours}, projection says {theirs}"
+            daily.append((subject, currency, day, Discrepancy("daily_balances", subject, detail)))
+        elif seq is None:
+            if unqueued:
+                detail = "neither sealed nor queued for sealing"
+                unsealed.append(Discrepancy("sealed", subject, detail))
+        elif not present:
+            chain.append((seq, 2, Discrepancy("seal_chain", subject, "sealed entry missing")))
+        elif not hash_ok and link_hash(prev_hash, python_side[raw_id]) != stored:
+            detail = f"entry {subject} (seq {seq}) differs from what was sealed"
+            chain.append((seq, 2, Discrepancy("seal_chain", subject, detail)))
+    chain.sort(key=lambda c: (c[0], c[1]))
+    daily.sort(key=lambda d: (d[0], d[1], d[2]))
+    found = unbalanced + [c[2] for c in chain]
+    found += sorted(unsealed, key=lambda d: d.subject)
+    found += [d[3] for d in daily]
     found += _guarded_balances(conn, book_id)
     return found
 
 
-def _unbalanced(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepancy]:
-    # One pass groups the postings per entry only: an entry in one currency
-    # whose sum is zero and that has two postings is balanced. Entries failing
-    # that (and those in several currencies, or with no postings) are the
-    # few candidates re-checked per currency below, so the book is not joined
-    # to its entries and grouped twice.
-    suspects = [
-        r[0]
-        for r in conn.execute(
-            "select e.id from journal_entries e"
-            "  left join (select entry_id, count(*) as n, count(currency) as named,"
-            "                    min(currency) as lo, max(currency) as hi, sum(amount) as total"
-            "               from postings where book_id = %s group by entry_id) s"
-            "    on s.entry_id = e.id"
-            " where e.book_id = %s"
-            "   and (s.n is null or s.n < 2 or s.named < s.n or s.lo <> s.hi or s.total <> 0)",
-            (book_id, book_id),
+# Every check that reads the whole book, as the branches of one UNION ALL
+# whose rows all have this shape (NULL where a column means nothing to the
+# branch): kind, subject, seq, prev_hash, hash, present, suspect, hash_ok,
+# unqueued, currency, day, postings' sum, projection. PostgreSQL may run the
+# branches at once (a Parallel Append gives each to one process): the
+# entries in two halves of the book's id range, and the daily balances. Only
+# rows that need a look come back.
+#
+# An entry branch reads each posting once, grouped by entry, and answers
+# three checks:
+# - balance: an entry in one currency whose sum is zero and that has two
+#   postings is balanced; the few others are re-checked per currency after;
+# - seal: each seal's hash is recomputed from its entry's canonical JSON and
+#   the seal's own prev_hash; that prev_hash is the hash of the seal before
+#   is `_SEAL_LINKS`' check (gapless seq, in key order). The two together
+#   are the chain, and no entry waits for its predecessor. A seal whose entry
+#   is gone shows up on the seal side of the full join;
+# - sealing: an entry with no seal must be queued for the sealer.
+# The canonical JSON is byte for byte what ledger.sealing writes
+# (ab_canonical_json, migration 0026). Python re-hashes every entry SQL did
+# not vouch for before calling it changed, so SQL only has to be right when it
+# agrees -- and agreeing must prove the content the same: every text column
+# goes through to_json (a text quoted by hand could carry quotes and brackets
+# that forge the rest of the document); UUIDs and amounts (digits, '-', '.')
+# need no escaping and are quoted by hand. The lines come from a sorted
+# subquery into string_agg (a per-group ORDER BY sorts each entry apart,
+# several times slower).
+_ENTRY_HALF = """
+select 'entry'::text, coalesce(e.id, s.entry_id), s.seq, s.prev_hash, s.hash,
+       e.id is not null,
+       e.id is not null
+         and (l.n is null or l.n < 2 or l.named < l.n or l.lo <> l.hi or l.total <> 0),
+       hash_ok, s.seq is null and e.id is not null and u.entry_id is null,
+       null::text, null::date, null::numeric, null::numeric
+  from (select * from journal_entries where book_id = %(b)s and id {range}) e
+  full join (select * from seals where book_id = %(b)s and entry_id {range}) s
+    on s.entry_id = e.id
+  left join (
+    select entry_id, count(*) as n, count(currency) as named, min(currency) as lo,
+           max(currency) as hi, sum(amount) as total,
+           case when count(*) = count(piece) then '[' || string_agg(piece, ',') || ']' end as lines
+      from (select entry_id, currency, amount,
+                   '[' || line_no || ',"' || account_id::text || '",'
+                   || case when length(trim_scale(amount)::text) <= 28
+                           then '"' || trim_scale(amount)::text || '"' end
+                   || ',' || to_json(currency)::text
+                   || ',' || coalesce(to_json(customer_id)::text, 'null')
+                   || ',' || coalesce(to_json(document)::text, 'null')
+                   || ',' || case when dimensions = '{{}}' then '{{}}'
+                                  else ab_canonical_json(dimensions) end
+                   || ']' as piece
+              from postings where book_id = %(b)s and entry_id {range}
+             order by entry_id, line_no) p
+     group by entry_id) l on l.entry_id = e.id
+  left join (select entry_id from unsealed_entries where book_id = %(b)s and entry_id {range}) u
+    on u.entry_id = e.id
+  cross join lateral (select case when e.id is not null and s.seq is not null then coalesce(
+           s.hash = encode(sha256(convert_to(s.prev_hash || encode(sha256(convert_to(
+             '{{"date":"' || to_char(e.effective_date, 'YYYY-MM-DD') || '"'
+             || ',"id":"' || e.id::text || '"'
+             || ',"key":' || to_json(e.idempotency_key)::text
+             || ',"memo":' || to_json(e.memo)::text
+             || ',"metadata":' || case when e.metadata = '{{}}' then '{{}}'
+                                       else ab_canonical_json(e.metadata) end
+             || ',"postings":' || case when l.entry_id is null then '[]' else l.lines end
+             || ',"reverses":' || coalesce(to_json(e.reverses_entry_id::text)::text, 'null')
+             || '}}', 'UTF8')), 'hex'), 'UTF8')), 'hex'), false) end as hash_ok) h
+ where e.id is null
+    or (s.seq is null and u.entry_id is null)
+    or l.n is null or l.n < 2 or l.named < l.n or l.lo <> l.hi or l.total <> 0
+    or not hash_ok
+"""
+
+# The chain's links, over the seals alone in key order (a window function
+# keeps this statement out of a parallel plan, and it is cheap): gapless
+# sequence numbers, each prev_hash the hash of the seal before.
+_SEAL_LINKS = """
+select seq, entry_id::text, expected_seq, prev_hash <> previous
+  from (select seq, entry_id, prev_hash,
+               coalesce(lag(seq) over w, 0) + 1 as expected_seq,
+               coalesce(lag(hash) over w, %(genesis)s) as previous
+          from seals where book_id = %(b)s
+        window w as (order by seq)) linked
+ where seq <> expected_seq or prev_hash <> previous
+"""
+
+# The daily balances projection against the postings, day by day.
+_DAILY = """
+select 'daily'::text, coalesce(p.account_id, m.account_id), null::bigint, null::text,
+       null::text, null::boolean, null::boolean, null::boolean, null::boolean,
+       coalesce(p.currency, m.currency), coalesce(p.day, m.day), p.total, m.total
+  from (select account_id, currency, effective_date as day, sum(amount) as total, count(*) as n
+          from postings where book_id = %(b)s group by 1, 2, 3) p
+  full join (select account_id, currency, balance_date as day, sum(amount) as total,
+                    sum(postings_count) as n
+               from account_balances where book_id = %(b)s group by 1, 2, 3) m
+    on m.account_id = p.account_id and m.currency = p.currency and m.day = p.day
+ where p.total is distinct from m.total or p.n is distinct from m.n
+"""
+
+_CHECKS = " union all ".join(
+    f"select * from ({q}) as {name}"
+    for name, q in (
+        ("first_half", _ENTRY_HALF.format(range="< %(mid)s")),
+        ("second_half", _ENTRY_HALF.format(range=">= %(mid)s")),
+        ("daily", _DAILY),
+    )
+)
+
+_NIL = uuid.UUID(int=0)
+
+
+def _checks(conn: psycopg.Connection, book_id: uuid.UUID) -> list[tuple[Any, ...]]:
+    # The entry id halving the book's entries (by its sealed count: no need to
+    # count), so the halves are even whatever the ids look like (UUID v7 ids
+    # grow with time, others are random).
+    head = seal_head(conn, book_id)
+    middle = None
+    if head is not None:
+        row = conn.execute(
+            "select id from journal_entries where book_id = %s order by id offset %s limit 1",
+            (book_id, head[0] // 2),
+        ).fetchone()
+        middle = row[0] if row else None
+    with _settings(conn, _PLAN):
+        return conn.execute(_CHECKS, {"b": book_id, "mid": middle or _NIL}).fetchall()
+
+
+# Every branch reads all of its tables: hash joins, not a nested loop over
+# grouped postings (seals' statistics lag the sealer). No partial (parallel)
+# scans, so that the planner's parallel plan is the Parallel Append of whole
+# branches rather than a Gather under each branch, which leaves the grouping
+# and hashing to one process.
+_PLAN = {
+    "enable_nestloop": "off",
+    "work_mem": "64MB",
+    "min_parallel_table_scan_size": "1TB",
+    "min_parallel_index_scan_size": "1TB",
+}
+
+
+@contextmanager
+def _settings(conn: psycopg.Connection, values: dict[str, str]) -> Iterator[None]:
+    """Planner settings for one statement, within the caller's transaction."""
+    names = list(values)
+    row = conn.execute(
+        "select array_agg(current_setting(n) order by i),"
+        "       array_agg(set_config(n, v, true) order by i)"
+        "  from unnest(%s::text[], %s::text[]) with ordinality as s(n, v, i)",
+        (names, [values[n] for n in names]),
+    ).fetchone()
+    yield
+    # Not on an error: the transaction is then aborted, and its rollback
+    # undoes the local settings anyway.
+    if row is not None:
+        conn.execute(
+            "select set_config(n, v, true) from unnest(%s::text[], %s::text[]) as s(n, v)",
+            (names, row[0]),
         )
-    ]
+
+
+def _unbalanced(
+    conn: psycopg.Connection, book_id: uuid.UUID, suspects: list[uuid.UUID]
+) -> list[Discrepancy]:
+    """The suspects of the entry pass, re-checked per currency."""
     if not suspects:
         return []
     rows = conn.execute(
@@ -71,136 +252,6 @@ def _unbalanced(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepanc
     return [
         Discrepancy("balanced", str(entry_id), f"postings: {int(n)}; sums per currency: {sums}")
         for entry_id, sums, n in rows
-    ]
-
-
-# The whole chain re-checked in one statement: each seal's hash recomputed
-# from its entry's canonical JSON (ab_canonical_json, migration
-# 0030_perfread, byte for byte what ledger.sealing writes), its predecessor
-# and sequence by window functions. Only seals that need a look come back:
-# discrepancies, and entries whose canonical text SQL cannot write (a float
-# in their JSON, a 29-digit amount, a NULL). Python re-hashes every entry SQL
-# did not vouch for before calling it changed, so SQL only has to be right
-# when it agrees: the lines come from a sorted subquery into string_agg (a
-# per-group ORDER BY sorts each entry apart, several times slower), and UUIDs
-# and amounts (digits, '-', '.'), which need no escaping, are quoted by hand.
-_SEAL_CHECK = """
-with lines as (
-  select entry_id,
-         case when count(*) = count(piece)
-              then '[' || string_agg(piece, ',') || ']' end as lines
-    from (select entry_id, line_no,
-                 '[' || line_no || ',"' || account_id::text || '",'
-                 || case when length(trim_scale(amount)::text) <= 28
-                         then '"' || trim_scale(amount)::text || '"' end
-                 || ',' || to_json(currency)::text
-                 || coalesce(',"' || customer_id::text || '"', ',null')
-                 || ',' || coalesce(to_json(document)::text, 'null')
-                 || ',' || case when dimensions = '{}' then '{}'
-                                else ab_canonical_json(dimensions) end
-                 || ']' as piece
-            from postings where book_id = %(b)s order by entry_id, line_no) p
-   group by entry_id
-), walk as (
-  select s.seq, s.entry_id, s.prev_hash, s.hash,
-         coalesce(lag(s.seq) over w, 0) + 1 as expected_seq,
-         coalesce(lag(s.hash) over w, %(genesis)s) as previous,
-         e.id is not null as present,
-         '{"date":"' || to_char(e.effective_date, 'YYYY-MM-DD') || '"'
-         || ',"id":"' || e.id::text || '"'
-         || ',"key":' || to_json(e.idempotency_key)::text
-         || ',"memo":' || to_json(e.memo)::text
-         || ',"metadata":' || case when e.metadata = '{}' then '{}'
-                                   else ab_canonical_json(e.metadata) end
-         || ',"postings":' || case when l.entry_id is null then '[]' else l.lines end
-         || ',"reverses":' || coalesce(to_json(e.reverses_entry_id::text)::text, 'null')
-         || '}' as doc
-    from seals s
-    left join journal_entries e on e.book_id = s.book_id and e.id = s.entry_id
-    left join lines l on l.entry_id = s.entry_id
-   where s.book_id = %(b)s
-  window w as (order by s.seq)
-)
-select seq, entry_id, entry_id::text, prev_hash, hash, expected_seq, prev_hash <> previous,
-       present, hash_ok
-  from (select *, coalesce(hash = encode(sha256(convert_to(
-                    prev_hash || encode(sha256(convert_to(doc, 'UTF8')), 'hex'), 'UTF8')), 'hex'),
-                  false) as hash_ok
-          from walk) checked
- where seq <> expected_seq or prev_hash <> previous or not present or not hash_ok
- order by seq
-"""
-
-
-def _seal_chain(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepancy]:
-    # The check reads every seal, entry and posting of the book: hash joins, not
-    # a nested loop over the grouped postings (seals' statistics lag the sealer).
-    before = conn.execute(
-        "select current_setting('enable_nestloop'), current_setting('work_mem'),"
-        "       set_config('enable_nestloop', 'off', true), set_config('work_mem', '64MB', true)"
-    ).fetchone()
-    rows = conn.execute(_SEAL_CHECK, {"b": book_id, "genesis": GENESIS_HASH}).fetchall()
-    conn.execute(
-        "select set_config('enable_nestloop', %s, true), set_config('work_mem', %s, true)",
-        (before[0], before[1]) if before else ("on", "4MB"),
-    )
-    python_side = load_canonical_entries(conn, book_id, [r[1] for r in rows if r[7] and not r[8]])
-    found: list[Discrepancy] = []
-    for seq, raw_id, entry_id, prev_hash, stored, expected_seq, broken, present, hash_ok in rows:
-        if seq != expected_seq:
-            found.append(Discrepancy("seal_chain", f"seq {expected_seq}", f"gap: next is {seq}"))
-        if broken:
-            found.append(
-                Discrepancy("seal_chain", entry_id, f"seq {seq} does not name its predecessor")
-            )
-        if not present:
-            found.append(Discrepancy("seal_chain", entry_id, "sealed entry missing"))
-        elif not hash_ok and link_hash(prev_hash, python_side[raw_id]) != stored:
-            found.append(
-                Discrepancy(
-                    "seal_chain",
-                    entry_id,
-                    f"entry {entry_id} (seq {seq}) differs from what was sealed",
-                )
-            )
-    return found
-
-
-def _unsealed(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepancy]:
-    rows = conn.execute(
-        "select e.id from journal_entries e where e.book_id = %s"
-        " and not exists (select 1 from seals s where s.book_id = e.book_id and s.entry_id = e.id)"
-        " and not exists (select 1 from unsealed_entries u"
-        "                  where u.book_id = e.book_id and u.entry_id = e.id)",
-        (book_id,),
-    ).fetchall()
-    return [Discrepancy("sealed", str(r[0]), "neither sealed nor queued for sealing") for r in rows]
-
-
-def _daily_balances(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepancy]:
-    rows = conn.execute(
-        "with posted as ("
-        "  select account_id, currency, effective_date as day, sum(amount) as total, count(*) as n"
-        "    from postings where book_id = %(b)s group by 1, 2, 3"
-        "), projected as ("
-        "  select account_id, currency, balance_date as day, sum(amount) as total,"
-        "         sum(postings_count) as n"
-        "    from account_balances where book_id = %(b)s group by 1, 2, 3"
-        ")"
-        " select coalesce(p.account_id, m.account_id), coalesce(p.currency, m.currency),"
-        "        coalesce(p.day, m.day), p.total, m.total"
-        "   from posted p full join projected m"
-        "     on m.account_id = p.account_id and m.currency = p.currency and m.day = p.day"
-        "  where p.total is distinct from m.total or p.n is distinct from m.n",
-        {"b": book_id},
-    ).fetchall()
-    return [
-        Discrepancy(
-            "daily_balances",
-            str(account),
-            f"{currency} on {day}: postings sum to {posted}, projection says {projected}",
-        )
-        for account, currency, day, posted, projected in rows
     ]
 
 

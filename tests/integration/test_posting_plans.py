@@ -247,7 +247,10 @@ def test_exports_look_customers_up_by_key_before_any_analyze(
         conn.commit()
         queries: list[tuple[str, Any]] = [
             # the export reads through a server-side cursor: planned for a fast start
-            ("declare c cursor for " + POSTINGS_IN_ORDER, (book.id, date.min, date.max)),
+            (
+                "declare c cursor for " + POSTINGS_IN_ORDER,
+                ([], [], book.id, date.min, date.max),  # accounts' ids and names: none
+            ),
             (READ_FEED_POSTINGS, {"book": book.id, "since": 0, "last": 1000}),
         ]
         for query, params in queries:

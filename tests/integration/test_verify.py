@@ -22,10 +22,9 @@ from adapters.runtime import Runtime
 from ledger.entries import Posting, build_entry
 from ledger.money import Money
 from ledger.postgres.posting import PostedEntry, post_entries
-from ledger.postgres.sealer import seal_pending
+from ledger.postgres.sealer import load_canonical_entries, seal_pending
 from ledger.postgres.unit_of_work import unit_of_work
-from ledger.postgres.verify import _SEAL_CHECK, Discrepancy, verify_book
-from ledger.sealing import GENESIS_HASH
+from ledger.postgres.verify import _CHECKS, _PLAN, Discrepancy, _checks, _settings, verify_book
 from tests.conftest import APP_ROLE, BookFixture, make_book
 
 DAY = date(2026, 3, 10)
@@ -508,7 +507,7 @@ def test_sql_vouches_for_amounts_it_quotes_by_hand(
         uow.commit()
     assert seal_pending(runtime.connection, book.id) == len(amounts)
     with runtime.connection() as conn:
-        assert conn.execute(_SEAL_CHECK, {"b": book.id, "genesis": GENESIS_HASH}).fetchall() == []
+        assert _checks(conn, book.id) == []
     assert verify(runtime, book.id) == []
     victim = posted[1]
     tamper(
@@ -519,8 +518,123 @@ def test_sql_vouches_for_amounts_it_quotes_by_hand(
         victim.id,
     )
     with runtime.connection() as conn:
-        rows = conn.execute(_SEAL_CHECK, {"b": book.id, "genesis": GENESIS_HASH}).fetchall()
-    assert [(r[1], r[8]) for r in rows] == [(victim.id, False)]
+        rows = [r for r in _checks(conn, book.id) if r[0] == "entry"]
+    assert [(r[1], r[7]) for r in rows] == [(victim.id, False)]
     assert {(d.check, d.subject) for d in verify(runtime, book.id)} >= {
         ("seal_chain", str(victim.id))
     }
+
+
+def test_a_customer_text_cannot_forge_the_lines_it_replaces(
+    runtime: Runtime, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """Two postings that cancel out are deleted and the first posting's customer
+    is rewritten to the text those lines took in the canonical JSON, quotes and
+    brackets included. The entry still balances; a customer quoted without
+    escaping would render the very document that was sealed."""
+    entry = build_entry(
+        DAY,
+        "four lines",
+        [
+            Posting("Assets:Bank:Operating", Money.exact("10.00", "USD"), customer="c1"),
+            Posting("Income:Services", Money.exact("-10.00", "USD"), customer="c2"),
+            Posting("Assets:Bank:Operating", Money.exact("10.00", "USD"), customer="c3"),
+            Posting("Income:Services", Money.exact("-10.00", "USD"), customer="c4"),
+        ],
+        idempotency_key="forge",
+    )
+    with unit_of_work(runtime.connection) as uow:
+        (victim,) = post_entries(uow.conn, book.id, [entry])
+        uow.commit()
+    assert seal_pending(runtime.connection, book.id) == 1
+    with runtime.connection() as conn:
+        sealed_text = load_canonical_entries(conn, book.id, [victim.id])[victim.id].decode()
+    forged = sealed_text[sealed_text.index('"c1"') + 1 : sealed_text.index('"c3"') + 3]
+    assert forged.startswith('c1",') and forged.endswith(',"c3')
+    assert (
+        tamper(
+            owner_conn,
+            "delete from postings where book_id = %s and entry_id = %s and line_no in (2, 3)",
+            book.id,
+            victim.id,
+        )
+        == 2
+    )
+    tamper(
+        owner_conn,
+        "update postings set customer_id = %s where book_id = %s and entry_id = %s and line_no = 1",
+        forged,
+        book.id,
+        victim.id,
+    )
+    found = verify(runtime, book.id)
+    assert "seal_chain" in checks_for(found, victim.id)
+    assert "balanced" not in checks_for(found, victim.id)
+
+
+def test_both_halves_of_the_book_are_checked_in_a_parallel_plan_too(
+    runtime: Runtime, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """verify splits the entries at their middle id: a change at either end and
+    an entry deleted from the middle are all found, whether PostgreSQL runs
+    the halves one after the other or in parallel workers."""
+    entries = [
+        build_entry(
+            DAY,
+            f"entry {n}",
+            [
+                Posting("Assets:Bank:Operating", Money.exact("5.00", "USD")),
+                Posting("Income:Services", Money.exact("-5.00", "USD")),
+            ],
+            idempotency_key=f"half:{n}",
+        )
+        for n in range(6)
+    ]
+    with unit_of_work(runtime.connection) as uow:
+        posted = post_entries(uow.conn, book.id, entries)
+        uow.commit()
+    assert seal_pending(runtime.connection, book.id) == 6
+    ids = sorted(p.id for p in posted)
+    first, deleted, last = ids[0], ids[3], ids[-1]
+    for victim in (first, last):
+        tamper(
+            owner_conn,
+            "update journal_entries set memo = 'changed' where book_id = %s and id = %s",
+            book.id,
+            victim,
+        )
+    tamper(
+        owner_conn,
+        "delete from postings where book_id = %s and entry_id = %s",
+        book.id,
+        deleted,
+    )
+    tamper(
+        owner_conn,
+        "delete from journal_entries where book_id = %s and id = %s",
+        book.id,
+        deleted,
+    )
+    expected = {
+        ("seal_chain", str(first), "differs from what was sealed"),
+        ("seal_chain", str(last), "differs from what was sealed"),
+        ("seal_chain", str(deleted), "sealed entry missing"),
+    }
+    with runtime.connection() as conn:
+        serial = verify_book(conn, book.id)
+        conn.execute("set parallel_setup_cost = 0")
+        conn.execute("set parallel_tuple_cost = 0")
+        with _settings(conn, _PLAN):
+            plan = "\n".join(
+                r[0] for r in conn.execute("explain " + _CHECKS, {"b": book.id, "mid": ids[3]})
+            )
+        parallel = verify_book(conn, book.id)
+        seqs = dict(conn.execute("select entry_id, seq from seals where book_id = %s", (book.id,)))
+    assert "Parallel Append" in plan
+    assert serial == parallel
+    chain = [d for d in serial if d.check == "seal_chain"]
+    assert {(d.check, d.subject, d.detail.split(") ")[-1]) for d in chain} == expected
+    assert {d.check for d in serial} == {"seal_chain", "daily_balances"}
+    assert [seqs[uuid.UUID(d.subject)] for d in chain] == sorted(
+        seqs[v] for v in (first, deleted, last)
+    )
