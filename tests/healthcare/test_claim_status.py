@@ -5,27 +5,13 @@ nothing posted, the file quarantined — for a move the states do not allow."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from adapters.runtime import Runtime
-from tests.conftest import BookFixture, make_book
-from tests.healthcare.test_http import TODAY, _post, counts, practice, upload
+from tests.conftest import BookFixture
+from tests.healthcare.test_http import _post, counts, practice, upload
 from tests.healthcare.x12_samples import worked_claim_835
-from tests.integration.http_fixtures import assert_problem, auth, open_client
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[Any]:
-    with open_client(runtime) as c:
-        yield c
-
-
-@pytest.fixture
-def sim_book(runtime: Runtime) -> BookFixture:
-    return make_book(runtime, "USD", TODAY)
+from tests.integration.http_fixtures import assert_problem, auth
 
 
 def _denial(pcn: str, trace: str) -> str:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,24 +20,13 @@ from adapters.services import verify_everything
 from adapters.x12.x835 import parse_835
 from tests.billing.test_payments import balances, entry_lines
 from tests.conftest import BookFixture, make_book
+from tests.healthcare.conftest import TODAY
 from tests.healthcare.test_rules import pyx12_errors
 from tests.healthcare.x12_samples import fixture_835s, worked_claim_835
-from tests.integration.http_fixtures import assert_problem, auth, new_key, open_client
+from tests.integration.http_fixtures import assert_problem, auth, new_key
 
 D = Decimal
 PATIENT_NAME = ("Zebulon", "Quixotewright")
-TODAY = date(2026, 3, 1)
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[Any]:
-    with open_client(runtime) as c:
-        yield c
-
-
-@pytest.fixture
-def sim_book(runtime: Runtime) -> BookFixture:
-    return make_book(runtime, "USD", TODAY)
 
 
 def _post(client: Any, key: str, path: str, body: dict[str, Any], status: int = 201) -> Any:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import psycopg
-import pytest
 from pypdf import PdfReader
 
 from adapters.invoice_pdf import pdf_support
@@ -26,23 +24,12 @@ from billing.healthcare.patients import (
 )
 from ledger.money import Money
 from tests.billing.test_payments import balances, entry_lines
-from tests.conftest import BookFixture, make_book
+from tests.conftest import BookFixture
 from tests.healthcare.test_http import TODAY, _post, counts, practice, upload
 from tests.healthcare.x12_samples import worked_claim_835
-from tests.integration.http_fixtures import assert_problem, auth, open_client
+from tests.integration.http_fixtures import assert_problem, auth
 
 D = Decimal
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[Any]:
-    with open_client(runtime) as c:
-        yield c
-
-
-@pytest.fixture
-def sim_book(runtime: Runtime) -> BookFixture:
-    return make_book(runtime, "USD", TODAY)
 
 
 def _balance_rows(conn: psycopg.Connection, book_id: uuid.UUID) -> tuple[int, ...]:

@@ -5,33 +5,18 @@ levies and the rest to Income:Contra:Provider-Adjustments."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
-
-import pytest
 
 from adapters.runtime import Runtime
 from adapters.services import verify_everything
 from billing.healthcare.remittance import plb_account
 from tests.billing.test_payments import balances, entry_lines
-from tests.conftest import BookFixture, make_book
+from tests.conftest import BookFixture
 from tests.healthcare.test_http import TODAY, _post, practice, remittance_entries, upload
 from tests.healthcare.x12_samples import envelope_835, worked_claim_835
-from tests.integration.http_fixtures import open_client
 
 D = Decimal
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[Any]:
-    with open_client(runtime) as c:
-        yield c
-
-
-@pytest.fixture
-def sim_book(runtime: Runtime) -> BookFixture:
-    return make_book(runtime, "USD", TODAY)
 
 
 def test_plb_reasons_have_their_own_accounts() -> None:

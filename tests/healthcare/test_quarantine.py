@@ -5,29 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from adapters.keys import Role
 from adapters.runtime import Runtime
 from tests.conftest import BookFixture, make_book
 from tests.healthcare.test_http import TODAY, _post, counts, practice, upload
 from tests.healthcare.x12_samples import worked_claim_835
-from tests.integration.http_fixtures import assert_problem, auth, new_key, open_client
+from tests.integration.http_fixtures import assert_problem, auth, new_key
 from tests.integration.test_cli import cli  # noqa: F401  (shared fixture)
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[Any]:
-    with open_client(runtime) as c:
-        yield c
-
-
-@pytest.fixture
-def sim_book(runtime: Runtime) -> BookFixture:
-    return make_book(runtime, "USD", TODAY)
 
 
 def _listed(client: Any, key: str) -> list[dict[str, Any]]:

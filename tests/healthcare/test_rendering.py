@@ -5,32 +5,18 @@ loop 2310B (NM1*82) only then, and pyx12 still finds 0 errors."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from adapters.runtime import Runtime
 from tests.conftest import BookFixture, make_book
 from tests.healthcare.test_http import TODAY, _post, counts, practice
 from tests.healthcare.test_rules import pyx12_errors
-from tests.integration.http_fixtures import assert_problem, auth, open_client
+from tests.integration.http_fixtures import assert_problem, auth
 from tests.integration.test_cli import cli  # noqa: F401  (shared fixture)
 
 RENDERING_NPI = "1245319599"
 LOOP_2310B = f"NM1*82*1*SMITH*JANE****XX*{RENDERING_NPI}~\nPRV*PE*PXC*207R00000X~"
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[Any]:
-    with open_client(runtime) as c:
-        yield c
-
-
-@pytest.fixture
-def sim_book(runtime: Runtime) -> BookFixture:
-    return make_book(runtime, "USD", TODAY)
 
 
 def _rendering(client: Any, key: str) -> dict[str, Any]:

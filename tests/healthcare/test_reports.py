@@ -12,12 +12,9 @@ patient of encounter 1 pays their 64.00.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Any
-
-import pytest
 
 from adapters.reconciliation.matching import BankLine, line_references
 from adapters.runtime import Runtime
@@ -25,16 +22,10 @@ from billing.healthcare.reports import days_in_ar, expected_allowed, ratio
 from tests.conftest import BookFixture, make_book
 from tests.healthcare.test_http import TODAY, _post, upload
 from tests.healthcare.x12_samples import envelope_835, worked_claim_835
-from tests.integration.http_fixtures import assert_problem, auth, open_client
+from tests.integration.http_fixtures import assert_problem, auth
 from tests.integration.test_cli import cli  # noqa: F401  (fixture)
 
 D = Decimal
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[Any]:
-    with open_client(runtime) as c:
-        yield c
 
 
 def denial_835(pcn: str, trace: str) -> str:

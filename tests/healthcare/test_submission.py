@@ -5,28 +5,14 @@ new control number; a submission that fails writes nothing and burns no number."
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from adapters.runtime import Runtime
-from tests.conftest import BookFixture, make_book
-from tests.healthcare.test_http import TODAY, _post, practice
+from tests.conftest import BookFixture
+from tests.healthcare.test_http import _post, practice
 from tests.healthcare.test_rules import pyx12_errors
-from tests.integration.http_fixtures import assert_problem, auth, open_client
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[Any]:
-    with open_client(runtime) as c:
-        yield c
-
-
-@pytest.fixture
-def sim_book(runtime: Runtime) -> BookFixture:
-    return make_book(runtime, "USD", TODAY)
+from tests.integration.http_fixtures import assert_problem, auth
 
 
 def _control(runtime: Runtime, book_id: uuid.UUID) -> int | None:
