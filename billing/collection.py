@@ -90,14 +90,13 @@ def payout_entry(
     payout_id: object, on: date, clearing: str, amount: Money, bank_reference: str | None = None
 ) -> JournalEntry:
     """Bank | Clearing for the net paid out (a negative net is the gateway debiting the bank).
-    `bank_reference`: what the bank statement line carries (Stripe's payout id), for
-    reconciliation's bank_reference rule."""
-    metadata = {"kind": "payout", "payout": str(payout_id)}
-    if bank_reference:
-        metadata["bank_reference"] = bank_reference
+    `bank_reference`: what the bank statement line carries, for reconciliation's
+    bank_reference rule — the gateway's own payout id (Stripe's po_…), else ours."""
+    reference = bank_reference or str(payout_id)
+    metadata = {"kind": "payout", "payout": str(payout_id), "bank_reference": reference}
     return build_entry(
         on,
-        f"Payout {bank_reference or payout_id}",
+        f"Payout {reference}",
         [Posting(BANK, amount), Posting(clearing, -amount)],
         metadata=metadata,
         idempotency_key=f"payout:{payout_id}",

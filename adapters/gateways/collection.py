@@ -520,17 +520,7 @@ def on_clock_moved(conn: psycopg.Connection, book_id: uuid.UUID, today: date) ->
             posted = post_entries(
                 conn,
                 book_id,
-                [
-                    # The bank line of a payout carries the gateway's payout id, as
-                    # Stripe's do: reconciliation matches it by bank reference.
-                    payout_entry(
-                        payout.payout_id,
-                        payout.arrival_date,
-                        clearing,
-                        payout.amount,
-                        bank_reference=str(payout.payout_id),
-                    )
-                ],
+                [payout_entry(payout.payout_id, payout.arrival_date, clearing, payout.amount)],
             )
             entry_id = posted[0].id
         conn.execute(
