@@ -53,6 +53,7 @@ EVENT_TYPES = (
     "credit_note.created",
     "statement.imported",
     "period.closed",
+    "wallet.low_balance",  # a prepaid wallet's available value fell below its threshold
 )
 
 

@@ -13,12 +13,19 @@ less the holds still open. Entries (debit positive):
 - top-up:      Bank / Clearing        | Prepaid-Wallet:W<id>
 - consumption: Prepaid-Wallet:W<id>   | Income:Usage      (a capture, or rated CDRs)
 - expiry:      Prepaid-Wallet:W<id>   | Income:Breakage
+
+Validity, as a telecom recharge has it: a top-up may say its value is good for
+`valid_days`; the wallet's `valid_until` becomes the later of what it was and
+the top-up's own last day, so a recharge extends the whole balance (a wallet
+whose validity already lapsed loses that value first). After `valid_until` the
+available value lapses to Breakage, dated the day after; value held for a
+session in progress lapses when the session lets it go.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from billing.errors import InsufficientFunds, InvalidBillingRequest
@@ -30,6 +37,7 @@ USAGE = "Income:Usage"
 BREAKAGE = "Income:Breakage"
 
 MAX_TTL_SECONDS = 7 * 24 * 3600
+MAX_VALID_DAYS = 3660  # ten years: beyond that a validity is a typo
 
 
 def wallet_account(wallet_id: uuid.UUID) -> str:
@@ -74,6 +82,27 @@ def check_capture(amount: Money, held: Decimal) -> Money:
             f"cannot capture {amount.amount}: the reservation holds {held}",
         )
     return amount
+
+
+def extended_validity(current: date | None, on: date, valid_days: int | None) -> date | None:
+    """The wallet's `valid_until` after a top-up on `on` good for `valid_days` (that
+    day counts as the first): the later of the two. No `valid_days` leaves it as is."""
+    if valid_days is None:
+        return current
+    if not 1 <= valid_days <= MAX_VALID_DAYS:
+        raise InvalidBillingRequest(
+            f"valid_days must be between 1 and {MAX_VALID_DAYS}, not {valid_days}"
+        )
+    last_day = on + timedelta(days=valid_days - 1)
+    return last_day if current is None or current < last_day else current
+
+
+def lapses_on(valid_until: date | None, today: date) -> date | None:
+    """The day the wallet's value lapsed (the day after `valid_until`), when that
+    is today or earlier; None while it is still valid or has no validity."""
+    if valid_until is None or valid_until >= today:
+        return None
+    return valid_until + timedelta(days=1)
 
 
 def falls_low(available: Decimal, threshold: Decimal | None, already_low: bool) -> bool:

@@ -22,7 +22,7 @@ from adapters.cli.common import BOOK_HELP, CliError, _book_id, _date, _print
 from adapters.runtime import open_runtime, utc_today
 from billing.postgres import telecom as store
 from billing.postgres.add_ons import issue_vouchers
-from billing.postgres.wallets import sweep_expired
+from billing.postgres.wallets import lapse_expired_value, sweep_expired
 from billing.telecom import QUANTITY_FIELDS
 from ledger.money import parse_amount
 from ledger.postgres.books import get_book
@@ -97,8 +97,14 @@ def cmd_wallets_sweep(args: argparse.Namespace) -> int:
         book_id = _book_id(runtime, args.book)
         with unit_of_work(runtime.connection) as uow:
             expired = sweep_expired(uow.conn, book_id)
+            today = get_book(uow.conn, book_id).today(utc_today())
+            lapsed = lapse_expired_value(uow.conn, book_id, today)
             uow.commit()
-    _print(args, {"expired": expired}, f"{expired} reservations expired")
+    _print(
+        args,
+        {"expired": expired, "wallets_lapsed": lapsed},
+        f"{expired} reservations expired, {lapsed} wallets' value lapsed",
+    )
     return 0
 
 

@@ -575,6 +575,7 @@ class Wallet(msgspec.Struct):
     available: str
     low_balance_threshold: str | None
     low_balance: bool
+    valid_until: str | None
     created_at: str
 
 

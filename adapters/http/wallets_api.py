@@ -31,6 +31,7 @@ class WalletIn(msgspec.Struct, forbid_unknown_fields=True):
 class TopUpIn(msgspec.Struct, forbid_unknown_fields=True):
     amount: str
     payment_method: str = "bank_transfer"
+    valid_days: int | None = None  # the value is good from today for this many days
 
 
 class ReservationIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,21 +49,7 @@ class ExpireIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def wallet_json(wallet: store.Wallet) -> dict[str, Any]:
-    c = wallet.currency
-    threshold = wallet.low_balance_threshold
-    return {
-        "id": str(wallet.id),
-        "object": "wallet",
-        "customer": str(wallet.customer_id),
-        "currency": c,
-        "account": wallet.account,
-        "balance": money(wallet.balance, c),
-        "held": money(wallet.held, c),
-        "available": money(wallet.available, c),
-        "low_balance_threshold": None if threshold is None else money(threshold, c),
-        "low_balance": wallet.low_balance,
-        "created_at": wallet.created_at.isoformat(),
-    }
+    return wallet.as_json()
 
 
 def reservation_json(r: store.Reservation, currency: str) -> dict[str, Any]:
@@ -117,7 +104,7 @@ class WalletsController(Controller):
 
         def work(tx: Tx) -> dict[str, Any]:
             wallet, entry_id = store.top_up(
-                tx.conn, tx.book_id, ref, amount, tx.today(), data.payment_method
+                tx.conn, tx.book_id, ref, amount, tx.today(), data.payment_method, data.valid_days
             )
             return _with_entry(wallet, entry_id)
 
@@ -188,7 +175,13 @@ class WalletsController(Controller):
 
         def work(tx: Tx) -> dict[str, Any]:
             r = store.reserve(
-                tx.conn, tx.book_id, ref, amount, data.ttl_seconds, partial=data.partial
+                tx.conn,
+                tx.book_id,
+                ref,
+                amount,
+                data.ttl_seconds,
+                partial=data.partial,
+                today=tx.today(),
             )
             return reservation_json(r, store.get_wallet(tx.conn, tx.book_id, ref).currency)
 

@@ -42,10 +42,19 @@ wallets = Table(
     # cleared when a top-up lifts it back.
     Column("low_balance", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    # The last day its value can be used (top-ups with `valid_days` extend it);
+    # null: it never lapses. Revision 0038.
+    Column("valid_until", Date),
     PrimaryKeyConstraint("book_id", "id"),
     ForeignKeyConstraint(["book_id", "customer_id"], ["customers.book_id", "customers.id"]),
     ForeignKeyConstraint(["book_id", "account_id"], ["accounts.book_id", "accounts.id"]),
     CheckConstraint("low_balance_threshold >= 0", name="threshold"),
+    Index(
+        "ix_wallets_valid_until_book_id",
+        "valid_until",
+        "book_id",
+        postgresql_where=text("valid_until is not null"),
+    ),
 )
 
 wallet_reservations = Table(

@@ -25,9 +25,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from billing.errors import DocumentState, InvalidBillingRequest
+from billing.errors import DocumentState, InsufficientFunds, InvalidBillingRequest
 from billing.payments import cash_account_of
 from billing.postgres.customers import get_customer
+from billing.postgres.events import record_event
 from billing.postgres.ids import parse_id
 from billing.postgres.posting import post_entry
 from billing.wallets import (
@@ -36,14 +37,18 @@ from billing.wallets import (
     check_capture,
     check_ttl,
     consumption_entry,
+    extended_validity,
     falls_low,
     grant,
+    lapses_on,
     top_up_entry,
     wallet_account,
 )
 from ledger.errors import CurrencyMismatch, NotFound
 from ledger.money import Money, check_currency
-from ledger.postgres.books import AccountSpec, create_account
+from ledger.money import minor_unit_text as money_text
+from ledger.periods import first_open_day
+from ledger.postgres.books import AccountSpec, closed_periods, create_account
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,7 @@ class Wallet:
     low_balance_threshold: Decimal | None
     low_balance: bool
     created_at: datetime
+    valid_until: date | None
     balance: Decimal
     held: Decimal
 
@@ -65,6 +71,25 @@ class Wallet:
     @property
     def account(self) -> str:
         return wallet_account(self.id)
+
+    def as_json(self) -> dict[str, Any]:
+        """The wallet as the API shows it and its events carry it."""
+        c = self.currency
+        threshold = self.low_balance_threshold
+        return {
+            "id": str(self.id),
+            "object": "wallet",
+            "customer": str(self.customer_id),
+            "currency": c,
+            "account": self.account,
+            "balance": money_text(self.balance, c),
+            "held": money_text(self.held, c),
+            "available": money_text(self.available, c),
+            "low_balance_threshold": None if threshold is None else money_text(threshold, c),
+            "low_balance": self.low_balance,
+            "valid_until": None if self.valid_until is None else self.valid_until.isoformat(),
+            "created_at": self.created_at.isoformat(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +127,7 @@ class WalletEvent:
 
 _WALLET = (
     "w.id, w.customer_id, w.currency, w.account_id, w.low_balance_threshold, w.low_balance,"
-    " w.created_at,"
+    " w.created_at, w.valid_until,"
     " coalesce((select -g.balance from guarded_balances g where g.book_id = w.book_id"
     "   and g.account_id = w.account_id and g.currency = w.currency), 0) as balance,"
     " coalesce((select sum(r.amount) from wallet_reservations r where r.book_id = w.book_id"
@@ -226,6 +251,11 @@ def _after_change(conn: psycopg.Connection, book_id: uuid.UUID, wallet: Wallet) 
             "update wallets set low_balance = true where book_id = %s and id = %s",
             (book_id, wallet.id),
         )
+        # Announced in the same transaction, as every outbox event is: the alert a
+        # Lago or Stripe user wires to a webhook (top-up reminder, session cut-off).
+        now_low = get_wallet(conn, book_id, str(wallet.id))
+        record_event(conn, book_id, "wallet.low_balance", now_low.as_json())
+        return now_low
     elif wallet.low_balance and threshold is not None and wallet.available >= threshold:
         conn.execute(
             "update wallets set low_balance = false where book_id = %s and id = %s",
@@ -241,13 +271,58 @@ def top_up(
     amount: Decimal,
     on: date,
     payment_method: str = "bank_transfer",
+    valid_days: int | None = None,
 ) -> tuple[Wallet, uuid.UUID]:
+    """Add value to the wallet; with `valid_days`, its validity extends to the top-up's
+    own last day when that is later. Value that lapsed before `on` lapses first."""
     cash_account = cash_account_of(payment_method)
-    wallet = get_wallet(conn, book_id, ref, lock=True)
+    wallet = _lapse(conn, book_id, get_wallet(conn, book_id, ref, lock=True), on)
     money = Money.exact(amount, wallet.currency)
+    valid_until = extended_validity(wallet.valid_until, on, valid_days)
     entry = top_up_entry(on, wallet.id, str(wallet.customer_id), money, cash_account)
     posted = post_entry(conn, book_id, entry)
+    if valid_until != wallet.valid_until:
+        conn.execute(
+            "update wallets set valid_until = %s where book_id = %s and id = %s",
+            (valid_until, book_id, wallet.id),
+        )
     return _after_change(conn, book_id, get_wallet(conn, book_id, ref)), posted.id
+
+
+def _lapse(conn: psycopg.Connection, book_id: uuid.UUID, wallet: Wallet, today: date) -> Wallet:
+    """The locked wallet after its lapsed value went to Breakage (nothing when it is
+    still valid). Held value stays until its session lets it go; the validity is
+    cleared once nothing is left under it."""
+    lapsed_on = lapses_on(wallet.valid_until, today)
+    if lapsed_on is None:
+        return wallet
+    if wallet.available > 0:
+        closed = closed_periods(conn, book_id)
+        entry = breakage_entry(
+            first_open_day(lapsed_on, closed),
+            wallet.id,
+            str(wallet.customer_id),
+            Money.exact(wallet.available, wallet.currency),
+        )
+        post_entry(conn, book_id, entry)
+    if wallet.held == 0:
+        conn.execute(
+            "update wallets set valid_until = null where book_id = %s and id = %s",
+            (book_id, wallet.id),
+        )
+    return _after_change(conn, book_id, get_wallet(conn, book_id, str(wallet.id)))
+
+
+def lapse_expired_value(conn: psycopg.Connection, book_id: uuid.UUID, today: date) -> int:
+    """Every wallet whose validity ended before `today` loses its available value to
+    Breakage (`activebilling wallets sweep`); how many wallets lapsed."""
+    lapsed = conn.execute(
+        "select id from wallets where book_id = %s and valid_until < %s order by id",
+        (book_id, today),
+    ).fetchall()
+    for (wallet_id,) in lapsed:
+        _lapse(conn, book_id, get_wallet(conn, book_id, str(wallet_id), lock=True), today)
+    return len(lapsed)
 
 
 def expire_value(
@@ -274,10 +349,23 @@ def reserve(
     ttl_seconds: int,
     *,
     partial: bool = False,
+    today: date | None = None,
 ) -> Reservation:
+    """Hold value for a session. With `today`, value whose validity ended is not
+    available: the hold is refused (402) and the sweep or the next top-up posts the
+    lapse (a refused request writes nothing, so it cannot post it itself)."""
     check_ttl(ttl_seconds)
     wallet = get_wallet(conn, book_id, ref, lock=True)
     requested = Money.exact(amount, wallet.currency)
+    lapsed_on = None if today is None else lapses_on(wallet.valid_until, today)
+    if lapsed_on is not None:
+        raise InsufficientFunds(
+            f"the wallet's value lapsed on {lapsed_on} (valid until {wallet.valid_until}):"
+            " nothing is available until it is topped up",
+            available="0",
+            requested=str(requested.amount),
+            valid_until=str(wallet.valid_until),
+        )
     granted = grant(requested, wallet.available, partial)
     reservation_id = uuid.uuid4()
     conn.execute(

@@ -90,6 +90,8 @@ def test_wallet_flow(client: Any, book: BookFixture) -> None:
         ("/reservations", {"amount": "1", "extra": 1}, 400),
         ("/top-ups", {"amount": "0"}, 422),
         ("/top-ups", {"amount": "5", "payment_method": "barter"}, 422),
+        ("/top-ups", {"amount": "5", "valid_days": 0}, 422),
+        ("/top-ups", {"amount": "5", "valid_days": 3661}, 422),
         ("/expire", {"amount": "100"}, 422),
     ],
 )
@@ -125,3 +127,52 @@ def test_unknown_wallet_and_customer(client: Any, book: BookFixture) -> None:
     assert missing.status_code == 404
     body = {"customer": "nobody", "currency": "USD"}
     assert client.post("/v1/wallets", json=body, headers=h).status_code == 404
+
+
+def test_a_recharge_valid_30_days_lapses_to_breakage_after_it(
+    client: Any, book: BookFixture, database_url: str
+) -> None:
+    """A top-up good for 30 days from Mar 1 is usable through Mar 30; a reservation
+    on Mar 31 first lapses the value (Breakage dated Mar 31) and is refused 402."""
+    h = auth(book.admin_key)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "update books set clock_mode = 'simulated', clock_date = '2026-03-01' where id = %s",
+            (book.id,),
+        )
+    wallet = _wallet(client, book)
+    base = f"/v1/wallets/{wallet['id']}"
+    topped = client.post(f"{base}/top-ups", json={"amount": "10.00", "valid_days": 30}, headers=h)
+    assert topped.status_code == 201, topped.text
+    assert topped.json()["wallet"]["valid_until"] == "2026-03-30"
+    with psycopg.connect(database_url) as conn:
+        conn.execute("update books set clock_date = '2026-03-30' where id = %s", (book.id,))
+    still = client.post(f"{base}/reservations", json={"amount": "1.00"}, headers=h)
+    assert still.status_code == 201, still.text
+    client.post(f"{base}/reservations/{still.json()['id']}/release", json={}, headers=h)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("update books set clock_date = '2026-03-31' where id = %s", (book.id,))
+    late = client.post(f"{base}/reservations", json={"amount": "1.00"}, headers=h)
+    assert (late.status_code, late.json()["code"]) == (402, "insufficient_funds")
+    assert "lapsed on 2026-03-31" in late.json()["detail"]
+    # The refused hold wrote nothing; the next top-up posts the lapse before adding.
+    assert client.get(base, headers=h).json()["balance"] == "10.00"
+    again = client.post(f"{base}/top-ups", json={"amount": "2.00"}, headers=h)
+    assert again.status_code == 201, again.text
+    got = client.get(base, headers=h).json()
+    assert (got["balance"], got["available"], got["valid_until"]) == ("2.00", "2.00", None)
+    with psycopg.connect(database_url) as conn:
+        posted = conn.execute(
+            "select e.effective_date::text, a.name, p.amount::text from journal_entries e"
+            " join postings p on p.book_id = e.book_id and p.entry_id = e.id"
+            " join accounts a on a.book_id = p.book_id and a.id = p.account_id"
+            " where e.book_id = %s and e.memo like 'Wallet value expired%%' order by p.amount",
+            (book.id,),
+        ).fetchall()
+        conn.execute(
+            "update books set clock_mode = 'real', clock_date = null where id = %s", (book.id,)
+        )
+    assert posted == [
+        ("2026-03-31", "Income:Breakage", "-10.00"),
+        ("2026-03-31", wallet["account"], "10.00"),
+    ]

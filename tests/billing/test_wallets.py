@@ -172,6 +172,15 @@ def test_low_balance_event_once_per_crossing(runtime: Runtime, book: BookFixture
         store.reserve(c, book.id, w, D("4.00"), 60)
         assert len(store.events(c, book.id, w)) == 2
         uow.commit()
+    # Each crossing is also an outbox event (webhooks, GET /v1/events), once each.
+    with runtime.connection() as c:
+        announced = c.execute(
+            "select object_id, data -> 'object' ->> 'available',"
+            " data -> 'object' ->> 'low_balance_threshold', data -> 'object' ->> 'object'"
+            " from events where book_id = %s and type = 'wallet.low_balance' order by sequence",
+            (book.id,),
+        ).fetchall()
+    assert announced == [(w, "2.00", "3.00", "wallet"), (w, "2.00", "3.00", "wallet")]
 
 
 def test_the_database_refuses_overdrawing_one_wallet(runtime: Runtime, book: BookFixture) -> None:
@@ -301,3 +310,66 @@ def test_64_concurrent_reserve_and_capture_never_go_below_zero(
         ).fetchone(),
     )
     assert ledger == (final.balance,)
+
+
+def test_a_recharge_extends_validity_and_lapsed_value_goes_to_breakage(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    """Mar 1: 10.00 valid 30 days (through Mar 30). Mar 20: 5.00 valid 7 days does not
+    shorten it. A hold of 3.00 open across the end: the sweep on Apr 2 lapses only what
+    is available (12.00, dated Mar 31); the held 3.00 lapses once the hold is released."""
+    wallet = new_wallet(runtime, book)
+    w = str(wallet.id)
+    account = wallet_account(wallet.id)
+    with unit_of_work(runtime.connection) as uow:
+        c = uow.conn
+        first, _ = store.top_up(c, book.id, w, D("10.00"), date(2026, 3, 1), valid_days=30)
+        assert first.valid_until == date(2026, 3, 30)
+        second, _ = store.top_up(c, book.id, w, D("5.00"), date(2026, 3, 20), valid_days=7)
+        assert second.valid_until == date(2026, 3, 30)
+        hold = store.reserve(c, book.id, w, D("3.00"), 600, today=date(2026, 3, 30))
+        assert store.lapse_expired_value(c, book.id, date(2026, 3, 30)) == 0  # its last day
+        assert store.lapse_expired_value(c, book.id, date(2026, 4, 2)) == 1
+        after = store.get_wallet(c, book.id, w)
+        assert (after.balance, after.held, after.available) == (D("3.00"), D("3.00"), D("0.00"))
+        assert after.valid_until == date(2026, 3, 30)  # value is still under it
+        store.release(c, book.id, w, str(hold.id))
+        assert store.lapse_expired_value(c, book.id, date(2026, 4, 2)) == 1
+        done = store.get_wallet(c, book.id, w)
+        assert (done.balance, done.valid_until) == (D("0.00"), None)
+        breakage = c.execute(
+            "select e.effective_date, p.amount from journal_entries e join postings p"
+            " on p.book_id = e.book_id and p.entry_id = e.id join accounts a"
+            " on a.book_id = p.book_id and a.id = p.account_id"
+            " where e.book_id = %s and a.name = %s and p.amount > 0 order by p.amount desc",
+            (book.id, account),
+        ).fetchall()
+        assert breakage == [(date(2026, 3, 31), D("12.00")), (date(2026, 3, 31), D("3.00"))]
+        # A later recharge with no validity never lapses; one after a lapse starts afresh.
+        renewed, _ = store.top_up(c, book.id, w, D("4.00"), date(2026, 4, 5))
+        assert renewed.valid_until is None
+        assert store.lapse_expired_value(c, book.id, date(2027, 1, 1)) == 0
+        assert store.get_wallet(c, book.id, w).balance == D("4.00")
+        uow.commit()
+
+
+def test_a_top_up_after_validity_ended_lapses_the_old_value_first(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    wallet = new_wallet(runtime, book)
+    w = str(wallet.id)
+    with unit_of_work(runtime.connection) as uow:
+        c = uow.conn
+        store.top_up(c, book.id, w, D("10.00"), date(2026, 3, 1), valid_days=10)
+        again, _ = store.top_up(c, book.id, w, D("6.00"), date(2026, 3, 15), valid_days=10)
+        assert (again.balance, again.valid_until) == (D("6.00"), date(2026, 3, 24))
+        lapsed = c.execute(
+            "select e.effective_date, p.amount from journal_entries e join postings p"
+            " on p.book_id = e.book_id and p.entry_id = e.id join accounts a"
+            " on a.book_id = p.book_id and a.id = p.account_id"
+            " where e.book_id = %s and a.name = %s",
+            (book.id, BREAKAGE),
+        ).fetchall()
+        assert lapsed == [(date(2026, 3, 11), D("-10.00"))]
+        with pytest.raises(InvalidBillingRequest, match="valid_days"):
+            store.top_up(c, book.id, w, D("1.00"), date(2026, 3, 15), valid_days=0)

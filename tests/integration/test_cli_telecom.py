@@ -64,7 +64,33 @@ def test_cdrs_import_and_rate(
     with psycopg.connect(database_url) as conn:
         count = conn.execute("select count(*) from cdrs where book_id = %s", (book.id,)).fetchone()
     assert count == (2,)
+    # A recharge good for one day, its validity moved into the past (no waiting in
+    # tests): the sweep lapses its value to Breakage, dated the day after.
+    wallet = client.post(
+        "/v1/wallets", json={"customer": customer.json()["id"], "currency": "GBP"}, headers=h
+    ).json()
+    topped = client.post(
+        f"/v1/wallets/{wallet['id']}/top-ups", json={"amount": "5.00", "valid_days": 1}, headers=h
+    )
+    assert topped.status_code == 201, topped.text
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "update wallets set valid_until = current_date - 3 where id = %s", (wallet["id"],)
+        )
     swept = cli("wallets", "sweep", "--book", str(book.id), "--format", "json")
-    assert (swept.returncode, json.loads(swept.stdout)) == (0, {"expired": 0})
+    assert (swept.returncode, json.loads(swept.stdout)) == (
+        0,
+        {"expired": 0, "wallets_lapsed": 1},
+    )
+    with psycopg.connect(database_url) as conn:
+        lapsed = conn.execute(
+            "select e.effective_date = current_date - 2, p.amount::text from journal_entries e"
+            " join postings p on p.book_id = e.book_id and p.entry_id = e.id"
+            " join accounts a on a.book_id = p.book_id and a.id = p.account_id"
+            " where e.book_id = %s and a.name = 'Income:Breakage'",
+            (book.id,),
+        ).fetchall()
+    assert lapsed == [(True, "-5.00")]
+    assert client.get(f"/v1/wallets/{wallet['id']}", headers=h).json()["balance"] == "0.00"
     missing = cli("cdrs", "import", str(tmp_path / "nope.csv"), "--book", str(book.id))
     assert missing.returncode == 2 and missing.stderr.startswith("error: ")
