@@ -10,7 +10,7 @@ spend another's money).
 Reservations hold value for sessions in progress; `available` is the balance
 less the holds still open. Entries (debit positive):
 
-- top-up:      Bank / Clearing        | Prepaid-Wallet:W<id>
+- top-up:      Bank / Clearing        | Prepaid-Wallet:W<id>, Tax-Payable (the customer's rate)
 - consumption: Prepaid-Wallet:W<id>   | Income:Usage      (a capture, or rated CDRs)
 - expiry:      Prepaid-Wallet:W<id>   | Income:Breakage
 
@@ -29,6 +29,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from billing.errors import InsufficientFunds, InvalidBillingRequest
+from billing.postings import TAX
+from billing.tax import TaxRate, exclusive_tax
 from ledger.entries import JournalEntry, Posting, build_entry
 from ledger.money import Money
 
@@ -121,12 +123,33 @@ def _postings(
     ]
 
 
+def top_up_tax(money: Money, rate: TaxRate | None) -> Money:
+    """Tax on a top-up of `money` of wallet value, charged on top of it at the
+    customer's rate (prepaid value is taxed when it is sold, not when it is used:
+    consumption and breakage then post net). Exempt, reverse-charge and 0 %: none."""
+    if rate is None or not rate.charges_tax:
+        return Money(Decimal(0), money.currency).quantized()
+    return exclusive_tax(money, rate.percent)
+
+
 def top_up_entry(
-    on: date, wallet_id: uuid.UUID, customer: str, money: Money, cash_account: str
+    on: date,
+    wallet_id: uuid.UUID,
+    customer: str,
+    money: Money,
+    cash_account: str,
+    rate: TaxRate | None = None,
 ) -> JournalEntry:
+    """Cash (value + tax) / Prepaid-Wallet:W (value) and Tax-Payable (tax)."""
     if money.amount <= 0:
         raise InvalidBillingRequest("a top-up amount must be greater than zero")
+    tax = top_up_tax(money, rate)
     postings = _postings(wallet_id, customer, -money, cash_account, "top_up")
+    if tax.amount:
+        assert rate is not None
+        doc = wallet_doc(wallet_id)
+        postings[1] = Posting(cash_account, money + tax, customer, doc, {"via": "top_up"})
+        postings.append(Posting(TAX, -tax, customer, doc, {"tax": rate.code, "via": "top_up"}))
     return build_entry(on, f"Wallet top-up {wallet_id}", postings)
 
 

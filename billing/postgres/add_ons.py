@@ -6,7 +6,7 @@
   locked, and a shortfall of its available balance (balance less open holds)
   is refused with 402 and writes nothing; else Prepaid-Wallet:W<id> / the
   product's revenue account (`Income:Usage` or `Income:Subscriptions`), net,
-  like any wallet consumption (tax was the top-up's business);
+  like any wallet consumption (tax was charged on the top-up: billing.wallets);
 - or billed postpaid (`POST /v1/subscriptions/{id}/add-ons`): a line waiting in
   the subscription's pending draft, carried by its next invoice (AR / revenue,
   Tax-Payable), its service from today to the end of the current period.

@@ -26,6 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from billing.errors import DocumentState, InsufficientFunds, InvalidBillingRequest
+from billing.invoicing import tax_rate_of
 from billing.payments import cash_account_of
 from billing.postgres.customers import get_customer
 from billing.postgres.events import record_event
@@ -279,7 +280,9 @@ def top_up(
     wallet = _lapse(conn, book_id, get_wallet(conn, book_id, ref, lock=True), on)
     money = Money.exact(amount, wallet.currency)
     valid_until = extended_validity(wallet.valid_until, on, valid_days)
-    entry = top_up_entry(on, wallet.id, str(wallet.customer_id), money, cash_account)
+    customer = get_customer(conn, book_id, str(wallet.customer_id))
+    rate = tax_rate_of(customer.tax_rate, customer.tax_treatment)
+    entry = top_up_entry(on, wallet.id, str(wallet.customer_id), money, cash_account, rate)
     posted = post_entry(conn, book_id, entry)
     if valid_until != wallet.valid_until:
         conn.execute(

@@ -373,3 +373,30 @@ def test_a_top_up_after_validity_ended_lapses_the_old_value_first(
         assert lapsed == [(date(2026, 3, 11), D("-10.00"))]
         with pytest.raises(InvalidBillingRequest, match="valid_days"):
             store.top_up(c, book.id, w, D("1.00"), date(2026, 3, 15), valid_days=0)
+
+
+def test_a_top_up_charges_the_customers_tax_on_top_and_usage_posts_net(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    """20 % VAT: 10.00 of value costs 12.00 (Tax-Payable 2.00); a capture of 3.33 then
+    posts 3.33 net to Income:Usage and breakage the 6.67 left, with no tax again."""
+    with unit_of_work(runtime.connection) as uow:
+        c = uow.conn
+        customer = new_customer(c, book.id, tax_rate="0.20")
+        wallet = store.create_wallet(c, book.id, str(customer.id), "USD")
+        w = str(wallet.id)
+        account = wallet_account(wallet.id)
+        topped, entry_id = store.top_up(c, book.id, w, D("10.00"), DAY, "card")
+        assert lines(c, book.id, entry_id) == {
+            ("Assets:Clearing:Manual", D("12.00")),
+            (account, D("-10.00")),
+            ("Liabilities:Tax-Payable", D("-2.00")),
+        }
+        assert topped.balance == D("10.00")
+        hold = store.reserve(c, book.id, w, D("5.00"), 60)
+        used = store.capture(c, book.id, w, str(hold.id), D("3.33"), DAY)
+        assert used.entry_id is not None
+        assert lines(c, book.id, used.entry_id) == {(account, D("3.33")), (USAGE, D("-3.33"))}
+        _, expired = store.expire_value(c, book.id, w, DAY, None)
+        assert lines(c, book.id, expired) == {(account, D("6.67")), (BREAKAGE, D("-6.67"))}
+        uow.commit()
