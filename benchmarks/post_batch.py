@@ -26,9 +26,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -253,11 +254,15 @@ def run_interleaved(
     names = account_ids(db, book_id)
     post_ms: list[float] = []
     copy_ms: list[float] = []
+    # CPU time (ms) of each side: the client's process and the server backend's.
+    cpu = {"post": [0.0, 0.0], "copy": [0.0, 0.0]}
     directory = AccountDirectory()
     with db.connect(app_role=True) as app, db.connect() as owner:
+        backends = {"post": backend_cpu_ms(app), "copy": backend_cpu_ms(owner)}
         for n, chunk in enumerate(chunks):
             for step in ("post", "copy") if n % 2 == 0 else ("copy", "post"):
-                t0 = time.perf_counter()
+                server = backends[step]
+                t0, c0, s0 = time.perf_counter(), time.process_time(), server()
                 if step == "post":
                     mark_billing_transaction(app)
                     post_entries(app, book_id, chunk, directory)
@@ -266,15 +271,39 @@ def run_interleaved(
                 else:
                     copy_batch(owner, book_id, names, chunk)
                     copy_ms.append((time.perf_counter() - t0) * 1000)
+                cpu[step][0] += (time.process_time() - c0) * 1000
+                cpu[step][1] += server() - s0
     entries = sum(len(c) for c in chunks)
+    per_batch = {
+        step: {"client_ms": round(c / len(chunks), 1), "server_ms": round(s / len(chunks), 1)}
+        for step, (c, s) in cpu.items()
+    }
     return {
         "entries": entries,
         "post_entries_per_s": round(entries / (sum(post_ms) / 1000), 1),
         "copy_entries_per_s": round(entries / (sum(copy_ms) / 1000), 1),
         "post_entries_per_batch": timing_summary(post_ms),
         "copy_per_batch": timing_summary(copy_ms),
+        "cpu_per_batch": per_batch,
         "ratio_post_entries_to_copy": ratio(sum(copy_ms), sum(post_ms)),
     }
+
+
+def backend_cpu_ms(conn: psycopg.Connection) -> Callable[[], float]:
+    """The CPU time (ms) so far of the connection's server process, read from
+    /proc (the server is on this machine: loopback only); NaN where unreadable."""
+    row = conn.execute("select pg_backend_pid()").fetchone()
+    conn.commit()
+    assert row is not None
+    path = Path(f"/proc/{row[0]}/schedstat")
+
+    def read() -> float:
+        try:
+            return int(path.read_text().split()[0]) / 1e6  # ns on a CPU
+        except (OSError, ValueError, IndexError):
+            return float("nan")
+
+    return read
 
 
 def run_http(db: BenchDatabase, key: str, chunks: list[Sequence[JournalEntry]]) -> dict[str, Any]:

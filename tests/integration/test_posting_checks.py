@@ -220,6 +220,59 @@ def test_an_unbalanced_entry_among_balanced_ones_names_each_currency_off(
     assert footprint(app_conn, book.id) == before
 
 
+def mixed(ids: dict[str, uuid.UUID], entry_id: uuid.UUID, eur: str) -> list[Line]:
+    """An entry in two currencies: 10.00 USD balanced, EUR 5.00 against -`eur`."""
+    bank, services = ids["Assets:Bank:Operating"], ids["Income:Services"]
+    return [
+        (entry_id, 1, bank, "10.00", "USD", DAY),
+        (entry_id, 2, services, "-10.00", "USD", DAY),
+        (entry_id, 3, bank, "5.00", "EUR", DAY),
+        (entry_id, 4, services, f"-{eur}", "EUR", DAY),
+    ]
+
+
+def test_entries_in_several_currencies_balanced_each_are_written_beside_others(
+    app_conn: psycopg.Connection, book: BookFixture, ids: dict[str, uuid.UUID]
+) -> None:
+    """Revision 0038 sums an entry once unless it has several currencies; those
+    are summed per currency, and balanced ones go through."""
+    entries, lines = sales(ids, 2)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    entries += [(first, DAY), (second, DAY)]
+    lines += mixed(ids, first, "5.00") + mixed(ids, second, "5.00")
+    write(app_conn, book.id, entries, lines)
+    written = app_conn.execute(
+        "select currency, sum(amount), count(*) from postings"
+        " where book_id = %s and entry_id = any(%s) group by currency order by currency",
+        (book.id, [first, second]),
+    ).fetchall()
+    assert written == [("EUR", Decimal("0.00"), 4), ("USD", Decimal("0.00"), 4)]
+
+
+def test_an_entry_off_in_two_currencies_that_cancel_is_refused_among_balanced_ones(
+    app_conn: psycopg.Connection, book: BookFixture, ids: dict[str, uuid.UUID]
+) -> None:
+    """USD +0.50 and EUR -0.50 sum to zero as numbers: only the per-currency sums
+    of a several-currency entry tell it is off."""
+    before = footprint(app_conn, book.id)
+    entries, lines = sales(ids, 2)
+    good, off = uuid.uuid4(), uuid.uuid4()
+    bank, services = ids["Assets:Bank:Operating"], ids["Income:Services"]
+    entries += [(good, DAY), (off, DAY)]
+    lines += [
+        *mixed(ids, good, "5.00"),
+        (off, 1, bank, "10.50", "USD", DAY),
+        (off, 2, services, "-10.00", "USD", DAY),
+        (off, 3, bank, "5.00", "EUR", DAY),
+        (off, 4, services, "-5.50", "EUR", DAY),
+    ]
+    with pytest.raises(pg.CheckViolation) as exc, app_conn.transaction():
+        write(app_conn, book.id, entries, lines)
+    message = refused(exc, "23514", "journal_entries_balanced")
+    assert message == f"journal entry {off} does not balance: off by EUR -0.50, USD 0.50"
+    assert footprint(app_conn, book.id) == before
+
+
 def test_a_one_posting_entry_among_balanced_ones_is_refused_even_at_zero(
     app_conn: psycopg.Connection, book: BookFixture, ids: dict[str, uuid.UUID]
 ) -> None:
