@@ -369,15 +369,16 @@ class _DatabaseCollector(Collector):
         collection_by_status = GaugeMetricFamily(
             "activebilling_collection_runs", "Collection runs by status", labels=["status"]
         )
+        runs_by_status: dict[str, int] = {row[0]: row[1] for row in collection_runs}
         for status in ("submitted", "settled"):  # both, so a dashboard sees a 0
-            collection_by_status.add_metric([status], float(dict(collection_runs).get(status, 0)))
+            collection_by_status.add_metric([status], float(runs_by_status.get(status, 0)))
         yield collection_by_status
         transactions = GaugeMetricFamily(
             "activebilling_collection_transactions",
             "Collection transactions by status (pending: in flight at the bank)",
             labels=["status"],
         )
-        by_transaction_status = dict(collections)
+        by_transaction_status: dict[str, int] = {row[0]: row[1] for row in collections}
         for status in ("pending", "settled", "returned"):
             transactions.add_metric([status], float(by_transaction_status.get(status, 0)))
         yield transactions
