@@ -10,14 +10,17 @@ and structured logs — one wrapper around every HTTP request, plus `GET /metric
   --workers N` the request metrics of all workers are summed
   (prometheus_client's multiprocess mode, a directory `serve` sets up).
 - The audit log: every POST, PUT, PATCH and DELETE made with a key (key, role,
-  method, path, status, Idempotency-Key, request id, the id a 201 created) is
-  appended to `audit_log` by a writer thread in batches, after the response. A
-  crash (or SIGKILL) of the worker between a request's commit and the batch's COPY
-  loses that row (at most the last 0.2 s of rows), never the business write, which
-  commits before the response; a clean stop writes what is queued. The rule: the
-  ledger (journal entries, their idempotency keys and `recorded_at`) is the record
-  of what moved money; the audit log says who asked, and is complete only up to
-  such a crash. (Command-line mutations: adapters.cli.audit.)
+  method, path, status, Idempotency-Key, request id, the id a 201 created). A
+  command run through adapters.http.commands.run_command (the billing, payment,
+  customer, invoice… routes) writes its row in its own transaction when it
+  succeeds: the row commits with the change. Every other row (refusals, replays,
+  the journal-entry routes, whose one-round-trip hot path has no room for it) is
+  appended by a writer thread in batches after the response: a crash (or
+  SIGKILL) of the worker between the commit and the batch's COPY loses that row
+  (at most the last 0.2 s of rows), never the business write. For journal entries
+  the ledger itself (entries with their idempotency keys and `recorded_at`) is
+  the record of what moved; the audit log says who asked. (Command-line
+  mutations: adapters.cli.audit.)
 - Rate limits: a token bucket per key and process, from the book's `rate_limit`
   setting (`{"requests_per_second", "burst"}`; none by default): 429 with
   `Retry-After`.
@@ -289,6 +292,8 @@ def _after(
         )
     audit: AuditWriter | None = state.get("audit")
     if audit is None or principal is None or method not in MUTATIONS:
+        return
+    if scope.get("state", {}).get("audited"):  # written in the command's own transaction
         return
     idempotency = headers.get(b"idempotency-key")
     audit.record(

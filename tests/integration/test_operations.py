@@ -298,3 +298,34 @@ def test_a_key_over_its_books_rate_limit_gets_429_with_retry_after(
         headers=auth(book.admin_key),
     )
     assert wrong.status_code == 422
+
+
+def test_a_billing_command_commits_its_audit_row_with_its_change_and_only_once(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    """POST /v1/customers runs as one unit of work: its audit row is in the database
+    when the answer arrives (a crash after the commit cannot lose it), and the
+    after-response writer adds no second row; a refusal is still logged by it."""
+
+    def rows() -> list[tuple[Any, ...]]:
+        with runtime.connection() as conn:
+            return conn.execute(
+                "select status, created, idempotency_key, request_id from audit_log"
+                " where book_id = %s and path = '/v1/customers' order by id",
+                (book.id,),
+            ).fetchall()
+
+    with open_client(runtime) as c:
+        made = c.post(
+            "/v1/customers",
+            json={"name": "Audited Ltd", "currency": "USD"},
+            headers={**auth(book.admin_key), "Idempotency-Key": "cust-1"},
+        )
+        assert made.status_code == 201, made.text
+        at_once = rows()
+        bad = c.post("/v1/customers", json={"name": ""}, headers=auth(book.admin_key))
+        assert bad.status_code in (400, 422)
+    # The client is closed: its writer has written what it queued.
+    expected = (201, [made.json()["id"]], "cust-1", made.headers["x-request-id"])
+    assert at_once == [expected]
+    assert rows() == [expected, (bad.status_code, [], None, bad.headers["x-request-id"])]
