@@ -72,8 +72,10 @@ def record_after(args: argparse.Namespace, code: int) -> None:
                 conn.commit()
     except CliError:
         return  # no book to name (the command failed before it found one)
-    except Exception as exc:  # the change is done; say the row is missing, loudly
-        print(f"warning: the audit log did not record this command: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if code == 0:  # the change is done: say its row is missing, loudly
+            print(f"warning: the audit log did not record this command: {exc}", file=sys.stderr)
+        # A failed command (often: the database is down) keeps its own error alone.
 
 
 def cmd_audit_list(args: argparse.Namespace) -> int:
