@@ -64,7 +64,7 @@ audit_log = Table(
     Column("book_id", Uuid, ForeignKey("books.id"), nullable=False),
     Column("id", BigInteger, Identity(always=True), nullable=False),
     Column("at", TIMESTAMPTZ, nullable=False),
-    Column("key_id", Uuid, nullable=False),
+    Column("key_id", Uuid),  # none for a command-line mutation: `principal` names who
     Column("role", Text, nullable=False),
     Column("method", Text, nullable=False),
     Column("path", Text, nullable=False),
@@ -72,6 +72,8 @@ audit_log = Table(
     Column("idempotency_key", Text),
     Column("request_id", Text, nullable=False),
     Column("created", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("principal", Text),
     PrimaryKeyConstraint("book_id", "id"),
+    CheckConstraint("key_id is not null or principal is not null", name="who"),
     Index("ix_audit_log_book_id_at", "book_id", "at"),
 )

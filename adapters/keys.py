@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from ledger.errors import InvalidEntry, NotFound
+from ledger.errors import Conflict, InvalidEntry, NotFound
 
 
 class Role(StrEnum):
@@ -68,6 +68,9 @@ class Principal:
     role: Role
     # The book's `rate_limit` setting as (requests per second, burst), read with the key.
     rate_limit: tuple[float, float] | None = None
+    # Seconds the key has left when it was read (a rotated key in its grace period):
+    # a cache must not keep it past them.
+    seconds_left: float | None = None
 
     def may(self, permission: Permission) -> bool:
         return permission in GRANTS[self.role]
@@ -84,6 +87,10 @@ def parse_role(value: str) -> Role:
 
 def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+# A key works until its revoked_at: none, or one still ahead (a rotated key's grace).
+_ACTIVE = "(k.revoked_at is null or k.revoked_at > now())"
 
 
 def create_key(
@@ -119,9 +126,9 @@ def authenticate(conn: psycopg.Connection, key: str) -> Principal | None:
     row = conn.execute(
         "select k.id, k.role,"
         " k.last_used_at is null or k.last_used_at < now() - interval '1 minute',"
-        " b.settings->'rate_limit'"
+        " b.settings->'rate_limit', extract(epoch from k.revoked_at - now())"
         " from api_keys k join books b on b.id = k.book_id"
-        " where k.book_id = %s and k.key_hash = %s and k.revoked_at is null",
+        f" where k.book_id = %s and k.key_hash = %s and {_ACTIVE}",
         (book_id, _hash(key)),
     ).fetchone()
     if row is None:
@@ -133,7 +140,8 @@ def authenticate(conn: psycopg.Connection, key: str) -> Principal | None:
             " and (last_used_at is null or last_used_at < now() - interval '1 minute')",
             (book_id, row[0]),
         )
-    return Principal(book_id, row[0], Role(row[1]), _rate_limit(row[3]))
+    left = None if row[4] is None else float(row[4])
+    return Principal(book_id, row[0], Role(row[1]), _rate_limit(row[3]), left)
 
 
 def _rate_limit(setting: object) -> tuple[float, float] | None:
@@ -188,13 +196,76 @@ def revoke_key(conn: psycopg.Connection, book_id: uuid.UUID, key_ref: str) -> Ke
         key_id = uuid.UUID(key_ref)
     except (ValueError, TypeError):
         raise NotFound(f"API key {key_ref!r} does not exist in this book") from None
+    # A key in a rotation's grace period is cut off now; one already refused keeps
+    # its first revocation time.
     row = conn.execute(
-        "update api_keys set revoked_at = coalesce(revoked_at, now())"
+        "update api_keys set revoked_at = least(coalesce(revoked_at, now()), now())"
         f" where book_id = %s and id = %s returning {_KEY_COLUMNS}",
         (book_id, key_id),
     ).fetchone()
     if row is None:
         raise NotFound(f"API key {key_ref!r} does not exist in this book")
+    return KeyInfo(row[0], Role(row[1]), row[2], row[3], row[4], row[5])
+
+
+class KeyNotActive(Conflict):
+    """A revoked (or already rotated) key cannot be rotated: 409."""
+
+    code = "key_revoked"
+
+
+MAX_GRACE_SECONDS = 30 * 86_400  # Stripe lets a rolled key live up to 7 days; we allow 30
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    old: KeyInfo
+    new: KeyInfo
+    api_key: str  # the new key, shown once
+
+    def json(self) -> dict[str, Any]:
+        return {**self.new.json(), "api_key": self.api_key, "rotated_from": self.old.json()}
+
+
+def rotate_key(
+    conn: psycopg.Connection, book_id: uuid.UUID, key_ref: str, grace_seconds: int = 0
+) -> Rotation:
+    """A new key with the old one's role and label; the old one is refused from now,
+    or after `grace_seconds` (Stripe's "roll key" with an expiry), so that the callers
+    can be switched over. A key already revoked, or already rotated, is refused (409):
+    rotating it again would hand out a second successor."""
+    if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
+        raise InvalidEntry(f"grace_seconds must be between 0 and {MAX_GRACE_SECONDS}")
+    try:
+        key_id = uuid.UUID(key_ref)
+    except (ValueError, TypeError):
+        raise NotFound(f"API key {key_ref!r} does not exist in this book") from None
+    row = conn.execute(
+        f"select {_KEY_COLUMNS} from api_keys where book_id = %s and id = %s for update",
+        (book_id, key_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"API key {key_ref!r} does not exist in this book")
+    if row[5] is not None:
+        raise KeyNotActive(
+            f"API key {key_ref} was revoked (or rotated) at {row[5].isoformat()}:"
+            " create a new key instead"
+        )
+    role, label = Role(row[1]), row[2]
+    new_id, secret = create_key(conn, book_id, role, label)
+    old = conn.execute(
+        "update api_keys set revoked_at = now() + make_interval(secs => %s)"
+        f" where book_id = %s and id = %s returning {_KEY_COLUMNS}",
+        (grace_seconds, book_id, key_id),
+    ).fetchone()
+    new = conn.execute(
+        f"select {_KEY_COLUMNS} from api_keys where book_id = %s and id = %s", (book_id, new_id)
+    ).fetchone()
+    assert old is not None and new is not None
+    return Rotation(_info(old), _info(new), secret)
+
+
+def _info(row: tuple[Any, ...]) -> KeyInfo:
     return KeyInfo(row[0], Role(row[1]), row[2], row[3], row[4], row[5])
 
 
@@ -204,32 +275,7 @@ def principal_by_id(
     """A key's principal by its id (a console session names the key, not its secret);
     None once it is revoked."""
     row = conn.execute(
-        "select role from api_keys where book_id = %s and id = %s and revoked_at is null",
+        f"select role from api_keys k where book_id = %s and id = %s and {_ACTIVE}",
         (book_id, key_id),
     ).fetchone()
     return None if row is None else Principal(book_id, key_id, Role(row[0]))
-
-
-def audit_log(
-    conn: psycopg.Connection, book_id: uuid.UUID, *, before: int | None, limit: int
-) -> list[dict[str, Any]]:
-    """The book's audit rows, newest first, before the row `before` (a cursor)."""
-    rows = conn.execute(
-        "select id, at, key_id, role, method, path, status, idempotency_key, request_id,"
-        " created from audit_log where book_id = %s and (%s::bigint is null or id < %s)"
-        " order by id desc limit %s",
-        (book_id, before, before, limit),
-    ).fetchall()
-    names = (
-        "id",
-        "at",
-        "key_id",
-        "role",
-        "method",
-        "path",
-        "status",
-        "idempotency_key",
-        "request_id",
-        "created",
-    )
-    return [dict(zip(names, row, strict=True)) for row in rows]

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from adapters.cli.audit import audit_parsers, record_after
 from adapters.cli.billing import _billing_parsers, _payment_parsers, _subscription_parsers
 from adapters.cli.collection import _collection_parsers
 from adapters.cli.common import BOOK_HELP, CliError, _date, _timestamp
@@ -35,6 +36,7 @@ from adapters.cli.ledger import (
     cmd_keys_create,
     cmd_keys_list,
     cmd_keys_revoke,
+    cmd_keys_rotate,
     cmd_restore,
     cmd_serve,
     cmd_trial_balance,
@@ -147,6 +149,21 @@ def _parser() -> argparse.ArgumentParser:
     revoke = command("revoke", cmd_keys_revoke, "revoke an API key: it is refused from now", keys)
     revoke.add_argument("key_id", help="the key's id (from keys list)")
     revoke.add_argument("--book", help=BOOK_HELP)
+    rotate = command(
+        "rotate",
+        cmd_keys_rotate,
+        "replace an API key by a new one of the same role and label (shown once)",
+        keys,
+    )
+    rotate.add_argument("key_id", help="the key's id (from keys list)")
+    rotate.add_argument("--book", help=BOOK_HELP)
+    rotate.add_argument(
+        "--grace-seconds",
+        type=int,
+        default=0,
+        help="seconds the old key keeps working, to switch its callers over (0: refused now)",
+    )
+    audit_parsers(sub, command)
 
     report = sub.add_parser("report", help="reports").add_subparsers(
         dest="report_command", required=True
@@ -348,6 +365,12 @@ BROKEN_PIPE_EXIT = 141
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    code = _run(args)
+    record_after(args, code)  # a mutating command's audit row, if it wrote none itself
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code: int = args.handler(args)
         sys.stdout.flush()

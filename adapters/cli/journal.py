@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 
+from adapters.audit import record_cli
+from adapters.cli.audit import command_name, mark_audited
 from adapters.cli.common import CliError, _book_id, _print, read_book
 from adapters.input_limits import decode_json
 from adapters.runtime import open_runtime, utc_today
@@ -76,7 +78,17 @@ def cmd_journal_post(args: argparse.Namespace) -> int:
             # the rules of POST /v1/journal-entries: no billing documents, no unknown refs
             check_manual_entries(uow.conn, book_id, [entry], name_entry=False)
             posted = post_entry(uow.conn, book_id, entry)
+            # The audit row commits with the entry or not at all (money moved: no gap).
+            record_cli(
+                uow.conn,
+                book_id,
+                command_name(args),
+                0,
+                [str(posted.id)] if posted.created else [],
+                idempotency_key=args.idempotency_key,
+            )
             uow.commit()
+    mark_audited(args)
     document = entry_json(posted)
     rows = [
         f"entry {document['id']}  {document['effective_date']}  {document['memo']}"

@@ -11,9 +11,11 @@ import threading
 import time
 from datetime import date
 
+from adapters.audit import record_cli
+from adapters.cli.audit import command_name, mark_audited
 from adapters.cli.common import CliError, _book_id, _check_dates, _print, read_book
 from adapters.database import DatabaseSettings
-from adapters.keys import Role, create_key, list_keys, parse_role, revoke_key
+from adapters.keys import Role, create_key, list_keys, parse_role, revoke_key, rotate_key
 from adapters.migrate import upgrade
 from adapters.runtime import open_runtime, utc_today
 from adapters.services import create_book_with_chart, verify_everything
@@ -39,6 +41,7 @@ def cmd_books_create(args: argparse.Namespace) -> int:
     with open_runtime(settings) as runtime, unit_of_work(runtime.connection) as uow:
         book, key = create_book_with_chart(uow.conn, args.name, args.currency, args.simulated_clock)
         uow.commit()
+    args.audit_books, args.audit_created = [book.id], [str(book.id)]
     _print(
         args,
         {
@@ -98,7 +101,9 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         book_id = _book_id(runtime, args.book)
         with unit_of_work(runtime.connection) as uow:
             key_id, key = create_key(uow.conn, book_id, role, args.label or "")
+            record_cli(uow.conn, book_id, command_name(args), 0, [str(key_id)])
             uow.commit()
+    mark_audited(args)
     _print(
         args,
         {"book_id": str(book_id), "key_id": str(key_id), "role": role.value, "api_key": key},
@@ -129,12 +134,40 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
         book_id = _book_id(runtime, args.book)
         with unit_of_work(runtime.connection) as uow:
             key = revoke_key(uow.conn, book_id, args.key_id).json()
+            record_cli(uow.conn, book_id, f"{command_name(args)} {key['key_id']}", 0)
             uow.commit()
+    mark_audited(args)
     _print(
         args,
         {"book_id": str(book_id), **key},
         f"key {key['key_id']} ({key['role']}) revoked at {key['revoked_at']}; running servers"
         f" refuse it within {CACHE_SECONDS:g} seconds (the time they cache a key)",
+    )
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    """A new key with the old one's role and label (shown once); the old one is refused
+    from now, or after --grace-seconds."""
+    with open_runtime() as runtime:
+        book_id = _book_id(runtime, args.book)
+        with unit_of_work(runtime.connection) as uow:
+            rotation = rotate_key(uow.conn, book_id, args.key_id, args.grace_seconds)
+            record_cli(
+                uow.conn,
+                book_id,
+                f"{command_name(args)} {rotation.old.key_id}",
+                0,
+                [str(rotation.new.key_id)],
+            )
+            uow.commit()
+    mark_audited(args)
+    old = rotation.old.json()
+    _print(
+        args,
+        {"book_id": str(book_id), **rotation.json()},
+        f"{rotation.api_key}\nnew key {rotation.new.key_id} ({rotation.new.role});"
+        f" old key {old['key_id']} refused from {old['revoked_at']}",
     )
     return 0
 
@@ -448,5 +481,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     except BackupError as exc:
         raise CliError(str(exc)) from exc
     upgrade(settings.url)  # an archive from an older release gets the newer migrations
+    with open_runtime(settings) as runtime, runtime.connection() as conn:
+        # Each restored book's audit log says it was restored, and by whom.
+        args.audit_books = [r[0] for r in conn.execute("select id from books").fetchall()]
     _print(args, {"restored": args.file}, f"restored {args.file}; run `activebilling verify`")
     return 0

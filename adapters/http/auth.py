@@ -46,7 +46,10 @@ class KeyCache:
                 raise ApiError(401, "unauthenticated", "the API key is unknown or revoked")
             if len(self._entries) > 10_000:
                 self._entries.clear()
-            self._entries[key] = (found, now + CACHE_SECONDS)
+            keep = CACHE_SECONDS
+            if found.seconds_left is not None:  # a rotated key: not a moment past its grace
+                keep = min(keep, found.seconds_left)
+            self._entries[key] = (found, now + keep)
         return found
 
     def forget(self, key_id: uuid.UUID) -> None:

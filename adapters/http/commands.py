@@ -91,8 +91,46 @@ def run_command(
         body = encode(result)
         if key is not None:
             uow.conn.execute(_STORE, (status, body, principal.book_id, key))
+        _audit_in_transaction(uow.conn, request, principal, key, status, result)
         uow.commit()
+    # Committed with its audit row: the after-response writer must not add another.
+    request.scope.setdefault("state", {})["audited"] = True
     return Response(content=body, status_code=status, media_type=JSON)
+
+
+_AUDIT = (
+    "insert into audit_log (book_id, at, key_id, role, method, path, status,"
+    " idempotency_key, request_id, created) values (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def _audit_in_transaction(
+    conn: psycopg.Connection,
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    key: str | None,
+    status: int,
+    result: Any,
+) -> None:
+    """The audit row of a command that succeeded, in its own transaction: it commits
+    with the change (an invoice, a payment, a billing run) or not at all, so a crash
+    after the commit cannot lose it. Refusals and replays are logged after the
+    response (adapters.http.operations), as they change nothing."""
+    made = result.get("id") if status == 201 and isinstance(result, dict) else None
+    conn.execute(
+        _AUDIT,
+        (
+            principal.book_id,
+            principal.key_id,
+            principal.role.value,
+            request.method,
+            request.url.path,
+            status,
+            key,
+            request.scope.get("state", {}).get("request_id") or "",
+            [made] if isinstance(made, str) else [],
+        ),
+    )
 
 
 async def run_command_async(

@@ -1,25 +1,50 @@
-"""API keys: `GET /v1/api-keys` lists a book's keys, `DELETE /v1/api-keys/{id}` revokes
-one (admin only). A revoked key is refused (401) at once by the process that revoked
-it and within auth.CACHE_SECONDS by the other worker processes."""
+"""API keys (admin only): `GET /v1/api-keys` lists a book's keys, `POST /v1/api-keys`
+makes one (its secret shown once), `POST /v1/api-keys/{id}/rotate` replaces one by a
+new key of the same role and label, `DELETE /v1/api-keys/{id}` revokes one. A revoked
+key is refused (401) at once by the process that revoked it and within
+auth.CACHE_SECONDS by the other worker processes; a rotated key with a grace period
+is refused from the end of it (a cache never keeps a key past its revoked_at).
+`GET /v1/audit-log` (admins and auditors) reads the audit log with filters."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 import psycopg
-from litestar import Controller, Request, Response, delete, get
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from adapters.audit import audit_json, audit_rows, parse_filter
 from adapters.http.auth import KeyCache
 from adapters.http.billing_fields import MAX_PAGE
 from adapters.http.commands import require, run_command
 from adapters.http.cursors import decode_sort_key, encode_sort_key
 from adapters.http.problems import ApiError
 from adapters.http.routes import Reader, json_response
-from adapters.keys import Permission, Principal, audit_log, list_keys, revoke_key
+from adapters.keys import (
+    GRANTS,
+    Permission,
+    Principal,
+    create_key,
+    list_keys,
+    parse_role,
+    revoke_key,
+    rotate_key,
+)
 from adapters.runtime import Runtime
+
+
+class ApiKeyIn(msgspec.Struct, forbid_unknown_fields=True):
+    role: str
+    label: str = ""
+
+
+class RotateIn(msgspec.Struct, forbid_unknown_fields=True):
+    # Seconds the old key keeps working (0: refused at once), up to keys.MAX_GRACE_SECONDS.
+    grace_seconds: int = 0
 
 
 class ApiKeysController(Controller):
@@ -34,6 +59,59 @@ class ApiKeysController(Controller):
         with Reader(runtime, principal) as conn:
             keys = list_keys(conn, principal.book_id)
         return json_response({"data": [k.json() for k in keys]})
+
+    @post("/", operation_id="createApiKey", summary="Create an API key", sync_to_thread=True)
+    def create(
+        self,
+        data: JSONBody[ApiKeyIn],
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+    ) -> Response[bytes]:
+        require(principal, Permission.MANAGE_KEYS)
+        role = parse_role(data.role)
+        if not GRANTS[role] <= GRANTS[principal.role]:  # no key may hand out more than it has
+            raise ApiError(403, "forbidden", f"the {principal.role} role may not grant {role}")
+
+        def work(conn: psycopg.Connection) -> tuple[int, Any]:
+            key_id, secret = create_key(conn, principal.book_id, role, data.label)
+            made = next(k for k in list_keys(conn, principal.book_id) if k.key_id == key_id)
+            return 201, {**made.json(), "id": str(key_id), "api_key": secret}
+
+        payload = {"role": data.role, "label": data.label}
+        return run_command(runtime, request, principal, payload, work)
+
+    @post(
+        "/{key_id:str}/rotate",
+        operation_id="rotateApiKey",
+        summary="Replace an API key by a new one (the old one refused now or after a grace)",
+        sync_to_thread=True,
+    )
+    def rotate(
+        self,
+        key_id: FromPath[str],
+        request: Request[Any, Any, Any],
+        state: State,
+        principal: NamedDependency[Principal],
+        runtime: NamedDependency[Runtime],
+        data: JSONBody[RotateIn | None] = None,
+    ) -> Response[bytes]:
+        require(principal, Permission.MANAGE_KEYS)
+        grace = data.grace_seconds if data is not None else 0
+        cache: KeyCache = state.key_cache
+        rotated: list[Any] = []
+
+        def work(conn: psycopg.Connection) -> tuple[int, Any]:
+            rotation = rotate_key(conn, principal.book_id, key_id, grace)
+            rotated.append(rotation.old.key_id)
+            return 201, {**rotation.json(), "id": str(rotation.new.key_id)}
+
+        payload = {"rotate": key_id, "grace_seconds": grace}
+        response = run_command(runtime, request, principal, payload, work)
+        if grace == 0:
+            for found in rotated:  # committed: this process refuses the old key from now on
+                cache.forget(found)
+        return response
 
     @delete(
         "/{key_id:str}",
@@ -65,21 +143,6 @@ class ApiKeysController(Controller):
         return response
 
 
-def audit_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "at": row["at"].isoformat(),
-        "key_id": str(row["key_id"]),
-        "role": row["role"],
-        "method": row["method"],
-        "path": row["path"],
-        "status": row["status"],
-        "idempotency_key": row["idempotency_key"],
-        "request_id": row["request_id"],
-        "created": list(row["created"]),
-    }
-
-
 class AuditLogController(Controller):
     path = "/v1/audit-log"
     tags = ["keys"]
@@ -96,13 +159,32 @@ class AuditLogController(Controller):
         runtime: NamedDependency[Runtime],
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 100,
+        since: Annotated[str | None, QueryParameter(name="from")] = None,
+        until: Annotated[str | None, QueryParameter(name="to")] = None,
+        key_id: FromQuery[str | None] = None,
+        method: FromQuery[str | None] = None,
+        path: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
     ) -> Response[bytes]:
         require(principal, Permission.READ_AUDIT)
+        # Parsed here, not by the framework: a bad value is a 422 naming the parameter.
+        where = parse_filter(
+            {
+                "from": since,
+                "to": until,
+                "key_id": key_id,
+                "method": method,
+                "path": path,
+                "status": status,
+            }
+        )
         key = decode_sort_key(cursor)
         if key is not None and (len(key) != 1 or not isinstance(key[0], int)):
             raise ApiError(400, "invalid_cursor", "cursor is not one this API returned")
         with Reader(runtime, principal) as conn:
-            rows = audit_log(conn, principal.book_id, before=key[0] if key else None, limit=limit)
+            rows = audit_rows(
+                conn, principal.book_id, where, before=key[0] if key else None, limit=limit
+            )
         return json_response(
             {
                 "data": [audit_json(r) for r in rows],

@@ -46,6 +46,8 @@ SUCCESS: dict[str, dict[int, Shape]] = {
     "listApiKeys": {200: s.ApiKeyList},
     "listAuditLog": {200: s.AuditLog},
     "revokeApiKey": {200: s.ApiKey},
+    "createApiKey": {201: s.NewApiKey},
+    "rotateApiKey": {201: s.RotatedApiKey},
     # ledger
     "createAccount": {201: s.Account},
     "listAccounts": {200: s.AccountList},

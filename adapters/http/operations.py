@@ -6,13 +6,21 @@ and structured logs — one wrapper around every HTTP request, plus `GET /metric
 - `/metrics` (Prometheus text, no key): requests by route template, method and status,
   latency histograms by route, and what the database says at scrape time — entries
   posted, unsealed entries and the oldest one's age, webhook backlog, billing runs,
-  pool use. Under `serve --workers N` the request metrics of all workers are summed
+  collection runs and their transactions in flight, pool use. Under `serve
+  --workers N` the request metrics of all workers are summed
   (prometheus_client's multiprocess mode, a directory `serve` sets up).
 - The audit log: every POST, PUT, PATCH and DELETE made with a key (key, role,
-  method, path, status, Idempotency-Key, request id, the id a 201 created) is
-  appended to `audit_log` by a writer thread in batches, after the response: a
-  crash loses at most the last batch not yet written (≤ 0.2 s), never a business
-  write, which commits before the response.
+  method, path, status, Idempotency-Key, request id, the id a 201 created). A
+  command run through adapters.http.commands.run_command (the billing, payment,
+  customer, invoice… routes) writes its row in its own transaction when it
+  succeeds: the row commits with the change. Every other row (refusals, replays,
+  the journal-entry routes, whose one-round-trip hot path has no room for it) is
+  appended by a writer thread in batches after the response: a crash (or
+  SIGKILL) of the worker between the commit and the batch's COPY loses that row
+  (at most the last 0.2 s of rows), never the business write. For journal entries
+  the ledger itself (entries with their idempotency keys and `recorded_at`) is
+  the record of what moved; the audit log says who asked. (Command-line
+  mutations: adapters.cli.audit.)
 - Rate limits: a token bucket per key and process, from the book's `rate_limit`
   setting (`{"requests_per_second", "burst"}`; none by default): 429 with
   `Retry-After`.
@@ -285,6 +293,8 @@ def _after(
     audit: AuditWriter | None = state.get("audit")
     if audit is None or principal is None or method not in MUTATIONS:
         return
+    if scope.get("state", {}).get("audited"):  # written in the command's own transaction
+        return
     idempotency = headers.get(b"idempotency-key")
     audit.record(
         (
@@ -323,6 +333,14 @@ class _DatabaseCollector(Collector):
                 "select status, count(*), coalesce(sum(invoices_created), 0)"
                 " from billing_runs group by status"
             ).fetchall()
+            # Direct-debit collection runs: a run is submitted until the bank settles
+            # it; its transactions are pending until settled or returned.
+            collection_runs = conn.execute(
+                "select status, count(*) from collection_runs group by status"
+            ).fetchall()
+            collections = conn.execute(
+                "select status, count(*) from collection_transactions group by status"
+            ).fetchall()
             conn.rollback()
         yield GaugeMetricFamily(
             "activebilling_entries_posted",
@@ -353,6 +371,22 @@ class _DatabaseCollector(Collector):
             made.add_metric([status], float(invoices))
         yield by_status
         yield made
+        collection_by_status = GaugeMetricFamily(
+            "activebilling_collection_runs", "Collection runs by status", labels=["status"]
+        )
+        runs_by_status: dict[str, int] = {row[0]: row[1] for row in collection_runs}
+        for status in ("submitted", "settled"):  # both, so a dashboard sees a 0
+            collection_by_status.add_metric([status], float(runs_by_status.get(status, 0)))
+        yield collection_by_status
+        transactions = GaugeMetricFamily(
+            "activebilling_collection_transactions",
+            "Collection transactions by status (pending: in flight at the bank)",
+            labels=["status"],
+        )
+        by_transaction_status: dict[str, int] = {row[0]: row[1] for row in collections}
+        for status in ("pending", "settled", "returned"):
+            transactions.add_metric([status], float(by_transaction_status.get(status, 0)))
+        yield transactions
         stats = self.runtime.pool.get_stats()
         pool = GaugeMetricFamily(
             "activebilling_pool_connections", "The sync connection pool", labels=["state"]

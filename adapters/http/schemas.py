@@ -541,16 +541,45 @@ class ApiKeyList(msgspec.Struct):
     data: list[ApiKey]
 
 
+class NewApiKey(msgspec.Struct):
+    """A key just made: `api_key` is its secret, shown this once (stored hashed)."""
+
+    id: str  # the new key's id (as key_id)
+    key_id: str
+    role: str
+    label: str | None
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+    api_key: str
+
+
+class RotatedApiKey(msgspec.Struct):
+    """The successor key (secret shown once) and the rotated key, refused from its
+    `revoked_at` (now, or the end of the grace period)."""
+
+    id: str  # the new key's id (as key_id)
+    key_id: str
+    role: str
+    label: str | None
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+    api_key: str
+    rotated_from: ApiKey
+
+
 class AuditRecord(msgspec.Struct):
     """One mutation the API answered: who, what, how it ended, what it created."""
 
     id: str
     at: str
-    key_id: str
+    key_id: str | None  # none for a command-line mutation
+    principal: str  # "key:<key id>", or "cli:<os user>" for the command line
     role: str
-    method: str
-    path: str
-    status: int
+    method: str  # POST, PUT, PATCH, DELETE, or CLI
+    path: str  # the route, or the command ("keys rotate")
+    status: int  # HTTP status, or the command's exit code
     idempotency_key: str | None
     request_id: str
     created: list[str]

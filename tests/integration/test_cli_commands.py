@@ -5,6 +5,7 @@ name, and API keys that can be listed and revoked (CLI and HTTP)."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -17,7 +18,7 @@ import pytest
 from adapters.keys import Role
 from adapters.runtime import Runtime
 from tests.conftest import BookFixture, make_book
-from tests.integration.http_fixtures import auth, counts, new_key
+from tests.integration.http_fixtures import auth, counts, new_key, open_client
 from tests.integration.test_cli import cli, client  # noqa: F401  (shared fixtures)
 
 pytestmark = pytest.mark.slow
@@ -369,6 +370,160 @@ def test_api_revoke_refuses_the_key_at_once_and_is_admin_only(
     assert again.status_code == 200 and again.json()["revoked_at"] == r.json()["revoked_at"]
     listed = client.get("/v1/api-keys", headers=auth(book.admin_key)).json()["data"]
     assert [k["revoked_at"] is not None for k in listed] == [False, True]
+
+
+def _audit(runtime: Runtime, book: BookFixture, path: str, count: int) -> list[dict[str, Any]]:
+    """The book's audit rows under `path`, oldest first, once `count` are there (the HTTP
+    writer appends in batches every 0.2 s, after the response)."""
+    from adapters.audit import AuditFilter, audit_json, audit_rows
+
+    deadline = time.monotonic() + 10
+    while True:
+        with runtime.connection() as conn:
+            rows = audit_rows(conn, book.id, AuditFilter(path=path), before=None, limit=100)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return [audit_json(r) for r in reversed(rows)]
+        time.sleep(0.05)
+
+
+def test_keys_rotated_on_the_cli_and_the_api(
+    cli: Any,  # noqa: F811
+    client: Any,  # noqa: F811
+    runtime: Runtime,
+    owner_conn: psycopg.Connection,
+) -> None:
+    """Rotation: a new secret (shown once) with the old key's role and label; the old
+    key refused at once, or from the end of a grace period; 403 for a non-admin, 404
+    for an unknown key, 409 for a revoked one; each rotation in the audit log."""
+    from adapters.keys import authenticate, list_keys
+
+    book = make_book(runtime)
+    b = ("--book", str(book.id))
+    made = client.post(
+        "/v1/api-keys", json={"role": "erp", "label": "netsuite"}, headers=auth(book.admin_key)
+    )
+    assert made.status_code == 201, made.text
+    erp = made.json()
+    assert (erp["role"], erp["label"], erp["revoked_at"]) == ("erp", "netsuite", None)
+    assert erp["id"] == erp["key_id"] and erp["api_key"].startswith(f"ab_{book.id.hex}_")
+    assert client.get("/v1/accounts", headers=auth(erp["api_key"])).status_code == 200
+    with runtime.connection() as conn:  # stored hashed, never as given
+        stored = conn.execute(
+            "select key_hash from api_keys where book_id = %s and id = %s",
+            (book.id, erp["key_id"]),
+        ).fetchone()
+    assert stored is not None and erp["api_key"] not in stored[0] and len(stored[0]) == 64
+
+    # Over HTTP, no grace: the old key is refused at once, the new one works.
+    rotated = client.post(
+        f"/v1/api-keys/{erp['key_id']}/rotate", json={}, headers=auth(book.admin_key)
+    )
+    assert rotated.status_code == 201, rotated.text
+    second = rotated.json()
+    assert (second["role"], second["label"]) == ("erp", "netsuite")
+    assert second["key_id"] != erp["key_id"] and second["api_key"] != erp["api_key"]
+    assert second["rotated_from"]["key_id"] == erp["key_id"]
+    assert second["rotated_from"]["revoked_at"] is not None
+    assert client.get("/v1/accounts", headers=auth(erp["api_key"])).status_code == 401
+    assert client.get("/v1/accounts", headers=auth(second["api_key"])).status_code == 200
+    again = client.post(
+        f"/v1/api-keys/{erp['key_id']}/rotate", json={}, headers=auth(book.admin_key)
+    )
+    assert again.status_code == 409 and again.json()["code"] == "key_revoked", again.text
+
+    # On the CLI, with a grace period: both keys work until it ends, then the old one
+    # gets 401 (the grace is ended here by moving its revoked_at into the past).
+    on_cli = ok(
+        cli("keys", "rotate", second["key_id"], "--grace-seconds", "3600", *b, "--format", "json")
+    )
+    third = on_cli["api_key"]
+    assert (on_cli["role"], on_cli["label"]) == ("erp", "netsuite")
+    assert on_cli["rotated_from"]["revoked_at"] > on_cli["created_at"]
+    assert client.get("/v1/accounts", headers=auth(second["api_key"])).status_code == 200
+    assert client.get("/v1/accounts", headers=auth(third)).status_code == 200
+    with runtime.connection() as conn:
+        in_grace = authenticate(conn, second["api_key"])
+        conn.rollback()
+    # A process caches a key no longer than it has left (auth.KeyCache).
+    assert in_grace is not None and in_grace.seconds_left is not None
+    assert 3000 < in_grace.seconds_left <= 3600
+    owner_conn.execute(
+        "update api_keys set revoked_at = now() - interval '1 second'"
+        " where book_id = %s and id = %s",
+        (book.id, second["key_id"]),
+    )
+    with open_client(runtime) as fresh:  # a process that has not cached it
+        assert fresh.get("/v1/accounts", headers=auth(second["api_key"])).status_code == 401
+        assert fresh.get("/v1/accounts", headers=auth(third)).status_code == 200
+    refused(cli("keys", "rotate", second["key_id"], *b), "revoked")
+    refused(cli("keys", "rotate", str(uuid.uuid4()), *b), "does not exist")
+    refused(cli("keys", "rotate", on_cli["key_id"], "--grace-seconds", "-1", *b), "grace")
+
+    # Revoking a key in its grace period cuts it off now.
+    fourth = ok(
+        cli("keys", "rotate", on_cli["key_id"], "--grace-seconds", "600", *b, "--format", "json")
+    )
+    assert (
+        client.delete(f"/v1/api-keys/{on_cli['key_id']}", headers=auth(book.admin_key)).status_code
+        == 200
+    )
+    assert client.get("/v1/accounts", headers=auth(third)).status_code == 401
+
+    # Only admins; an unknown or foreign key is 404; a bad grace is 422.
+    operator = new_key(runtime, book.id, Role.OPERATOR)
+    assert (
+        client.post("/v1/api-keys", json={"role": "operator"}, headers=auth(operator)).status_code
+        == 403
+    )
+    forbidden = client.post(
+        f"/v1/api-keys/{fourth['key_id']}/rotate", json={}, headers=auth(operator)
+    )
+    assert forbidden.status_code == 403
+    assert (
+        client.post(f"/v1/api-keys/{uuid.uuid4()}/rotate", headers=auth(book.admin_key)).status_code
+        == 404
+    )
+    assert (
+        client.post("/v1/api-keys/nonsense/rotate", headers=auth(book.admin_key)).status_code == 404
+    )
+    other = make_book(runtime)
+    assert (
+        client.post(
+            f"/v1/api-keys/{fourth['key_id']}/rotate", headers=auth(other.admin_key)
+        ).status_code
+        == 404
+    )
+    bad_grace = client.post(
+        f"/v1/api-keys/{fourth['key_id']}/rotate",
+        json={"grace_seconds": 10**9},
+        headers=auth(book.admin_key),
+    )
+    assert bad_grace.status_code == 422, bad_grace.text
+    bad_role = client.post("/v1/api-keys", json={"role": "root"}, headers=auth(book.admin_key))
+    assert bad_role.status_code == 422, bad_role.text
+
+    with runtime.connection() as conn:
+        keys = {str(k.key_id): k for k in list_keys(conn, book.id)}
+    assert keys[fourth["key_id"]].revoked_at is None
+    assert all(keys[k["key_id"]].revoked_at is not None for k in (erp, second, on_cli))
+
+    # The audit log: the HTTP rotation under the admin's key, the CLI ones under the
+    # OS user, each naming the key it created.
+    api_rows = _audit(runtime, book, f"/v1/api-keys/{erp['key_id']}/rotate", 2)
+    assert [(r["status"], r["created"], r["role"]) for r in api_rows] == [
+        (201, [second["key_id"]], "admin"),
+        (409, [], "admin"),
+    ]
+    cli_rows = _audit(runtime, book, "keys rotate", 5)
+    assert [(r["path"], r["status"], r["created"]) for r in cli_rows] == [
+        (f"keys rotate {second['key_id']}", 0, [on_cli["key_id"]]),
+        ("keys rotate", 2, []),
+        ("keys rotate", 2, []),
+        ("keys rotate", 2, []),
+        (f"keys rotate {on_cli['key_id']}", 0, [fourth["key_id"]]),
+    ]
+    assert {(r["method"], r["role"], r["key_id"]) for r in cli_rows} == {("CLI", "cli", None)}
+    assert all(r["principal"].startswith("cli:") for r in cli_rows)
 
 
 def test_a_payment_names_its_invoice_by_number(

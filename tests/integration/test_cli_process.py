@@ -311,3 +311,42 @@ def test_a_command_piped_into_a_closed_reader_exits_quietly(database_url: str) -
     assert "Traceback" not in result.stderr
     assert "BrokenPipe" not in result.stderr
     assert result.returncode == 141
+
+
+def test_serve_logs_one_json_object_per_line_with_the_request_id(
+    database_url: str, book: BookFixture
+) -> None:
+    """`serve --log-level info`: the access line of a request is JSON naming the
+    caller's X-Request-Id, method, path and status; a 401 is logged the same way."""
+    port = free_port()
+    server = serve(database_url, port, "--workers", "1", "--log-level", "info")
+    assert server.stderr is not None
+    stderr = lines_of(server.stderr)
+    try:
+        wait_until_listening(stderr)
+        for request_id, key in (("t-1", book.admin_key), ("t-2", "ab_wrong")):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request(
+                "GET",
+                "/v1/accounts?limit=5",
+                headers={"Authorization": f"Bearer {key}", "X-Request-Id": request_id},
+            )
+            response = connection.getresponse()
+            response.read()
+            assert response.getheader("x-request-id") == request_id
+            connection.close()
+    finally:
+        code = stop(server, signal.SIGTERM)
+    assert code == 0
+    lines = [line for line in rest_of(stderr).splitlines() if line.startswith("{")]
+    logged = [json.loads(line) for line in lines]
+    access = {r["request_id"]: r for r in logged if r.get("logger") == "activebilling.access"}
+    assert set(access) >= {"t-1", "t-2"}, lines
+    assert {k: access["t-1"][k] for k in ("method", "path", "status", "level")} == {
+        "method": "GET",
+        "path": "/v1/accounts",
+        "status": 200,
+        "level": "info",
+    }
+    assert access["t-1"]["key_id"] is not None and access["t-1"]["ms"] >= 0
+    assert (access["t-2"]["status"], access["t-2"]["key_id"]) == (401, None)

@@ -1,11 +1,14 @@
 """Operating the service (issue 14): request ids on every response and in problem
-documents, `/metrics` scraped, the audit log of mutations, and per-key rate limits."""
+documents, `/metrics` scraped, the audit log of mutations (HTTP and command line,
+with filters), and per-key rate limits."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -13,8 +16,11 @@ import pytest
 
 from adapters.keys import Role
 from adapters.runtime import Runtime
-from tests.conftest import BookFixture
+from tests.conftest import BookFixture, make_book
 from tests.integration.http_fixtures import PROBLEM, auth, entry_body, new_key, open_client
+from tests.integration.test_cli import cli  # noqa: F401  (the CLI as a process)
+from tests.payments.helpers import create_customer, create_invoice
+from tests.payments.test_direct_debit import CREDITOR, _mandate, _run, _settings
 
 
 @pytest.fixture
@@ -80,6 +86,42 @@ def test_metrics_count_requests_and_read_the_database(client: Any, book: BookFix
         assert re.search(rf"^{re.escape(gauge)} \d", text, re.M), gauge
 
 
+def _gauge(text: str, name: str, status: str) -> float:
+    found = re.search(rf'^{name}{{status="{status}"}} ([0-9.e+]+)$', text, re.M)
+    assert found is not None, (name, status, text[-3000:])
+    return float(found.group(1))
+
+
+def test_metrics_show_collection_runs_and_transactions_in_flight(
+    client: Any, runtime: Runtime
+) -> None:
+    """A SEPA run of two invoices: one more submitted run, two more pending
+    transactions (the database may hold other tests' runs, so the test counts the
+    difference)."""
+    book = make_book(runtime, "EUR", date(2026, 3, 2))
+    key = book.admin_key
+    _settings(client, key, sepa_creditor=CREDITOR)
+    customer = create_customer(client, key, currency="EUR", tax_rate="0", name="Anna")
+    _mandate(client, key, customer["id"], "M-OPS")
+    for amount in ("100.00", "50.00"):
+        create_invoice(client, key, customer["id"], amount)
+
+    def scrape() -> tuple[float, float, float]:
+        text = client.get("/metrics").text
+        return (
+            _gauge(text, "activebilling_collection_runs", "submitted"),
+            _gauge(text, "activebilling_collection_transactions", "pending"),
+            _gauge(text, "activebilling_collection_transactions", "returned"),
+        )
+
+    before = scrape()
+    made = _run(client, key, "sepa")
+    assert made.status_code == 201, made.text
+    assert made.json()["total"] == "150.00"
+    after = scrape()
+    assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (1, 2, 0)
+
+
 def test_mutations_are_in_the_audit_log_which_is_append_only(
     client: Any, runtime: Runtime, book: BookFixture, database_url: str
 ) -> None:
@@ -112,6 +154,126 @@ def test_mutations_are_in_the_audit_log_which_is_append_only(
         conn.execute("update audit_log set status = 200 where book_id = %s", (book.id,))
 
 
+def test_the_audit_log_names_key_role_request_and_created_and_takes_filters(
+    client: Any,
+    runtime: Runtime,
+    book: BookFixture,
+    cli: Any,  # noqa: F811
+) -> None:
+    """Each row says who (key and role, or the OS user on the command line), what
+    (method, path, Idempotency-Key, request id), how it ended and what it created;
+    `GET /v1/audit-log` and `activebilling audit list` filter by time, key, method,
+    path prefix and status, keep the cursor, and refuse a bad filter with a 422."""
+    admin = auth(book.admin_key)
+    operator = new_key(runtime, book.id, Role.OPERATOR)
+    made = client.post(
+        "/v1/journal-entries",
+        json=entry_body(memo="audited"),
+        headers={**admin, "Idempotency-Key": "k-audit-2", "X-Request-Id": "req-audit-2"},
+    )
+    assert made.status_code == 201, made.text
+    denied = client.post("/v1/accounts", json={"name": "Assets:X"}, headers=auth(operator))
+    assert denied.status_code == 403
+    _audit_rows(runtime, book, 2)  # the writer has written both
+
+    posted = cli(
+        "journal-entries", "post", "Assets:Bank:Operating=5.00", "Income:Subscriptions=-5.00",
+        "--idempotency-key", "cli-audit-1", "--book", str(book.id), "--format", "json",
+    )  # fmt: skip
+    assert posted.returncode == 0, posted.stderr
+    entry_id = json.loads(posted.stdout)["id"]
+    created_key = cli("keys", "create", "--book", str(book.id), "--role", "erp", "--format", "json")
+    assert created_key.returncode == 0, created_key.stderr
+    erp_key_id = json.loads(created_key.stdout)["key_id"]
+
+    auditor = auth(new_key(runtime, book.id, Role.AUDITOR))
+
+    def listed(**query: str) -> list[dict[str, Any]]:
+        got = client.get("/v1/audit-log", params=query, headers=auditor)
+        assert got.status_code == 200, got.text
+        data: list[dict[str, Any]] = got.json()["data"]
+        return data
+
+    everything = listed()
+    assert [(r["method"], r["path"], r["status"]) for r in everything] == [
+        ("CLI", "keys create", 0),
+        ("CLI", "journal-entries post", 0),
+        ("POST", "/v1/accounts", 403),
+        ("POST", "/v1/journal-entries", 201),
+    ]
+    keys_row, post_row, denied_row, made_row = everything
+    with runtime.connection() as conn:
+        admin_id, operator_id = conn.execute(
+            "select (select id from api_keys where book_id = %(b)s and role = 'admin'),"
+            " (select id from api_keys where book_id = %(b)s and role = 'operator')",
+            {"b": book.id},
+        ).fetchone() or (None, None)
+    assert (made_row["key_id"], made_row["principal"], made_row["role"]) == (
+        str(admin_id),
+        f"key:{admin_id}",
+        "admin",
+    )
+    assert (made_row["idempotency_key"], made_row["request_id"]) == ("k-audit-2", "req-audit-2")
+    assert made_row["created"] == [made.json()["id"]]
+    assert (denied_row["key_id"], denied_row["role"], denied_row["created"]) == (
+        str(operator_id),
+        "operator",
+        [],
+    )
+    assert denied_row["request_id"] == denied.headers["x-request-id"]
+    for row, created in ((post_row, [entry_id]), (keys_row, [erp_key_id])):
+        assert (row["key_id"], row["role"], row["created"]) == (None, "cli", created)
+        assert row["principal"].startswith("cli:") and len(row["principal"]) > 4
+        assert row["request_id"].startswith("cli-")
+    assert post_row["idempotency_key"] == "cli-audit-1"
+
+    # Filters, one at a time and together; the cursor pages within a filter.
+    assert [r["id"] for r in listed(key_id=str(operator_id))] == [denied_row["id"]]
+    assert [r["id"] for r in listed(method="cli")] == [keys_row["id"], post_row["id"]]
+    assert [r["id"] for r in listed(path="/v1/journal")] == [made_row["id"]]
+    assert [r["id"] for r in listed(status="403")] == [denied_row["id"]]
+    assert [r["id"] for r in listed(method="POST", status="201")] == [made_row["id"]]
+    assert [r["id"] for r in listed(**{"from": keys_row["at"]})] == [keys_row["id"]]
+    assert [r["id"] for r in listed(to=post_row["at"])] == [denied_row["id"], made_row["id"]]
+    assert listed(**{"from": "2099-01-01T00:00:00Z"}) == []
+    page = client.get("/v1/audit-log", params={"method": "CLI", "limit": 1}, headers=auditor)
+    assert [r["id"] for r in page.json()["data"]] == [keys_row["id"]]
+    rest = client.get(
+        "/v1/audit-log",
+        params={"method": "CLI", "cursor": page.json()["next_cursor"]},
+        headers=auditor,
+    )
+    assert [r["id"] for r in rest.json()["data"]] == [post_row["id"]]
+    for bad in (
+        {"from": "yesterday"},
+        {"to": "2026-13-01"},
+        {"from": "2026-12-02", "to": "2026-12-01"},
+        {"key_id": "not-a-key"},
+        {"method": "GET"},
+        {"status": "ok"},
+        {"status": "-1"},
+    ):
+        refused = client.get("/v1/audit-log", params=bad, headers=auditor)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.headers["content-type"].startswith(PROBLEM)
+
+    # The same on the command line.
+    on_cli = cli(
+        "audit", "list", "--book", str(book.id), "--method", "CLI", "--path", "journal",
+        "--format", "json",
+    )  # fmt: skip
+    assert on_cli.returncode == 0, on_cli.stderr
+    assert [r["id"] for r in json.loads(on_cli.stdout)["data"]] == [post_row["id"]]
+    by_key = cli(
+        "audit", "list", "--book", str(book.id), "--key-id", str(admin_id), "--format", "json"
+    )
+    assert [r["id"] for r in json.loads(by_key.stdout)["data"]] == [made_row["id"]]
+    wrong = cli("audit", "list", "--book", str(book.id), "--status", "ok")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("error: status 'ok'"), wrong.stderr
+    # Reading the log is not itself audited.
+    assert len(listed()) == 4
+
+
 def test_a_key_over_its_books_rate_limit_gets_429_with_retry_after(
     client: Any, runtime: Runtime, book: BookFixture
 ) -> None:
@@ -136,3 +298,34 @@ def test_a_key_over_its_books_rate_limit_gets_429_with_retry_after(
         headers=auth(book.admin_key),
     )
     assert wrong.status_code == 422
+
+
+def test_a_billing_command_commits_its_audit_row_with_its_change_and_only_once(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    """POST /v1/customers runs as one unit of work: its audit row is in the database
+    when the answer arrives (a crash after the commit cannot lose it), and the
+    after-response writer adds no second row; a refusal is still logged by it."""
+
+    def rows() -> list[tuple[Any, ...]]:
+        with runtime.connection() as conn:
+            return conn.execute(
+                "select status, created, idempotency_key, request_id from audit_log"
+                " where book_id = %s and path = '/v1/customers' order by id",
+                (book.id,),
+            ).fetchall()
+
+    with open_client(runtime) as c:
+        made = c.post(
+            "/v1/customers",
+            json={"name": "Audited Ltd", "currency": "USD"},
+            headers={**auth(book.admin_key), "Idempotency-Key": "cust-1"},
+        )
+        assert made.status_code == 201, made.text
+        at_once = rows()
+        bad = c.post("/v1/customers", json={"name": ""}, headers=auth(book.admin_key))
+        assert bad.status_code in (400, 422)
+    # The client is closed: its writer has written what it queued.
+    expected = (201, [made.json()["id"]], "cust-1", made.headers["x-request-id"])
+    assert at_once == [expected]
+    assert rows() == [expected, (bad.status_code, [], None, bad.headers["x-request-id"])]
