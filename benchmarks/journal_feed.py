@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             for fmt in args.formats.split(","):
                 since, lines, size, batches = 0, 0, 0, 0
                 t0 = time.perf_counter()
+                cpu0 = time.process_time()
                 while True:
                     batch = journal_feed.build_batch(conn, book.id, fmt, since, args.limit)
                     _ = batch.sha256
@@ -76,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
                     since = batch.next_cursor
                 conn.rollback()
                 seconds = time.perf_counter() - t0
+                cpu = time.process_time() - cpu0
                 results[fmt] = {
                     "seconds": round(seconds, 3),
+                    # this process's CPU (reading, rendering, hashing): less load-dependent
+                    "client_cpu_s": round(cpu, 3),
+                    "client_cpu_ms_per_page": round(1000 * cpu / max(batches, 1), 1),
                     "rows": lines,
                     "rows_per_s": round(lines / seconds),
                     "batches": batches,

@@ -1,0 +1,231 @@
+"""A journal feed page written by PostgreSQL: one query reads the page and writes its lines.
+
+The layouts of erp_formats (jsonl, netsuite, quickbooks, sap) as SQL text expressions, with
+the helpers of revision 0038 (`ab_fold`, `ab_csv`, `ab_pyjson`) standing in for
+`_text`, csv.writer and json.dumps. The client receives the page's body as one bytea
+value (binary, so no per-line work in Python) with its counts and totals.
+Xero keeps the Python layout (its tracking option is Python's str() of any JSON value).
+tests/integration/test_feed_sql.py ties every layout here to erp_formats byte for byte.
+
+The page is the seal range (since, since + limit] (gapless, so bounded on both sides
+and read from the seals' primary key). Its entries and postings are read as ranges of
+their (book_id, id) and (book_id, entry_id, line_no) keys between the page's lowest and
+highest entry id, then hash-joined to the page: entry ids are UUIDv7, so a page's
+entries lie close together in those keys, and one range scan replaces a probe per entry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from adapters.exports.feed import CUSTOMER_UUID
+from ledger.postgres.verify import planner_settings
+
+SQL_FORMATS = ("jsonl", "netsuite", "quickbooks", "sap")
+
+# The page and its posting lines, with every column the layouts use. Each table is
+# read once as a range of its key (the ids between the page's lowest and highest
+# entry id), customers by key once each, and the rest are hash joins: _PLAN below.
+_LINES = f"""
+with page as materialized (
+  select seq, hash, entry_id from seals
+   where book_id = %(book)s and seq > %(since)s and seq <= %(since)s::bigint + %(limit)s
+), span as materialized (
+  -- no min(uuid) before PostgreSQL 16
+  select (select entry_id from page order by entry_id limit 1) lo,
+         (select entry_id from page order by entry_id desc limit 1) hi
+), heads as materialized (
+  select g.seq, g.hash, e.id, e.effective_date, e.recorded_at, e.memo, e.metadata,
+         e.reverses_entry_id as reverses,
+         ab_fold(e.memo) as memo_f,
+         'AB-' || %(tag)s || '-' || g.seq as ext
+    from journal_entries e join page g on g.entry_id = e.id
+   where e.book_id = %(book)s
+     and e.id >= (select lo from span) and e.id <= (select hi from span)
+), posts as materialized (
+  select p.entry_id, p.line_no, p.account_id, p.amount, p.currency, p.customer_id,
+         p.document, p.dimensions, {CUSTOMER_UUID} as customer_uuid
+    from postings p
+   where p.book_id = %(book)s
+     and p.entry_id >= (select lo from span) and p.entry_id <= (select hi from span)
+), custs as materialized (
+  -- one primary-key lookup per customer of the page (a subplan: no join to plan)
+  select u.id, (select c.name from customers c where c.book_id = %(book)s and c.id = u.id) name
+    from (select distinct customer_uuid as id from posts
+           where customer_uuid is not null and entry_id in (select id from heads)) u
+), lines as materialized (
+  select h.*, p.line_no, p.amount, p.currency, p.customer_id, p.document, p.dimensions,
+         a.name as account, a.code, m.erp_code, c.name as customer_name
+    from posts p
+    join heads h on h.id = p.entry_id
+    join accounts a on a.book_id = %(book)s and a.id = p.account_id
+    left join erp_account_mappings m
+      on m.book_id = %(book)s and m.erp_format = %(fmt)s and m.account_id = p.account_id
+    left join custs c on c.id = p.customer_uuid
+)"""
+
+_PLAN = {"enable_nestloop": "off", "jit": "off"}  # see read_page
+
+# A posting line's text (erp_formats._line): its folded document and the entry's
+# reversal note, else the entry's folded memo.
+_LINE_TEXT = """coalesce(nullif(case when coalesce(l.document, '') <> ''
+  then ab_fold(l.document) || coalesce(' reversal of ' || l.reverses, '')
+  else coalesce('reversal of ' || l.reverses, '') end, ''), l.memo_f)"""
+
+_LABEL = "ab_fold(coalesce(nullif(l.customer_name, ''), l.customer_id))"
+_CODE = "coalesce(l.erp_code, nullif(l.code, ''), l.account)"
+_DEBIT = "case when l.amount > 0 then l.amount::text else '' end"
+_CREDIT = "case when l.amount > 0 then '' else (-l.amount)::text end"
+
+
+def _nullable(expr: str) -> str:
+    return f"coalesce(to_json({expr})::text, 'null')"
+
+
+_JSON_LINE = f"""'{{"account":' || to_json(l.account)::text
+  || ',"account_code":' || {_nullable("l.code")}
+  || ',"amount":"' || l.amount::text
+  || '","credit":' || case when l.amount > 0 then 'null' else '"' || (-l.amount)::text || '"' end
+  || ',"currency":' || to_json(l.currency)::text
+  || ',"customer":' || {_nullable("l.customer_id")}
+  || ',"customer_name":' || {_nullable("l.customer_name")}
+  || ',"debit":' || case when l.amount > 0 then '"' || l.amount::text || '"' else 'null' end
+  || ',"dimensions":'
+  || case when l.dimensions = '{{}}' then '{{}}' else ab_pyjson(l.dimensions) end
+  || ',"document":' || {_nullable("l.document")}
+  || ',"line_no":' || l.line_no || '}}'"""
+
+# datetime.isoformat(): microseconds only when there are some; the offset of the
+# session's time zone, as psycopg gives the datetime.
+_ISO = """to_char(l.recorded_at, 'YYYY-MM-DD"T"HH24:MI:SS')
+  || case when date_trunc('second', l.recorded_at) = l.recorded_at then ''
+          else to_char(l.recorded_at, '.US') end
+  || to_char(l.recorded_at, 'TZH:TZM')"""
+
+_RENDER = {
+    "jsonl": f"""
+select l.seq, 0 as item,
+       '{{"effective_date":"' || to_char(l.effective_date, 'YYYY-MM-DD')
+       || '","entry_id":"' || l.id || '","external_id":"' || l.ext
+       || '","lines":[' || coalesce(string_agg({_JSON_LINE}, ',' order by l.line_no), '')
+       || '],"memo":' || to_json(l.memo)::text
+       || ',"metadata":' || case when l.metadata = '{{}}' then '{{}}' else ab_pyjson(l.metadata) end
+       || ',"recorded_at":"' || {_ISO}
+       || '","reverses":' || coalesce('"' || l.reverses || '"', 'null')
+       || ',"seal_hash":' || to_json(l.hash)::text || ',"seq":' || l.seq || '}}' || E'\\n' as line
+  from lines l
+ group by l.seq, l.id, l.effective_date, l.recorded_at, l.memo, l.metadata, l.reverses, l.hash,
+          l.ext
+""",
+    "netsuite": f"""
+select l.seq, l.line_no as item,
+       l.ext || ',' || to_char(l.effective_date, %(date_format)s) || ',' || ab_csv(%(subsidiary)s)
+       || ',' || ab_csv(l.currency) || ',' || case when l.currency = %(base)s then '1' else '' end
+       || ',' || ab_csv({_CODE}) || ',' || {_DEBIT} || ',' || {_CREDIT}
+       || ',' || ab_csv(l.memo_f) || ',' || ab_csv({_LABEL}) || ',' || ab_csv({_LINE_TEXT})
+       || E'\\r\\n' as line
+  from lines l
+""",
+    "quickbooks": f"""
+select l.seq, l.line_no as item,
+       l.ext || ',' || to_char(l.effective_date, %(date_format)s)
+       || ',' || ab_csv(coalesce(l.erp_code, l.account)) || ',' || {_DEBIT} || ',' || {_CREDIT}
+       || ',' || ab_csv(ab_fold(concat_ws(' ', nullif(l.memo, ''), nullif({_LINE_TEXT}, ''))))
+       || ',' || ab_csv({_LABEL}) || ',' || ab_csv(l.currency) || E'\\r\\n' as line
+  from lines l
+""",
+    "sap": f"""
+select l.seq, -1 as item,
+       'H,' || ab_csv(%(company)s) || ',' || to_char(l.effective_date, 'YYYYMMDD')
+       || ',' || to_char(l.effective_date, 'YYYYMMDD') || ',' || ab_csv(%(doc_type)s)
+       || ',' || left('AB-' || l.seq, 16) || ',' || left(l.ext, 25) || E',,,,,\\r\\n' as line
+  from heads l
+union all
+select l.seq, l.line_no as item,
+       'L,,,,,,,' || lpad((row_number() over (partition by l.seq order by l.line_no))::text,
+                          10, '0')
+       || ',' || ab_csv({_CODE}) || ',' || ab_csv(l.currency) || ',' || l.amount::text
+       || ',' || ab_csv(left({_LINE_TEXT}, 50)) || E'\\r\\n' as line
+  from lines l
+""",
+}
+
+_PAGE = """
+select convert_to(coalesce((select string_agg(line, '' order by seq, item) from rendered), ''),
+                  'UTF8'),
+       (select count(*) from heads), (select min(seq) from heads), (select max(seq) from heads),
+       (select count(*) from lines),
+       (select coalesce(array_agg(currency order by currency), '{}') from totals),
+       (select coalesce(array_agg(debit order by currency), '{}') from totals),
+       (select coalesce(array_agg(credit order by currency), '{}') from totals),
+       (select coalesce(array_agg(distinct account), '{}') from lines where erp_code is null)
+"""
+
+_TOTALS = """, totals as (
+  select currency,
+         coalesce(sum(amount) filter (where amount > 0), 0) as debit,
+         coalesce(sum(-amount) filter (where amount <= 0), 0) as credit
+    from lines group by currency
+)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    body: bytes  # the lines, without the CSV header row
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+    lines: int
+    totals: dict[str, tuple[Decimal, Decimal]]  # currency → (debits, credits)
+    unmapped: list[str]  # the names of the page's accounts with no code for the format
+
+
+def page_query(fmt: str) -> str:
+    return _LINES + _TOTALS + ", rendered as (" + _RENDER[fmt] + ")" + _PAGE
+
+
+def read_page(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    fmt: str,
+    since: int,
+    limit: int,
+    *,
+    base_currency: str,
+    settings: dict[str, str],
+    date_format: str,
+) -> Page:
+    params: dict[str, Any] = {
+        "book": book_id,
+        "since": since,
+        "limit": limit,
+        "tag": book_id.hex[:8].upper(),
+        "fmt": fmt,
+        "base": base_currency,
+        "date_format": date_format,
+        "subsidiary": settings.get("subsidiary", ""),
+        "company": settings.get("company_code", ""),
+        "doc_type": settings.get("doc_type", ""),
+    }
+    # Without statistics (a fresh book; seals analyzed behind the sealer) the planner
+    # takes the page for one row and probes entries and postings per entry, or nests
+    # loops over the CTEs (quadratic). Hash joins of the key ranges cost about a page
+    # whatever the estimates; no JIT, which compiling this per page would cost more.
+    with planner_settings(conn, _PLAN), conn.cursor(binary=True) as cur:
+        row = cur.execute(page_query(fmt), params).fetchone()
+    assert row is not None
+    body, count, first, last, lines, currencies, debits, credits, unmapped = row
+    return Page(
+        body=bytes(body),
+        count=count,
+        first_seq=first,
+        last_seq=last,
+        lines=lines,
+        totals={c: (d, k) for c, d, k in zip(currencies, debits, credits, strict=True)},
+        unmapped=list(unmapped),
+    )
