@@ -31,6 +31,8 @@ SQL_FORMATS = ("jsonl", "netsuite", "quickbooks", "sap")
 # The page and its posting lines, with every column the layouts use. Each table is
 # read once as a range of its key (the ids between the page's lowest and highest
 # entry id), customers by key once each, and the rest are hash joins: _PLAN below.
+# Cells shared by an entry's lines (date, memo, the line text of lines without a
+# document), an account's or a customer's lines are written once (erp_formats._Pieces).
 _LINES = f"""
 with page as materialized (
   select seq, hash, entry_id from seals
@@ -41,44 +43,69 @@ with page as materialized (
          (select entry_id from page order by entry_id desc limit 1) hi
 ), heads as materialized (
   select g.seq, g.hash, e.id, e.effective_date, e.recorded_at, e.memo, e.metadata,
-         e.reverses_entry_id as reverses,
-         ab_fold(e.memo) as memo_f,
-         'AB-' || %(tag)s || '-' || g.seq as ext
+         e.reverses_entry_id as reverses, f.memo_f, f.plain,
+         coalesce(' reversal of ' || e.reverses_entry_id, '') as suffix,
+         'AB-' || %(tag)s || '-' || g.seq as ext,
+         to_char(e.effective_date, %(date_format)s) as day,
+         {{head_cells}}
     from journal_entries e join page g on g.entry_id = e.id
+   cross join lateral (
+     -- erp_formats._line for a line without a document: the reversal note, else the memo
+     select m.memo_f, coalesce('reversal of ' || e.reverses_entry_id, m.memo_f) as plain
+       from (select ab_fold(e.memo) as memo_f) m
+   ) f
    where e.book_id = %(book)s
      and e.id >= (select lo from span) and e.id <= (select hi from span)
 ), posts as materialized (
   select p.entry_id, p.line_no, p.account_id, p.amount, p.currency, p.customer_id,
-         p.document, p.dimensions, {CUSTOMER_UUID} as customer_uuid
+         p.document, p.dimensions
     from postings p
    where p.book_id = %(book)s
      and p.entry_id >= (select lo from span) and p.entry_id <= (select hi from span)
-), custs as materialized (
-  -- one primary-key lookup per customer of the page (a subplan: no join to plan)
-  select u.id, (select c.name from customers c where c.book_id = %(book)s and c.id = u.id) name
-    from (select distinct customer_uuid as id from posts
-           where customer_uuid is not null and entry_id in (select id from heads)) u
+), labels as materialized (
+  -- each customer id of the page once: its customer's name (a primary-key lookup in a
+  -- subplan: no join to plan) and what the name columns show
+  select customer_id, name, ab_csv(ab_fold(coalesce(nullif(name, ''), customer_id))) as label
+    from (select u.customer_id,
+                 (select c.name from customers c where c.book_id = %(book)s and c.id = u.id) name
+            from (select p.customer_id, {CUSTOMER_UUID} as id
+                    from (select distinct customer_id from posts
+                           where customer_id is not null and entry_id in (select id from heads)
+                         ) p) u
+          offset 0) n
+), accts as materialized (
+  select a.id, a.name, a.code, m.erp_code,
+         ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) as code_cell,
+         ab_csv(coalesce(m.erp_code, a.name)) as name_cell
+    from accounts a
+    left join erp_account_mappings m
+      on m.book_id = %(book)s and m.erp_format = %(fmt)s and m.account_id = a.id
+   where a.book_id = %(book)s
 ), lines as materialized (
   select h.*, p.line_no, p.amount, p.currency, p.customer_id, p.document, p.dimensions,
-         a.name as account, a.code, m.erp_code, c.name as customer_name
+         a.name as account, a.code, a.erp_code, a.code_cell, a.name_cell,
+         c.name as customer_name, coalesce(c.label, '') as label
     from posts p
     join heads h on h.id = p.entry_id
-    join accounts a on a.book_id = %(book)s and a.id = p.account_id
-    left join erp_account_mappings m
-      on m.book_id = %(book)s and m.erp_format = %(fmt)s and m.account_id = p.account_id
-    left join custs c on c.id = p.customer_uuid
+    join accts a on a.id = p.account_id
+    left join labels c on c.customer_id = p.customer_id
 )"""
+
+# Per entry, by layout: the cells of lines without a document.
+_HEAD_CELLS = {
+    "jsonl": "null as memo_cell, null as plain_cell",
+    "netsuite": "ab_csv(f.memo_f) as memo_cell, ab_csv(f.plain) as plain_cell",
+    "quickbooks": "null as memo_cell,"
+    " ab_csv(ab_fold(concat_ws(' ', nullif(e.memo, ''), f.plain))) as plain_cell",
+    "sap": "null as memo_cell, ab_csv(left(f.plain, 50)) as plain_cell",
+}
 
 _PLAN = {"enable_nestloop": "off", "jit": "off"}  # see read_page
 
-# A posting line's text (erp_formats._line): its folded document and the entry's
-# reversal note, else the entry's folded memo.
-_LINE_TEXT = """coalesce(nullif(case when coalesce(l.document, '') <> ''
-  then ab_fold(l.document) || coalesce(' reversal of ' || l.reverses, '')
-  else coalesce('reversal of ' || l.reverses, '') end, ''), l.memo_f)"""
-
-_LABEL = "ab_fold(coalesce(nullif(l.customer_name, ''), l.customer_id))"
-_CODE = "coalesce(l.erp_code, nullif(l.code, ''), l.account)"
+# A line's text with a document (erp_formats._line): the folded document and the
+# entry's reversal note, else the entry's folded memo.
+_DOCUMENT_TEXT = "coalesce(nullif(ab_fold(l.document) || l.suffix, ''), l.memo_f)"
+_NO_DOCUMENT = "coalesce(l.document, '') = ''"
 _DEBIT = "case when l.amount > 0 then l.amount::text else '' end"
 _CREDIT = "case when l.amount > 0 then '' else (-l.amount)::text end"
 
@@ -124,33 +151,34 @@ select l.seq, 0 as item,
 """,
     "netsuite": f"""
 select l.seq, l.line_no as item,
-       l.ext || ',' || to_char(l.effective_date, %(date_format)s) || ',' || ab_csv(%(subsidiary)s)
+       l.ext || ',' || l.day || ',' || ab_csv(%(subsidiary)s)
        || ',' || ab_csv(l.currency) || ',' || case when l.currency = %(base)s then '1' else '' end
-       || ',' || ab_csv({_CODE}) || ',' || {_DEBIT} || ',' || {_CREDIT}
-       || ',' || ab_csv(l.memo_f) || ',' || ab_csv({_LABEL}) || ',' || ab_csv({_LINE_TEXT})
+       || ',' || l.code_cell || ',' || {_DEBIT} || ',' || {_CREDIT}
+       || ',' || l.memo_cell || ',' || l.label || ','
+       || case when {_NO_DOCUMENT} then l.plain_cell else ab_csv({_DOCUMENT_TEXT}) end
        || E'\\r\\n' as line
   from lines l
 """,
     "quickbooks": f"""
 select l.seq, l.line_no as item,
-       l.ext || ',' || to_char(l.effective_date, %(date_format)s)
-       || ',' || ab_csv(coalesce(l.erp_code, l.account)) || ',' || {_DEBIT} || ',' || {_CREDIT}
-       || ',' || ab_csv(ab_fold(concat_ws(' ', nullif(l.memo, ''), nullif({_LINE_TEXT}, ''))))
-       || ',' || ab_csv({_LABEL}) || ',' || ab_csv(l.currency) || E'\\r\\n' as line
+       l.ext || ',' || l.day || ',' || l.name_cell || ',' || {_DEBIT} || ',' || {_CREDIT} || ','
+       || case when {_NO_DOCUMENT} then l.plain_cell
+               else ab_csv(ab_fold(concat_ws(' ', nullif(l.memo, ''), {_DOCUMENT_TEXT}))) end
+       || ',' || l.label || ',' || ab_csv(l.currency) || E'\\r\\n' as line
   from lines l
 """,
     "sap": f"""
 select l.seq, -1 as item,
-       'H,' || ab_csv(%(company)s) || ',' || to_char(l.effective_date, 'YYYYMMDD')
-       || ',' || to_char(l.effective_date, 'YYYYMMDD') || ',' || ab_csv(%(doc_type)s)
+       'H,' || ab_csv(%(company)s) || ',' || l.day || ',' || l.day || ',' || ab_csv(%(doc_type)s)
        || ',' || left('AB-' || l.seq, 16) || ',' || left(l.ext, 25) || E',,,,,\\r\\n' as line
   from heads l
 union all
 select l.seq, l.line_no as item,
        'L,,,,,,,' || lpad((row_number() over (partition by l.seq order by l.line_no))::text,
                           10, '0')
-       || ',' || ab_csv({_CODE}) || ',' || ab_csv(l.currency) || ',' || l.amount::text
-       || ',' || ab_csv(left({_LINE_TEXT}, 50)) || E'\\r\\n' as line
+       || ',' || l.code_cell || ',' || ab_csv(l.currency) || ',' || l.amount::text || ','
+       || case when {_NO_DOCUMENT} then l.plain_cell else ab_csv(left({_DOCUMENT_TEXT}, 50)) end
+       || E'\\r\\n' as line
   from lines l
 """,
 }
@@ -186,7 +214,14 @@ class Page:
 
 
 def page_query(fmt: str) -> str:
-    return _LINES + _TOTALS + ", rendered as (" + _RENDER[fmt] + ")" + _PAGE
+    return (
+        _LINES.replace("{head_cells}", _HEAD_CELLS[fmt])
+        + _TOTALS
+        + ", rendered as ("
+        + _RENDER[fmt]
+        + ")"
+        + _PAGE
+    )
 
 
 def read_page(

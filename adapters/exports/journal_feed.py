@@ -342,7 +342,9 @@ def _build_in_sql(
         limit,
         base_currency=base_currency,
         settings=settings,
-        date_format=_TO_CHAR.get(settings.get("date_format", ""), ""),
+        date_format="YYYYMMDD"
+        if fmt == "sap"
+        else _TO_CHAR.get(settings.get("date_format", ""), ""),
     )
     warnings = mapping_warnings(
         fmt, mapping, any_entries=page.count > 0, taxed=(), unmapped=page.unmapped

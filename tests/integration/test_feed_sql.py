@@ -98,7 +98,8 @@ def awkward(runtime: Runtime) -> BookFixture:
         entries.append(
             build_entry(
                 date(2026 - i % 3, 1 + i % 12, 1 + i % 28),
-                [text, "plain", 'memo, "quoted"\nline', ""][i % 4] + (" ü" if i % 5 else ""),
+                [text, "plain", 'memo, "quoted"\nline', "long " * 12, ""][i % 5]
+                + (" ü" if i % 6 else ""),
                 postings,
                 metadata=metadata,
             )

@@ -337,6 +337,6 @@ def test_a_feed_page_reads_ranges_before_any_analyze(server_url: str, template: 
         assert not [n for n in nodes if n["Node Type"] == "Sort" and n["Actual Rows"] > 3000]
         (customers_scan,) = [n for n in nodes if n.get("Relation Name") == "customers"]
         assert customers_scan.get("Index Name") == "pk_customers", customers_scan
-        assert "id = u.id" in customers_scan["Index Cond"], customers_scan
+        assert "id = CASE" in customers_scan["Index Cond"], customers_scan
         assert 0 < customers_scan["Actual Loops"] <= 1000, customers_scan  # once a customer
         conn.rollback()
