@@ -65,7 +65,8 @@ with page as materialized (
 ), labels as materialized (
   -- each customer id of the page once: its customer's name (a primary-key lookup in a
   -- subplan: no join to plan) and what the name columns show
-  select customer_id, name, ab_csv(ab_fold(coalesce(nullif(name, ''), customer_id))) as label
+  select customer_id, name, ab_csv(ab_fold(coalesce(nullif(name, ''), customer_id))) as label,
+         to_json(customer_id)::text as customer_json, to_json(name)::text as name_json
     from (select u.customer_id,
                  (select c.name from customers c where c.book_id = %(book)s and c.id = u.id) name
             from (select p.customer_id, {CUSTOMER_UUID} as id
@@ -76,15 +77,17 @@ with page as materialized (
 ), accts as materialized (
   select a.id, a.name, a.code, m.erp_code,
          ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) as code_cell,
-         ab_csv(coalesce(m.erp_code, a.name)) as name_cell
+         ab_csv(coalesce(m.erp_code, a.name)) as name_cell,
+         to_json(a.name)::text as account_json, coalesce(to_json(a.code)::text, 'null') code_json
     from accounts a
     left join erp_account_mappings m
       on m.book_id = %(book)s and m.erp_format = %(fmt)s and m.account_id = a.id
    where a.book_id = %(book)s
 ), lines as materialized (
   select h.*, p.line_no, p.amount, p.currency, p.customer_id, p.document, p.dimensions,
-         a.name as account, a.code, a.erp_code, a.code_cell, a.name_cell,
-         c.name as customer_name, coalesce(c.label, '') as label
+         a.name as account, a.code, a.erp_code, a.code_cell, a.name_cell, a.account_json,
+         a.code_json, c.name as customer_name, coalesce(c.label, '') as label, c.customer_json,
+         c.name_json
     from posts p
     join heads h on h.id = p.entry_id
     join accts a on a.id = p.account_id
@@ -93,7 +96,6 @@ with page as materialized (
 
 # Per entry, by layout: the cells of lines without a document.
 _HEAD_CELLS = {
-    "jsonl": "null as memo_cell, null as plain_cell",
     "netsuite": "ab_csv(f.memo_f) as memo_cell, ab_csv(f.plain) as plain_cell",
     "quickbooks": "null as memo_cell,"
     " ab_csv(ab_fold(concat_ws(' ', nullif(e.memo, ''), f.plain))) as plain_cell",
@@ -114,13 +116,12 @@ def _nullable(expr: str) -> str:
     return f"coalesce(to_json({expr})::text, 'null')"
 
 
-_JSON_LINE = f"""'{{"account":' || to_json(l.account)::text
-  || ',"account_code":' || {_nullable("l.code")}
+_JSON_LINE = f"""'{{"account":' || l.account_json || ',"account_code":' || l.code_json
   || ',"amount":"' || l.amount::text
   || '","credit":' || case when l.amount > 0 then 'null' else '"' || (-l.amount)::text || '"' end
   || ',"currency":' || to_json(l.currency)::text
-  || ',"customer":' || {_nullable("l.customer_id")}
-  || ',"customer_name":' || {_nullable("l.customer_name")}
+  || ',"customer":' || coalesce(l.customer_json, 'null')
+  || ',"customer_name":' || coalesce(l.name_json, 'null')
   || ',"debit":' || case when l.amount > 0 then '"' || l.amount::text || '"' else 'null' end
   || ',"dimensions":'
   || case when l.dimensions = '{{}}' then '{{}}' else ab_pyjson(l.dimensions) end
@@ -129,25 +130,29 @@ _JSON_LINE = f"""'{{"account":' || to_json(l.account)::text
 
 # datetime.isoformat(): microseconds only when there are some; the offset of the
 # session's time zone, as psycopg gives the datetime.
-_ISO = """to_char(l.recorded_at, 'YYYY-MM-DD"T"HH24:MI:SS')
-  || case when date_trunc('second', l.recorded_at) = l.recorded_at then ''
-          else to_char(l.recorded_at, '.US') end
-  || to_char(l.recorded_at, 'TZH:TZM')"""
+_ISO = """to_char(e.recorded_at, 'YYYY-MM-DD"T"HH24:MI:SS')
+  || case when date_trunc('second', e.recorded_at) = e.recorded_at then ''
+          else to_char(e.recorded_at, '.US') end
+  || to_char(e.recorded_at, 'TZH:TZM')"""
+
+# An entry's JSON Lines object around its lines (keys sorted, as msgspec's encoder writes).
+_HEAD_CELLS["jsonl"] = f"""'{{"effective_date":"' || to_char(e.effective_date, 'YYYY-MM-DD')
+         || '","entry_id":"' || e.id || '","external_id":"AB-' || %(tag)s || '-' || g.seq
+         || '","lines":[' as json_head,
+         '],"memo":' || to_json(e.memo)::text
+         || ',"metadata":'
+         || case when e.metadata = '{{}}' then '{{}}' else ab_pyjson(e.metadata) end
+         || ',"recorded_at":"' || {_ISO}
+         || '","reverses":' || coalesce('"' || e.reverses_entry_id || '"', 'null')
+         || ',"seal_hash":' || to_json(g.hash)::text || ',"seq":' || g.seq || '}}' || E'\\n'
+         as json_tail"""
 
 _RENDER = {
     "jsonl": f"""
-select l.seq, 0 as item,
-       '{{"effective_date":"' || to_char(l.effective_date, 'YYYY-MM-DD')
-       || '","entry_id":"' || l.id || '","external_id":"' || l.ext
-       || '","lines":[' || coalesce(string_agg({_JSON_LINE}, ',' order by l.line_no), '')
-       || '],"memo":' || to_json(l.memo)::text
-       || ',"metadata":' || case when l.metadata = '{{}}' then '{{}}' else ab_pyjson(l.metadata) end
-       || ',"recorded_at":"' || {_ISO}
-       || '","reverses":' || coalesce('"' || l.reverses || '"', 'null')
-       || ',"seal_hash":' || to_json(l.hash)::text || ',"seq":' || l.seq || '}}' || E'\\n' as line
-  from lines l
- group by l.seq, l.id, l.effective_date, l.recorded_at, l.memo, l.metadata, l.reverses, l.hash,
-          l.ext
+select h.seq, 0 as item, h.json_head || j.lines || h.json_tail as line
+  from heads h
+  join (select l.seq, string_agg({_JSON_LINE}, ',' order by l.line_no) as lines
+          from lines l group by l.seq) j on j.seq = h.seq
 """,
     "netsuite": f"""
 select l.seq, l.line_no as item,
