@@ -84,7 +84,7 @@ with page as materialized (
       on m.book_id = %(book)s and m.erp_format = %(fmt)s and m.account_id = a.id
    where a.book_id = %(book)s
 ), lines as materialized (
-  select h.*, p.line_no, p.amount, p.currency, p.customer_id, p.document, p.dimensions,
+  select {{line_heads}}, p.line_no, p.amount, p.currency, p.customer_id, p.document, p.dimensions,
          a.name as account, a.code, a.erp_code, a.code_cell, a.name_cell, a.account_json,
          a.code_json, c.name as customer_name, coalesce(c.label, '') as label, c.customer_json,
          c.name_json
@@ -95,6 +95,15 @@ with page as materialized (
 )"""
 
 # Per entry, by layout: the cells of lines without a document.
+# What lines take of their entry: JSON Lines only the key (its entry's object is
+# written around the aggregated lines), the CSV layouts the cells they repeat.
+_LINE_HEADS = {
+    "jsonl": "h.seq",
+    "netsuite": "h.seq, h.ext, h.day, h.memo_f, h.suffix, h.memo_cell, h.plain_cell",
+    "quickbooks": "h.seq, h.ext, h.day, h.memo, h.memo_f, h.suffix, h.plain_cell",
+    "sap": "h.seq, h.memo_f, h.suffix, h.plain_cell",
+}
+
 _HEAD_CELLS = {
     "netsuite": "ab_csv(f.memo_f) as memo_cell, ab_csv(f.plain) as plain_cell",
     "quickbooks": "null as memo_cell,"
@@ -196,7 +205,7 @@ select convert_to(coalesce((select string_agg(line, '' order by seq, item) from 
        (select coalesce(array_agg(currency order by currency), '{}') from totals),
        (select coalesce(array_agg(debit order by currency), '{}') from totals),
        (select coalesce(array_agg(credit order by currency), '{}') from totals),
-       (select coalesce(array_agg(distinct account), '{}') from lines where erp_code is null)
+       {unmapped}
 """
 
 _TOTALS = """, totals as (
@@ -219,14 +228,15 @@ class Page:
 
 
 def page_query(fmt: str) -> str:
-    return (
-        _LINES.replace("{head_cells}", _HEAD_CELLS[fmt])
-        + _TOTALS
-        + ", rendered as ("
-        + _RENDER[fmt]
-        + ")"
-        + _PAGE
-    )
+    # only QuickBooks warns of unmapped accounts (erp_formats.mapping_warnings)
+    unmapped = "'{}'::text[]"
+    if fmt == "quickbooks":
+        unmapped = "(select coalesce(array_agg(distinct account), '{}') from lines"
+        unmapped += " where erp_code is null)"
+    lines = _LINES.replace("{head_cells}", _HEAD_CELLS[fmt])
+    lines = lines.replace("{line_heads}", _LINE_HEADS[fmt])
+    rendered = ", rendered as (" + _RENDER[fmt] + ")"
+    return lines + _TOTALS + rendered + _PAGE.replace("{unmapped}", unmapped)
 
 
 def read_page(
