@@ -13,9 +13,13 @@ the same run, the raw cost of getting those rows out of PostgreSQL.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
 
 from adapters.exports import journal_feed
 from benchmarks._common import account_ids, analyze, bench_database, create_bench_book, emit, ratio
@@ -31,6 +35,20 @@ copy (select s.seq, e.id, e.effective_date, e.memo, p.line_no, a.name, a.code, p
         join accounts a on a.book_id = p.book_id and a.id = p.account_id
        where s.book_id = '{book}' order by s.seq, p.line_no) to stdout (format csv)
 """
+
+
+def backend_cpu(conn: psycopg.Connection) -> float | None:
+    """CPU seconds of the connection's server process so far (user + system), when the
+    server runs on this machine: less dependent on the box's load than wall time."""
+    try:
+        fields = Path(f"/proc/{conn.info.backend_pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _spent(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else round(after - before, 3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         analyze(db)
         with db.connect(app_role=True) as conn:
             t0 = time.perf_counter()
+            server0 = backend_cpu(conn)
             copied = 0
             rows = 0
             with conn.cursor().copy(COPY.format(book=book.id)) as copy:
@@ -58,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                     copied += len(block)
                     rows += bytes(block).count(b"\n")
             copy_s = time.perf_counter() - t0
+            copy_server_cpu = _spent(server0, backend_cpu(conn))
             conn.rollback()
             # SAP refuses a file without its company code (erp_formats.check_mapping).
             journal_feed.save_mapping(conn, book.id, "sap", {"company_code": "1000"}, {})
@@ -65,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             for fmt in args.formats.split(","):
                 since, lines, size, batches = 0, 0, 0, 0
                 t0 = time.perf_counter()
+                cpu0 = time.process_time()
+                server0 = backend_cpu(conn)
                 while True:
                     batch = journal_feed.build_batch(conn, book.id, fmt, since, args.limit)
                     _ = batch.sha256
@@ -76,8 +98,14 @@ def main(argv: list[str] | None = None) -> int:
                     since = batch.next_cursor
                 conn.rollback()
                 seconds = time.perf_counter() - t0
+                cpu = time.process_time() - cpu0
+                server_cpu = _spent(server0, backend_cpu(conn))
                 results[fmt] = {
                     "seconds": round(seconds, 3),
+                    # this process's CPU (reading, rendering, hashing): less load-dependent
+                    "client_cpu_s": round(cpu, 3),
+                    "client_cpu_ms_per_page": round(1000 * cpu / max(batches, 1), 1),
+                    "server_cpu_s": server_cpu,
                     "rows": lines,
                     "rows_per_s": round(lines / seconds),
                     "batches": batches,
@@ -95,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": round(copy_s, 3),
                 "rows_per_s": round(rows / copy_s),
                 "bytes": copied,
+                "server_cpu_s": copy_server_cpu,
             },
             "formats": results,
             "server": info,

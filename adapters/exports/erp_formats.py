@@ -48,7 +48,7 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -157,6 +157,27 @@ def check_mapping(
 ) -> list[dict[str, Any]]:
     """The warnings for a batch in this layout; raises MissingMapping where blanks would be
     imported wrongly (the module docstring says which format warns and which refuses)."""
+    return mapping_warnings(
+        fmt,
+        mapping,
+        any_entries=bool(entries),
+        taxed={p.account for e in entries for p in e.postings if _is_tax(p)},
+        unmapped={
+            p.account for e in entries for p in e.postings if p.account_id not in mapping.codes
+        },
+    )
+
+
+def mapping_warnings(
+    fmt: str,
+    mapping: ErpMapping,
+    *,
+    any_entries: bool,
+    taxed: Iterable[str],
+    unmapped: Iterable[str],
+) -> list[dict[str, Any]]:
+    """check_mapping on a batch's summary: whether it has entries, the names of its accounts
+    on tax lines (`Liabilities:Tax…`) and of those with no code mapped for `fmt`."""
     settings = effective_settings(fmt, mapping.settings)
     warnings: list[dict[str, Any]] = []
     if fmt == "sap" and not settings["company_code"]:
@@ -165,7 +186,7 @@ def check_mapping(
             setting="company_code",
         )
     if fmt == "xero" and not settings["tax_line_rate"]:
-        taxed = sorted({p.account for e in entries for p in e.postings if _is_tax(p)})
+        taxed = sorted(set(taxed))
         if taxed:
             raise MissingMapping(
                 f"lines on {', '.join(taxed)} need a Xero tax rate: PUT /v1/erp-mappings/xero"
@@ -173,7 +194,7 @@ def check_mapping(
                 setting="tax_line_rate",
                 accounts=taxed,
             )
-    if fmt == "netsuite" and entries and not settings["subsidiary"]:
+    if fmt == "netsuite" and any_entries and not settings["subsidiary"]:
         warnings.append(
             {
                 "code": "missing_subsidiary",
@@ -182,9 +203,7 @@ def check_mapping(
             }
         )
     if fmt == "quickbooks":
-        unmapped = sorted(
-            {p.account for e in entries for p in e.postings if p.account_id not in mapping.codes}
-        )
+        unmapped = sorted(set(unmapped))
         if unmapped:
             warnings.append(
                 {
@@ -224,6 +243,11 @@ def _csv(rows: Sequence[Sequence[str]]) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerows(rows)
     return out.getvalue().encode("utf-8")
+
+
+def header(fmt: str) -> bytes:
+    """The bytes a file of this layout starts with: the CSV header row (none for JSON Lines)."""
+    return b"" if fmt == "jsonl" else _csv([HEADERS[fmt]])
 
 
 def render(

@@ -11,16 +11,25 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["CUSTOMER_JOIN", "ErpMapping", "FeedEntry", "FeedPosting", "external_id"]
+__all__ = [
+    "CUSTOMER_JOIN",
+    "CUSTOMER_UUID",
+    "ErpMapping",
+    "FeedEntry",
+    "FeedPosting",
+    "external_id",
+]
 
-# The customer a posting `p` names, as `c` (none when its customer_id is no customer id).
-# The case guards the cast, and joining on the uuid keeps the primary-key lookup
-# available: comparing c.id::text would leave only a scan of the book's customers.
-CUSTOMER_JOIN = (
-    " left join customers c on c.book_id = p.book_id and c.id = case when p.customer_id"
+# The customer id a posting `p` carries, as a uuid (null when it is none: the case
+# guards the cast).
+CUSTOMER_UUID = (
+    "case when p.customer_id"
     " ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'"
     " then p.customer_id::uuid end"
 )
+# The customer a posting `p` names, as `c`: joining on the uuid keeps the primary-key
+# lookup available (comparing c.id::text would leave only a scan of the book's customers).
+CUSTOMER_JOIN = " left join customers c on c.book_id = p.book_id and c.id = " + CUSTOMER_UUID
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, and a

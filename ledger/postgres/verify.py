@@ -193,7 +193,7 @@ def _checks(conn: psycopg.Connection, book_id: uuid.UUID) -> list[tuple[Any, ...
             (book_id, head[0] // 2),
         ).fetchone()
         middle = row[0] if row else None
-    with _settings(conn, _PLAN):
+    with planner_settings(conn, _PLAN):
         return conn.execute(_CHECKS, {"b": book_id, "mid": middle or _NIL}).fetchall()
 
 
@@ -211,7 +211,7 @@ _PLAN = {
 
 
 @contextmanager
-def _settings(conn: psycopg.Connection, values: dict[str, str]) -> Iterator[None]:
+def planner_settings(conn: psycopg.Connection, values: dict[str, str]) -> Iterator[None]:
     """Planner settings for one statement, within the caller's transaction."""
     names = list(values)
     row = conn.execute(

@@ -12,6 +12,7 @@ last batch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -26,12 +27,15 @@ import pytest
 from psycopg import sql
 
 from adapters.database import with_database
+from adapters.exports import feed_sql
 from adapters.exports.beancount import POSTINGS_IN_ORDER
 from adapters.exports.journal_feed import _READ_POSTINGS as READ_FEED_POSTINGS
 from adapters.services import create_book_with_chart
 from ledger.entries import JournalEntry, Posting, build_entry
 from ledger.money import Money
 from ledger.postgres.posting import AccountDirectory, post_entries
+from ledger.postgres.sealer import seal_pending
+from ledger.postgres.verify import planner_settings
 from tests.conftest import APP_ROLE, migrated_database
 
 GROWTH = 1000
@@ -264,4 +268,75 @@ def test_exports_look_customers_up_by_key_before_any_analyze(
                     continue
                 assert node.get("Index Name") == "pk_customers", (query, node)
                 assert "id = CASE" in node.get("Index Cond", ""), (query, node)
+        conn.rollback()
+
+
+def test_a_feed_page_reads_ranges_before_any_analyze(server_url: str, template: str) -> None:
+    """A journal feed page (feed_sql) on a book that was never analyzed: its seals, entries
+    and postings are each read as one range of their primary key (loops 1), none reads
+    much more than the page (the page's own rows plus the entries its ids interleave
+    with), and nothing sorts the rest of the book. Before, each page probed the postings
+    once per entry and the entries query could top-N sort every later seal."""
+    with copy_of(server_url, template) as url, psycopg.connect(url) as conn:
+        conn.execute(sql.SQL("set role {}").format(sql.Identifier(APP_ROLE)))
+        book, _ = create_book_with_chart(conn, f"feed {uuid.uuid4().hex[:6]}", "USD")
+        customers = [
+            str(c)
+            for (c,) in conn.execute(
+                "insert into customers (book_id, id, name, currency)"
+                " select %s, gen_random_uuid(), 'Customer ' || n, 'USD'"
+                " from generate_series(1, 1600) n returning id",
+                (book.id,),
+            )
+        ]
+        for first in range(0, 20000, 2000):
+            batch = [
+                dataclasses.replace(
+                    e,
+                    postings=tuple(
+                        dataclasses.replace(p, customer=customers[(first + i) % 1600])
+                        for p in e.postings
+                    ),
+                )
+                for i, e in enumerate(entries(first, 2000))
+            ]
+            post_entries(conn, book.id, batch)
+        conn.commit()
+
+        @contextmanager
+        def connect() -> Iterator[psycopg.Connection]:
+            with psycopg.connect(url) as sealer:
+                sealer.execute(sql.SQL("set role {}").format(sql.Identifier(APP_ROLE)))
+                yield sealer
+
+        assert seal_pending(connect, book.id) == 20000
+        params = {
+            "book": book.id, "since": 9000, "limit": 1000, "tag": "X", "fmt": "netsuite",
+            "base": "USD", "date_format": "MM/DD/YYYY", "subsidiary": "", "company": "",
+            "doc_type": "",
+        }  # fmt: skip
+        with planner_settings(conn, feed_sql._PLAN):
+            row = conn.execute(
+                "explain (analyze, timing off, format json) " + feed_sql.page_query("netsuite"),
+                params,
+            ).fetchone()
+        assert row is not None
+        plan = row[0][0]["Plan"]
+        nodes = list(scans(plan))
+        by_table = {n["Relation Name"]: n for n in nodes if n.get("Relation Name")}
+        for table, index in [
+            ("seals", "pk_seals"),
+            ("journal_entries", "pk_journal_entries"),
+            ("postings", "pk_postings"),
+        ]:
+            node = by_table[table]
+            assert node.get("Index Name") == index, (table, node)
+            assert node["Actual Loops"] == 1, (table, node)
+            # 1,000 entries of 3 postings, and at most a batch of 2,000 interleaved ids
+            assert node["Actual Rows"] + node.get("Rows Removed by Filter", 0) <= 9000, node
+        assert not [n for n in nodes if n["Node Type"] == "Sort" and n["Actual Rows"] > 3000]
+        (customers_scan,) = [n for n in nodes if n.get("Relation Name") == "customers"]
+        assert customers_scan.get("Index Name") == "pk_customers", customers_scan
+        assert "id = CASE" in customers_scan["Index Cond"], customers_scan
+        assert 0 < customers_scan["Actual Loops"] <= 1000, customers_scan  # once a customer
         conn.rollback()

@@ -24,7 +24,14 @@ from ledger.money import Money
 from ledger.postgres.posting import PostedEntry, post_entries
 from ledger.postgres.sealer import load_canonical_entries, seal_pending
 from ledger.postgres.unit_of_work import unit_of_work
-from ledger.postgres.verify import _CHECKS, _PLAN, Discrepancy, _checks, _settings, verify_book
+from ledger.postgres.verify import (
+    _CHECKS,
+    _PLAN,
+    Discrepancy,
+    _checks,
+    planner_settings,
+    verify_book,
+)
 from tests.conftest import APP_ROLE, BookFixture, make_book
 
 DAY = date(2026, 3, 10)
@@ -624,7 +631,7 @@ def test_both_halves_of_the_book_are_checked_in_a_parallel_plan_too(
         serial = verify_book(conn, book.id)
         conn.execute("set parallel_setup_cost = 0")
         conn.execute("set parallel_tuple_cost = 0")
-        with _settings(conn, _PLAN):
+        with planner_settings(conn, _PLAN):
             plan = "\n".join(
                 r[0] for r in conn.execute("explain " + _CHECKS, {"b": book.id, "mid": ids[3]})
             )

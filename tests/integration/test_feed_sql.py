@@ -1,0 +1,236 @@
+"""The journal feed's layouts written in PostgreSQL (feed_sql) give the bytes the Python
+layouts (erp_formats, through journal_feed.build_in_python) give, on an awkward book.
+
+build_batch writes jsonl, netsuite, quickbooks and sap in SQL; build_in_python is the
+reference (and Xero's layout). Every batch is compared whole: body, counts, totals and
+warnings, page by page, at several page sizes, mappings and session time zones.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from datetime import date
+from typing import Any
+
+import psycopg
+import pytest
+
+from adapters.exports import feed_sql, journal_feed
+from adapters.runtime import Runtime
+from ledger.entries import Posting, build_entry
+from ledger.money import Money
+from ledger.postgres.books import AccountSpec, create_account
+from ledger.postgres.posting import post_entries, reverse_entry
+from ledger.postgres.unit_of_work import unit_of_work
+from tests.conftest import BookFixture, make_book
+
+AWKWARD = [
+    'say "hi", then\nbye\r\n',
+    "tab\there  spaced ",
+    "naïve café — 日本語 😀",
+    "ctl \x01\x1f\x7f \u2028\u2029\u3000\xa0\x85 \\ back\\slash",
+    "=SUM(A1);a,b",
+    " ",
+    "",
+    "x" * 70 + "é" * 10,
+]
+# free JSON in dimensions and metadata: floats as json.loads reads them back, big ints
+DIMENSIONS: list[dict[str, Any]] = [
+    {},
+    {"région": "EU", "project": 'Apollo "11", phase\n2'},
+    {"n": 1.5, "tiny": 0.00001, "big": 10**30, "e": 1.5e16, "f": 1e15, "pi": 3.141592653589793},
+    {"nested": {"z": [1, "x", None, True, False, -2.50], "a": {}}, "": [], "Z": "\u2028"},
+    {"neg": -0.0, "k": 123456789012345678.5, "e9": 1e-9},
+]
+
+
+def _account(conn: psycopg.Connection, book: uuid.UUID, name: str, code: str | None) -> None:
+    create_account(conn, book, AccountSpec(name=name, code=code))
+
+
+@pytest.fixture(scope="module")
+def awkward(runtime: Runtime) -> BookFixture:
+    fixture = make_book(runtime)
+    book = fixture.id
+    customers = [uuid.uuid4() for _ in AWKWARD]
+    with unit_of_work(runtime.connection) as uow:
+        _account(uow.conn, book, "Income:Consulting", 'I,"4000"')
+        _account(uow.conn, book, "Income:Licences", "")
+        _account(uow.conn, book, "Assets:Bank:Tokyo", "1200\n1")
+        for customer, name in zip(customers, AWKWARD, strict=True):
+            uow.conn.execute(
+                "insert into customers (book_id, id, name, currency) values (%s, %s, %s, 'USD')",
+                (book, customer, name),
+            )
+        uow.commit()
+    incomes = ["Income:Services", "Income:Consulting", "Income:Licences"]
+    amounts = {
+        "USD": ["100.00", "0.01", "123456789012345.67", "7.25"],
+        "EUR": ["20.50", "99999999999.99"],
+        "JPY": ["1", "1500000", "987654321098"],
+        "KWD": ["0.001", "12.345", "1000000.100"],
+    }
+    entries = []
+    for i in range(60):
+        currency = list(amounts)[i % 4]
+        amount = amounts[currency][i % len(amounts[currency])]
+        text = AWKWARD[i % len(AWKWARD)]
+        known = str(customers[i % len(customers)])
+        customer = [None, known, text or None, "cus_" + str(i), known.upper()][i % 5]
+        document = [None, text or None, "INV-" + str(i), None][i % 4]
+        dims = DIMENSIONS[i % len(DIMENSIONS)]
+        postings = [
+            Posting("Assets:Bank:Operating", Money.exact(amount, currency), customer, document),
+            Posting(
+                incomes[i % 3],
+                Money.exact("-" + amount, currency),
+                customer if i % 2 else None,
+                document if i % 3 else text or None,
+                dims,  # type: ignore[arg-type]
+            ),
+        ]
+        if i % 7 == 0:  # a third line: the bank account with a code that needs quoting
+            postings[0] = Posting("Assets:Bank:Tokyo", Money.exact(amount, currency), customer)
+            postings.append(Posting("Assets:Bank:Operating", Money.exact("0", currency)))
+        metadata = DIMENSIONS[(i + 2) % len(DIMENSIONS)] if i % 2 else None
+        entries.append(
+            build_entry(
+                date(2026 - i % 3, 1 + i % 12, 1 + i % 28),
+                [text, "plain", 'memo, "quoted"\nline', "long " * 12, ""][i % 5]
+                + (" ü" if i % 6 else ""),
+                postings,
+                metadata=metadata,
+            )
+        )
+    with unit_of_work(runtime.connection) as uow:
+        posted = post_entries(uow.conn, book, entries)
+        uow.commit()
+    for k, entry in enumerate(posted[::9]):
+        with unit_of_work(runtime.connection) as uow:
+            reverse_entry(uow.conn, book, str(entry.id), memo=AWKWARD[k % len(AWKWARD)] or None)
+            uow.commit()
+    return fixture
+
+
+MAPPINGS: list[tuple[str, dict[str, str], dict[str, str]]] = [
+    ("jsonl", {}, {}),
+    ("netsuite", {}, {}),
+    ("netsuite", {"subsidiary": 'Parent, "Co"', "date_format": "DD/MM/YYYY"}, {}),
+    ("netsuite", {"date_format": "YYYY-MM-DD"}, {"Income:Consulting": "4000 Consulting, Ltd"}),
+    ("quickbooks", {}, {}),
+    ("quickbooks", {"date_format": "YYYY-MM-DD"}, {"Income:Services": 'Sales "Q"\nIncome'}),
+    ("sap", {"company_code": "1000"}, {}),
+    ("sap", {"company_code": 'C,"1"', "doc_type": "ZÄ"}, {"Income:Licences": "700100"}),
+]
+
+
+def batches(
+    conn: psycopg.Connection, book: uuid.UUID, fmt: str, limit: int
+) -> list[tuple[journal_feed.Batch, journal_feed.Batch]]:
+    """Follow the feed: each page as build_batch (SQL) and as build_in_python gives it."""
+    base = conn.execute("select base_currency from books where id = %s", (book,)).fetchone()
+    mapping = journal_feed.load_mapping(conn, book, fmt)
+    out = []
+    since = 0
+    while True:
+        new = journal_feed.build_batch(conn, book, fmt, since, limit)
+        old = journal_feed.build_in_python(conn, book, fmt, since, limit, base[0], mapping)
+        out.append((new, old))
+        if new.count == 0:
+            return out
+        since = new.next_cursor
+
+
+@pytest.mark.parametrize(("fmt", "settings", "codes"), MAPPINGS)
+def test_sql_layouts_write_the_python_bytes(
+    runtime: Runtime,
+    awkward: BookFixture,
+    fmt: str,
+    settings: dict[str, str],
+    codes: dict[str, str],
+) -> None:
+    journal_feed.seal_then_build(runtime.connection, awkward.id, "jsonl", 0, 1)
+    with runtime.connection() as conn:
+        if fmt != "jsonl":
+            journal_feed.save_mapping(conn, awkward.id, fmt, settings, codes)
+        for zone, limit in [("UTC", 1000), ("Asia/Kolkata", 7), ("America/St_Johns", 1)]:
+            conn.execute("select set_config('TimeZone', %s, true)", (zone,))
+            pages = batches(conn, awkward.id, fmt, limit)
+            assert sum(new.count for new, _ in pages) == 67  # 60 entries and 7 reversals
+            for new, old in pages:
+                assert new.body == old.body, (fmt, zone, new.since)
+                assert new == old
+        conn.rollback()
+
+
+def test_the_book_is_as_awkward_as_it_says(runtime: Runtime, awkward: BookFixture) -> None:
+    """The comparison above is worth something only if the book has these cases."""
+    journal_feed.seal_then_build(runtime.connection, awkward.id, "jsonl", 0, 1)
+    with runtime.connection() as conn:
+        (batch,) = [new for new, _ in batches(conn, awkward.id, "jsonl", 1000) if new.count]
+        conn.rollback()
+    body = batch.body.decode()
+    lines = [json.loads(line) for line in body.split("\n")[:-1]]  # not splitlines: \u2028
+    postings = [p for e in lines for p in e["lines"]]
+    assert sum(1 for e in lines if e["reverses"]) == 7
+    assert {"USD", "EUR", "JPY", "KWD"} == set(batch.totals)
+    assert batch.totals["KWD"][0] > 0 and str(batch.totals["JPY"][0]).isdigit()
+    assert any(p["customer_name"] and "\n" in p["customer_name"] for p in postings)
+    assert any(p["customer_name"] is None and p["customer"] for p in postings)
+    assert any(p["dimensions"] == {} for p in postings)
+    assert (
+        '"e":15000000000000000' in body
+        and '"e9":1e-09' in body
+        and '"tiny":1e-05' in body
+        and '"f":1000000000000000.0' in body
+    )
+    assert any("\u2028" in (p["document"] or "") for p in postings)
+    assert any(e["metadata"] for e in lines) and any(not e["metadata"] for e in lines)
+
+
+JSON_VALUES: list[Any] = [
+    {"b": 1, "a": [1.0, 2.5, -0.0, 1e-7, 1e22, 5e-324, 1.7976931348623157e308]},
+    {"é": "x", "e": "y", "\U0001f600": "z", "Z": None, "10": True, "9": False},
+    ['\x01\x1f"\\/\u2028\x7f', 12345678901234567890123, -1, 0.1, 100.0, 0.30000000000000004],
+    [],
+    {},
+    "str",
+    [[[{"k": [0.5, 1e16, 123456789.125]}]]],
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES)
+def test_ab_pyjson_is_json_dumps_of_json_loads(runtime: Runtime, value: Any) -> None:
+    with runtime.connection() as conn:
+        text, stored = conn.execute(
+            "select ab_pyjson(%s::jsonb), %s::jsonb::text", (json.dumps(value),) * 2
+        ).fetchone() or ("", "")
+    expected = json.dumps(
+        json.loads(stored), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    assert text == expected
+
+
+def test_ab_fold_and_ab_csv_are_str_split_and_csv_writer(runtime: Runtime) -> None:
+    import csv
+    import io
+
+    spaces = "".join(
+        chr(c) for c in range(1, sys.maxunicode + 1) if chr(c).isspace() or c in (0x200B, 0xFEFF)
+    )
+    samples = [*AWKWARD, spaces, f"a{spaces}b", "a,b", 'q"', "\r", "\n", None]
+    with runtime.connection() as conn:
+        for value in samples:
+            folded, cell = conn.execute(
+                "select ab_fold(%s), ab_csv(%s) || ',z'", (value, value)
+            ).fetchone() or ("", "")
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\r\n").writerow([value, "z"])
+            assert folded == " ".join((value or "").split())
+            assert cell + "\r\n" == out.getvalue()
+
+
+def test_the_sql_formats_are_the_feeds_formats_but_xero() -> None:
+    assert set(feed_sql.SQL_FORMATS) == set(journal_feed.FORMATS) - {"xero"}
