@@ -61,6 +61,7 @@ __all__ = [
     "Meter",
     "aggregate",
     "aggregate_many",
+    "aggregate_many_query",
     "create_meter",
     "ingest",
     "list_meters",
@@ -559,17 +560,12 @@ def aggregate(
     return [(dict(zip(meter.group_by, row[:-1], strict=True)), Decimal(row[-1])) for row in rows]
 
 
-def aggregate_many(
-    conn: psycopg.Connection,
+def aggregate_many_query(
     book_id: uuid.UUID,
     meter: MeterSpec,
     windows: Sequence[tuple[uuid.UUID, date, date]],
-) -> list[list[tuple[dict[str, str | None], Decimal]]]:
-    """`aggregate` of each (customer, start, end) window, in one statement: for each
-    window the rows `aggregate` gives (without events: one zero row without group_by,
-    none with it), in the same order."""
-    if not windows:
-        return []
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """`aggregate_many`'s statement and parameters (also for EXPLAIN)."""
     groups, value, filters, params = _meter_sql(meter)
     params.update(
         {
@@ -598,6 +594,21 @@ def aggregate_many(
         " %(ends)s::timestamptz[]) with ordinality as t(customer, lo, hi, i)"
         " cross join lateral ({}) as a order by {}"
     ).format(inner, order)
+    return query, params
+
+
+def aggregate_many(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    meter: MeterSpec,
+    windows: Sequence[tuple[uuid.UUID, date, date]],
+) -> list[list[tuple[dict[str, str | None], Decimal]]]:
+    """`aggregate` of each (customer, start, end) window, in one statement: for each
+    window the rows `aggregate` gives (without events: one zero row without group_by,
+    none with it), in the same order."""
+    if not windows:
+        return []
+    query, params = aggregate_many_query(book_id, meter, windows)
     out: list[list[tuple[dict[str, str | None], Decimal]]] = [[] for _ in windows]
     for row in conn.execute(query, params):
         out[row[0] - 1].append(

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from psycopg import sql
 
 from adapters.runtime import Runtime
 from billing.postgres import billing_runs
@@ -221,3 +222,58 @@ def test_aggregate_many_answers_each_window_as_aggregate(runtime: Runtime) -> No
             one_by_one = [aggregate(conn, book.id, c, meter, s, e) for c, s, e in windows]
             assert aggregate_many(conn, book.id, meter, windows) == one_by_one
             assert any(found and found[0][1] for found in one_by_one)  # not all zero
+
+
+def _scans(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    """(node type, index or '') of every scan of usage_events in an EXPLAIN tree."""
+    found = []
+    if plan.get("Relation Name") == "usage_events":
+        found.append((plan["Node Type"], plan.get("Index Name", "")))
+    for child in plan.get("Plans", []):
+        found.extend(_scans(child))
+    return found
+
+
+@pytest.mark.parametrize("statistics", ["none", "analyzed"])
+def test_aggregate_many_reads_each_window_by_index_without_statistics(
+    runtime: Runtime, owner_conn: Any, statistics: str
+) -> None:
+    """A long-lived server on a fresh, growing book plans the batch's aggregation before
+    any ANALYZE of usage_events: each window must stay an index range scan (a join of
+    the windows to the events was planned as a hash over all of them, once per batch).
+    The statistics are dropped in a transaction that is rolled back."""
+    from billing.postgres.usage import aggregate_many_query
+
+    book = make_book(runtime, "USD", JAN)
+    customers = [uuid.uuid4() for _ in range(400)]
+    with owner_conn.transaction(force_rollback=True):
+        owner_conn.execute(
+            "update pg_class set reltuples = -1, relpages = 0 where oid = 'usage_events'::regclass"
+        )
+        owner_conn.execute("delete from pg_statistic where starelid = 'usage_events'::regclass")
+        owner_conn.execute(
+            "insert into usage_events (book_id, id, customer_id, metric, quantity, occurred_at)"
+            " select %s, 'p' || c.n || '-' || e, c.customer, 'api_calls', 1 + e %% 7,"
+            "  '2026-01-01'::timestamptz + (e * 2311 %% (30 * 86400)) * interval '1 second'"
+            " from unnest(%s::uuid[]) with ordinality as c(customer, n),"
+            "  generate_series(0, 199) as e",
+            (book.id, customers),
+        )
+        if statistics == "analyzed":
+            owner_conn.execute("analyze usage_events")
+        query, params = aggregate_many_query(
+            book.id, MeterSpec("api_calls", Aggregation.SUM), [(c, JAN, FEB) for c in customers]
+        )
+        plan = owner_conn.execute(
+            sql.SQL("explain (format json) {}").format(query), params
+        ).fetchone()[0][0]["Plan"]
+        scans = _scans(plan)
+        assert scans, plan
+        assert all(
+            kind in ("Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Bitmap Index Scan")
+            for kind, _ in scans
+        ), scans
+        # And the answer is the events' sum: 200 events of 1..7 per customer.
+        got = owner_conn.execute(query, params).fetchall()
+        assert len(got) == len(customers)
+        assert {row[-1] for row in got} == {D(sum(1 + e % 7 for e in range(200)))}
