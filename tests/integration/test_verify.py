@@ -645,3 +645,69 @@ def test_both_halves_of_the_book_are_checked_in_a_parallel_plan_too(
     assert [seqs[uuid.UUID(d.subject)] for d in chain] == sorted(
         seqs[v] for v in (first, deleted, last)
     )
+
+
+def test_every_field_of_the_canonical_document_is_checked_in_sql(
+    runtime: Runtime, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """SQL writes the common case (no customer, document, dimensions, memo or
+    metadata) as one constant and dates as `date::text`: on a clean book it
+    must vouch for every entry whatever the DateStyle, and a change
+    to any field -- including one that leaves the common case -- must make it
+    disagree and verify name the entry."""
+    entries = [
+        build_entry(
+            DAY,
+            "",
+            [
+                Posting("Assets:Bank:Operating", Money.exact("5.00", "USD")),
+                Posting("Income:Services", Money.exact("-5.00", "USD")),
+            ],
+            idempotency_key=f"field:{n}",
+        )
+        for n in range(12)
+    ]
+    with unit_of_work(runtime.connection) as uow:
+        posted = post_entries(uow.conn, book.id, entries)
+        uow.commit()
+    assert seal_pending(runtime.connection, book.id) == len(entries)
+    with runtime.connection() as conn:
+        conn.execute("set local datestyle = 'SQL, DMY'")
+        assert _checks(conn, book.id) == []
+        assert conn.execute("show datestyle").fetchone() == ("SQL, DMY",)
+    p = "update postings set {} where book_id = %s and entry_id = %s and line_no = 1"
+    e = "update journal_entries set {} where book_id = %s and id = %s"
+    changes = [
+        p.format(
+            "account_id = (select account_id from postings x where x.book_id = postings.book_id"
+            " and x.entry_id = postings.entry_id and x.line_no = 2)"
+        ),
+        p.format("line_no = 3"),
+        p.format("customer_id = 'c'"),
+        p.format("document = 'd'"),
+        p.format('dimensions = \'{"k": "v"}\''),
+        p.format("amount = 5.001"),
+        e.format("effective_date = effective_date + 1"),
+        e.format("memo = 'm'"),
+        e.format("metadata = '{\"k\": 1}'"),
+        e.format("idempotency_key = idempotency_key || 'x'"),
+        e.format(f"reverses_entry_id = '{posted[0].id}'"),
+    ]
+    for change, victim in zip(changes, posted, strict=False):
+        assert tamper(owner_conn, change, book.id, victim.id) == 1
+    inserted = posted[len(changes)]
+    tamper(
+        owner_conn,
+        "insert into postings (book_id, entry_id, line_no, account_id, amount, currency,"
+        " effective_date) select book_id, entry_id, line_no + 2, account_id, 0, currency,"
+        " effective_date from postings where book_id = %s and entry_id = %s",
+        book.id,
+        inserted.id,
+    )
+    victims = {v.id for v in posted}
+    with runtime.connection() as conn:
+        conn.execute("set local datestyle = 'German'")
+        rows = [r for r in _checks(conn, book.id) if r[0] == "entry"]
+        found = verify_book(conn, book.id)
+    assert {r[1] for r in rows if r[7] is False} == victims
+    assert {uuid.UUID(d.subject) for d in found if d.check == "seal_chain"} == victims
