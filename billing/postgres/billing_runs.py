@@ -727,9 +727,18 @@ def _bill_claimed(
         },
     )
     drop_drafts(conn, book_id, [d for d, s in pending_drafts.items() if s in used_pending])
+    # Customers before the ledger, as payments lock them: the credit's holders are
+    # locked here, before the finalization entries take this session's balance rows;
+    # locking them after (as applying the credit does) waited for a payment that was
+    # itself waiting for those rows: a deadlock.
+    holders = (
+        _lock_credit_holders(conn, book_id, built)
+        if settings.get("auto_apply_credit", True)
+        else set()
+    )
     created = write_built(conn, book_id, built, unbilled_usage, run_id)
-    if settings.get("auto_apply_credit", True):
-        _apply_credits(conn, book_id, [b for b in built if b.id in created])
+    if holders:
+        _apply_credits(conn, book_id, [b for b in built if b.id in created], holders)
     return tuple(b.id for b in built if b.id in created)
 
 
@@ -898,21 +907,39 @@ def _write(
     return {b.id for b in done}
 
 
-def _apply_credits(conn: psycopg.Connection, book_id: uuid.UUID, invoices: list[_Built]) -> None:
-    """Customer credit goes to the new invoices (book setting), as finalize_invoice does."""
-    positive = [b for b in invoices if (b.subtotal - b.discount + b.tax).amount > 0]
+def _lock_credit_holders(
+    conn: psycopg.Connection, book_id: uuid.UUID, built: list[_Built]
+) -> set[str]:
+    """The customers of positive invoices who hold credit, locked (by id, as payments
+    lock a customer: `lock_customer`) for `_apply_credits`."""
+    positive = {str(b.customer_id) for b in built if (b.subtotal - b.discount + b.tax).amount > 0}
     if not positive:
-        return
+        return set()
     rows = conn.execute(
         "select p.customer_id from postings p"
         " where p.book_id = %s and p.account_id = (select id from accounts"
         "   where book_id = %s and name = %s) and p.customer_id = any(%s)"
         " group by p.customer_id, p.currency having sum(p.amount) < 0",
-        (book_id, book_id, CUSTOMER_CREDIT, list({str(b.customer_id) for b in positive})),
+        (book_id, book_id, CUSTOMER_CREDIT, list(positive)),
     ).fetchall()
-    with_credit = {r[0] for r in rows}
+    holders = sorted({r[0] for r in rows})
+    if holders:
+        conn.execute(
+            "select 1 from customers where book_id = %s and id = any(%s::uuid[])"
+            " order by id for update",
+            (book_id, holders),
+        )
+    return set(holders)
+
+
+def _apply_credits(
+    conn: psycopg.Connection, book_id: uuid.UUID, invoices: list[_Built], holders: set[str]
+) -> None:
+    """Customer credit goes to the new invoices (book setting), as finalize_invoice does;
+    `holders` are the customers with credit, already locked."""
+    positive = [b for b in invoices if (b.subtotal - b.discount + b.tax).amount > 0]
     for b in sorted(positive, key=lambda b: b.number):
-        if str(b.customer_id) in with_credit:
+        if str(b.customer_id) in holders:
             apply_credit(conn, book_id, str(b.id), b.issue)
 
 

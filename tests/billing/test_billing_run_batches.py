@@ -13,6 +13,7 @@ import dataclasses
 import enum
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -23,7 +24,9 @@ import pytest
 from adapters.runtime import Runtime
 from billing.events import _jsonable, jsonable, object_json
 from billing.postgres import billing_runs
-from billing.postgres.invoices import _LINE_COLUMNS, InvoiceLine, get_invoices
+from billing.postgres.credit_notes import lock_customer
+from billing.postgres.invoices import _LINE_COLUMNS, InvoiceLine, get_invoice, get_invoices
+from billing.postgres.payments import create_payment
 from billing.postgres.subscriptions import ItemSpec, SubscriptionSpec, create_subscription
 from billing.postings import FinalLine, finalization_entry, finalization_template
 from ledger.money import Money
@@ -36,6 +39,11 @@ from tests.billing.test_subscriptions import (
     plan_price,
 )
 from tests.conftest import make_book
+from tests.integration.test_concurrency import (  # noqa: F401 (app_connect: a fixture)
+    app_connect,
+    lock_waiters,
+    wait_until,
+)
 
 D = Decimal
 APRIL = date(2026, 4, 1)
@@ -328,3 +336,91 @@ def test_invoice_lines_are_read_in_the_order_of_their_fields() -> None:
     assert [c.strip() for c in _LINE_COLUMNS.split(",")] == [
         f.name for f in dataclasses.fields(InvoiceLine)
     ]
+
+
+MARCH = date(2026, 3, 1)
+
+
+def test_a_run_applying_credit_and_a_payment_of_the_same_customer_do_not_deadlock(
+    runtime: Runtime,
+    owner_conn: psycopg.Connection,
+    app_connect: Callable[[], psycopg.Connection],  # noqa: F811 (the fixture imported)
+) -> None:
+    """Payments lock the customer, then post (this session's balance rows). A run that
+    applies a customer's credit to its invoices locks that customer before it posts
+    the finalization entries too: when it locked the customer after them, a payment
+    holding the customer and posting receivables on the same day into the same balance
+    slot (backend pid % 16) waited for the run, which waited for the customer: deadlock."""
+    book = make_book(runtime, "USD", MARCH).id
+    with unit_of_work(runtime.connection) as uow:
+        price = plan_price(uow.conn, book, "10.00")
+        who = customer(uow.conn, book)
+        subs = [
+            create_subscription(uow.conn, book, SubscriptionSpec(who, [ItemSpec(price)]), MARCH)
+            for _ in range(2)
+        ]
+        uow.commit()
+    billing_runs.run_billing(runtime.connection, book, MARCH, MARCH)
+    march = [i for i in invoices_of(runtime, book) if i.number]
+    assert len(march) == 2
+    with unit_of_work(runtime.connection) as uow:  # 100.00: 10.00 to one invoice, 90 credit
+        create_payment(
+            uow.conn,
+            book,
+            who,
+            D("100.00"),
+            "USD",
+            "bank_transfer",
+            MARCH,
+            allocations=[(str(march[1].id), D("10.00"))],
+        )
+        uow.commit()
+    move_clock(runtime, book, APRIL)
+    run_conn = app_connect()
+    payer = app_connect()
+    while payer.info.backend_pid % 16 != run_conn.info.backend_pid % 16:  # one balance slot
+        payer = app_connect()
+    lock_customer(payer, book, uuid.UUID(who))
+    errors: list[BaseException] = []
+    billed: list[uuid.UUID] = []
+
+    def run() -> None:
+        try:
+            billed.extend(billing_runs.bill_subscriptions(run_conn, book, APRIL).invoice_ids)
+            run_conn.commit()
+        except BaseException as exc:  # the test thread reports it
+            errors.append(exc)
+            run_conn.rollback()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_until(
+            lambda: lock_waiters(owner_conn, [run_conn.info.backend_pid]) == 1,
+            "the run waiting for the customer",
+        )
+        # The payment (customer locked first, as create_payment does) settles the March
+        # invoice left open: receivables posted on April 1 in the run's balance slot.
+        create_payment(
+            payer,
+            book,
+            who,
+            D("10.00"),
+            "USD",
+            "bank_transfer",
+            APRIL,
+            invoice_ref=str(march[0].id),
+        )
+        payer.commit()
+    finally:
+        if payer.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            payer.rollback()
+        thread.join()
+    assert errors == []
+    assert len(billed) == len(subs)
+    with runtime.connection() as conn:
+        april = [get_invoice(conn, book, str(i)) for i in billed]
+        paid = get_invoice(conn, book, str(march[0].id))
+    assert [(i.status, i.amount_due) for i in april] == [("paid", D("0.00"))] * 2
+    assert (paid.status, paid.amount_due) == ("paid", D("0.00"))
+    assert balances(runtime, book, APRIL)["Liabilities:Customer-Credit"] == D("-70.00")
