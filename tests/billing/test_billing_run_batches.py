@@ -256,6 +256,35 @@ def test_two_concurrent_runs_on_one_book_share_its_series_without_gaps(
         ).fetchone() == (30, 30)
 
 
+def test_a_run_with_two_workers_bills_every_subscription_once_without_gaps(
+    runtime: Runtime,
+) -> None:
+    """Two workers (a connection each) claim batches side by side: each subscription is
+    billed once, the numbers run 1 to N with no gap or repeat, one entry per invoice."""
+    book = make_book(runtime, "USD", APRIL).id
+    subs = _subscriptions(runtime, book, 40)
+    seen: list[tuple[int, int, int]] = []
+    run = billing_runs.run_billing(
+        runtime.connection,
+        book,
+        APRIL,
+        APRIL,
+        batch_size=3,
+        workers=2,
+        progress=lambda done, total, invoices: seen.append((done, total, invoices)),
+    )
+    assert (run.status, run.invoices_created, run.failures) == ("completed", 40, ())
+    assert seen[0] == (0, 40, 0) and seen[-1] == (40, 40, 40)
+    numbered = _numbered(runtime, book)
+    assert sorted(sub for _, sub in numbered if sub) == sorted(subs)
+    assert [n for n, _ in numbered] == [f"INV-2026-{n:06d}" for n in range(1, 41)]
+    assert _series(runtime, book) == 40
+    assert balances(runtime, book, APRIL) == {
+        "Assets:Receivable:Trade": D("600.00"),
+        "Liabilities:Deferred-Revenue": D("-600.00"),
+    }
+
+
 def test_a_batch_failing_after_taking_its_numbers_leaves_none_consumed(
     runtime: Runtime, owner_conn: psycopg.Connection
 ) -> None:
