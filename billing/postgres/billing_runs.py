@@ -63,8 +63,8 @@ from billing.errors import InvalidBillingRequest
 from billing.invoicing import DraftLine, document_number, due_date, final_lines, tax_rate_of
 from billing.periods import Interval, Period, _index_after
 from billing.postgres.catalog import charge_of
-from billing.postgres.events import record_events
-from billing.postgres.invoices import apply_credit, get_invoices
+from billing.postgres.events import event_text, record_event_texts
+from billing.postgres.invoices import InvoiceLine, _invoice, apply_credit
 from billing.postgres.posting import post_entries
 from billing.postgres.settings import read_settings
 from billing.postgres.telecom_billing import (
@@ -181,6 +181,7 @@ class _Built:
     relief: dict[int, Decimal] = field(default_factory=dict)  # line → out of Unbilled
     relieved: list[tuple[str, date, Decimal]] = field(default_factory=list)  # per accrual key
     cdrs: list[str] = field(default_factory=list)  # the rated CDRs it bills
+    event: tuple[str | None, str] | None = None  # its invoice.finalized (events.event_text)
 
 
 # --- loading -------------------------------------------------------------------------
@@ -755,16 +756,8 @@ def write_built(
     billed: usage records, the CDRs they bill, the accruals they relieve."""
     created = _write(conn, book_id, built, run_id)
     written = [b for b in built if b.id in created]
-    receivable = {
-        b.id: sum((p.amount for p in b.entry.postings if p.account == AR), Decimal(0))
-        for b in written
-        if b.entry is not None
-    }
-    record_events(
-        conn,
-        book_id,
-        "invoice.finalized",
-        get_invoices(conn, book_id, [b.id for b in written], receivable=receivable),
+    record_event_texts(
+        conn, book_id, "invoice.finalized", [b.event for b in written if b.event is not None]
     )
     record_usages(
         conn,
@@ -832,28 +825,31 @@ def _write(
     conn.execute(f"set constraints {_LINES_FK} deferred")
     with conn.cursor() as cur:
         # The lines need no number: written before the numbers are taken.
+        # Each line's values as the table stores them, kept for the events below.
+        copied: list[tuple[InvoiceLine, ...]] = []
         with cur.copy(_COPY_LINES) as copy:
             for b in done:
+                rows = []
                 for line, final in zip(b.lines, b.finals, strict=True):
-                    copy.write_row(
-                        (
-                            book_id,
-                            b.id,
-                            final.line_no,
-                            line.kind,
-                            line.description,
-                            line.quantity,
-                            line.unit_amount,
-                            line.amount.amount,
-                            line.discount.amount if line.discount else 0,
-                            b.tax_rate,
-                            final.tax.amount,
-                            line.service.start,
-                            line.service.end,
-                            line.price_id,
-                            line.revenue_account,
-                        )
+                    values = (
+                        final.line_no,
+                        line.kind,
+                        line.description,
+                        _stored(line.quantity),
+                        _stored(line.unit_amount),
+                        _stored(line.amount.amount),
+                        _stored(line.discount.amount if line.discount else _ZERO),
+                        _stored(b.tax_rate),
+                        _stored(final.tax.amount),
+                        line.service.start,
+                        line.service.end,
+                        uuid.UUID(line.price_id) if line.price_id else None,
+                        line.revenue_account,
                     )
+                    copy.write_row((book_id, b.id, *values))
+                    row = InvoiceLine(*values)
+                    rows.append(row)
+                copied.append(tuple(rows))
         # One entry template per invoice shape (issue date, final lines), also built
         # before the numbers: from the numbers to the commit the series' row is locked.
         shapes: dict[tuple[date, tuple[FinalLine, ...]], FinalizationTemplate] = {}
@@ -864,6 +860,20 @@ def _write(
             if template is None:
                 template = shapes[shape] = finalization_template(b.issue, b.finals)
             templates.append(template)
+        # The invoice.finalized events too: the invoices as get_invoices reads them back
+        # (_invoice of the same values), rendered now with a stand-in for the number.
+        now = conn.execute("select now()").fetchone()
+        assert now is not None
+        meta = json.loads(metadata)
+        for b, template, lines in zip(done, templates, copied, strict=True):
+            b.event = event_text(
+                "invoice.finalized",
+                _invoice(
+                    _invoice_row(b, book_id, _NUMBER_STAND_IN + str(b.id), meta, now[0]),
+                    (_receivable(template), _ZERO, _ZERO, _ZERO),
+                    lines,
+                ),
+            )
         by_year: dict[int, list[_Built]] = defaultdict(list)
         for b in done:
             by_year[b.issue.year].append(b)
@@ -871,6 +881,9 @@ def _write(
             numbers = _take_numbers(conn, book_id, year, len(group))
             for b, number in zip(group, numbers, strict=True):
                 b.number = number
+                if b.event is not None:
+                    stand_in = json.dumps(_NUMBER_STAND_IN + str(b.id))
+                    b.event = (b.event[0], b.event[1].replace(stand_in, json.dumps(number), 1))
         for b, template in zip(done, templates, strict=True):
             b.entry = template.entry_for(b.id, b.number, str(b.customer_id))
             if b.relief and b.entry is not None:
@@ -907,6 +920,49 @@ def _write(
     # Every line has its invoice now: check the key here, not at the commit.
     conn.execute(f"set constraints {_LINES_FK} immediate")
     return {b.id for b in done}
+
+
+_ZERO = Decimal(0)
+# In an event rendered before the numbers, where the invoice's number goes (with its id).
+_NUMBER_STAND_IN = "\x00number of "
+
+
+def _stored(value: Decimal) -> Decimal:
+    """A value as an unconstrained NUMERIC column gives it back (1E+1: 10; digits kept)."""
+    return Decimal(format(value, "f"))
+
+
+def _receivable(template: FinalizationTemplate) -> Decimal:
+    """What the template's entries put on receivables (relief moves revenue only)."""
+    if template.entry is None:
+        return _ZERO
+    return sum((p.amount for p in template.entry.postings if p.account == AR), _ZERO)
+
+
+def _invoice_row(
+    b: _Built, book_id: uuid.UUID, number: str, metadata: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The invoices row _write copies for `b`, as `select *` reads it back."""
+    return {
+        "id": b.id,
+        "book_id": book_id,
+        "customer_id": b.customer_id,
+        "subscription_id": b.subscription_id,
+        "status": "open",
+        "number": number,
+        "currency": b.currency,
+        "issue_date": b.issue,
+        "due_date": b.due,
+        "supply_start": min(x.service.start for x in b.lines),
+        "supply_end": max(x.service.end for x in b.lines),
+        "subtotal": _stored(b.subtotal.amount),
+        "discount_total": _stored(b.discount.amount),
+        "tax_total": _stored(b.tax.amount),
+        "total": _stored((b.subtotal - b.discount + b.tax).amount),
+        "memo": "",
+        "metadata": metadata,
+        "created_at": now,
+    }
 
 
 def _lock_credit_holders(

@@ -335,17 +335,24 @@ def test_a_batch_failing_after_taking_its_numbers_leaves_none_consumed(
 
 
 def test_the_finalized_events_carry_the_invoices_as_read_back(runtime: Runtime) -> None:
-    """The run's events take each invoice's receivable from its finalization entry
-    instead of reading the AR postings: the same objects as reading them back."""
+    """The run renders its events from the invoices it writes, before it has their
+    numbers, instead of reading them back: the same objects as reading them back."""
     book = make_book(runtime, "USD", APRIL).id
     with unit_of_work(runtime.connection) as uow:
         price = plan_price(uow.conn, book, "10.00")
+        seats = plan_price(uow.conn, book, "9.50", model="per_unit", name="Seats")
         taxed = customer(uow.conn, book, tax_rate=D("0.10"))
         for who in (taxed, customer(uow.conn, book)):
             create_subscription(uow.conn, book, SubscriptionSpec(who, [ItemSpec(price)]), APRIL)
+        create_subscription(
+            uow.conn,
+            book,
+            SubscriptionSpec(taxed, [ItemSpec(price), ItemSpec(seats, D("3.000"))]),
+            APRIL,
+        )
         uow.commit()
     run = billing_runs.run_billing(runtime.connection, book, APRIL, APRIL, batch_size=5)
-    assert run.invoices_created == 2
+    assert run.invoices_created == 3
     with runtime.connection() as conn:
         events = {
             r[0]: r[1]["object"]
@@ -356,7 +363,8 @@ def test_the_finalized_events_carry_the_invoices_as_read_back(runtime: Runtime) 
             )
         }
         invoices = get_invoices(conn, book, [uuid.UUID(i) for i in events])
-    assert sorted(i.total for i in invoices) == [D("10.00"), D("11.00")]
+    assert sorted(i.total for i in invoices) == [D("10.00"), D("11.00"), D("42.35")]
+    assert {i.number for i in invoices} == {f"INV-2026-{n:06d}" for n in (1, 2, 3)}
     assert {str(i.id): object_json("invoice.finalized", i) for i in invoices} == events
 
 
