@@ -865,15 +865,24 @@ def _write(
         now = conn.execute("select now()").fetchone()
         assert now is not None
         meta = json.loads(metadata)
+        # Invoices alike but for their ids and customer differ only there: one rendering
+        # per such shape, with stand-ins put in by text (no stored text holds a NUL).
+        rendered: dict[tuple[Any, ...], tuple[str | None, str]] = {}
         for b, template, lines in zip(done, templates, copied, strict=True):
-            b.event = event_text(
-                "invoice.finalized",
-                _invoice(
-                    _invoice_row(b, book_id, _NUMBER_STAND_IN + str(b.id), meta, now[0]),
-                    (_receivable(template), _ZERO, _ZERO, _ZERO),
-                    lines,
-                ),
-            )
+            invoice = _invoice_row(b, book_id, _NUMBER_STAND_IN, meta, now[0])
+            receivable = _receivable(template)
+            key = (*(invoice[k] for k in _SHAPE_COLUMNS), lines, receivable)
+            shape_event = rendered.get(key)
+            if shape_event is None:
+                invoice.update(_STAND_INS)
+                shape_event = rendered[key] = event_text(
+                    "invoice.finalized",
+                    _invoice(invoice, (receivable, _ZERO, _ZERO, _ZERO), lines),
+                )
+            text = shape_event[1]
+            for column, stand_in in _QUOTED_STAND_INS:
+                text = text.replace(stand_in, json.dumps(str(getattr(b, column))), 1)
+            b.event = (str(b.id), text)
         by_year: dict[int, list[_Built]] = defaultdict(list)
         for b in done:
             by_year[b.issue.year].append(b)
@@ -882,8 +891,8 @@ def _write(
             for b, number in zip(group, numbers, strict=True):
                 b.number = number
                 if b.event is not None:
-                    stand_in = json.dumps(_NUMBER_STAND_IN + str(b.id))
-                    b.event = (b.event[0], b.event[1].replace(stand_in, json.dumps(number), 1))
+                    quoted = json.dumps(number)
+                    b.event = (b.event[0], b.event[1].replace(_QUOTED_NUMBER, quoted, 1))
         for b, template in zip(done, templates, strict=True):
             b.entry = template.entry_for(b.id, b.number, str(b.customer_id))
             if b.relief and b.entry is not None:
@@ -923,8 +932,33 @@ def _write(
 
 
 _ZERO = Decimal(0)
-# In an event rendered before the numbers, where the invoice's number goes (with its id).
-_NUMBER_STAND_IN = "\x00number of "
+# In an event rendered before the numbers, where the invoice's number goes; and where
+# its id, customer and subscription go in the one rendering of invoices of a shape.
+_NUMBER_STAND_IN = "\x00number"
+_QUOTED_NUMBER = json.dumps(_NUMBER_STAND_IN)
+_STAND_INS = {
+    "id": "\x00id",
+    "customer_id": "\x00customer",
+    "subscription_id": "\x00subscription",
+}
+_QUOTED_STAND_INS = (
+    ("id", json.dumps(_STAND_INS["id"])),
+    ("customer_id", json.dumps(_STAND_INS["customer_id"])),
+    ("subscription_id", json.dumps(_STAND_INS["subscription_id"])),
+)
+# What else of an invoices row its event shows (book, status, memo, metadata, the time
+# and the number stand-in are the batch's).
+_SHAPE_COLUMNS = (
+    "currency",
+    "issue_date",
+    "due_date",
+    "supply_start",
+    "supply_end",
+    "subtotal",
+    "discount_total",
+    "tax_total",
+    "total",
+)
 
 
 def _stored(value: Decimal) -> Decimal:

@@ -342,7 +342,9 @@ def test_the_finalized_events_carry_the_invoices_as_read_back(runtime: Runtime) 
         price = plan_price(uow.conn, book, "10.00")
         seats = plan_price(uow.conn, book, "9.50", model="per_unit", name="Seats")
         taxed = customer(uow.conn, book, tax_rate=D("0.10"))
-        for who in (taxed, customer(uow.conn, book)):
+        # Two alike (one shape, rendered once for both) but for the customer.
+        alike = customer(uow.conn, book, tax_rate=D("0.10"))
+        for who in (taxed, customer(uow.conn, book), alike):
             create_subscription(uow.conn, book, SubscriptionSpec(who, [ItemSpec(price)]), APRIL)
         create_subscription(
             uow.conn,
@@ -352,7 +354,7 @@ def test_the_finalized_events_carry_the_invoices_as_read_back(runtime: Runtime) 
         )
         uow.commit()
     run = billing_runs.run_billing(runtime.connection, book, APRIL, APRIL, batch_size=5)
-    assert run.invoices_created == 3
+    assert run.invoices_created == 4
     with runtime.connection() as conn:
         events = {
             r[0]: r[1]["object"]
@@ -363,8 +365,8 @@ def test_the_finalized_events_carry_the_invoices_as_read_back(runtime: Runtime) 
             )
         }
         invoices = get_invoices(conn, book, [uuid.UUID(i) for i in events])
-    assert sorted(i.total for i in invoices) == [D("10.00"), D("11.00"), D("42.35")]
-    assert {i.number for i in invoices} == {f"INV-2026-{n:06d}" for n in (1, 2, 3)}
+    assert sorted(i.total for i in invoices) == [D("10.00"), D("11.00"), D("11.00"), D("42.35")]
+    assert {i.number for i in invoices} == {f"INV-2026-{n:06d}" for n in (1, 2, 3, 4)}
     assert {str(i.id): object_json("invoice.finalized", i) for i in invoices} == events
 
 
