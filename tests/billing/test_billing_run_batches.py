@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from adapters.runtime import Runtime
+from adapters.webhooks.store import create_endpoint
 from billing.events import _jsonable, jsonable, object_json
 from billing.postgres import billing_runs
 from billing.postgres.credit_notes import lock_customer
@@ -463,3 +464,69 @@ def test_a_run_applying_credit_and_a_payment_of_the_same_customer_do_not_deadloc
     assert [(i.status, i.amount_due) for i in april] == [("paid", D("0.00"))] * 2
     assert (paid.status, paid.amount_due) == ("paid", D("0.00"))
     assert balances(runtime, book, APRIL)["Liabilities:Customer-Credit"] == D("-70.00")
+
+
+def test_a_runs_events_fan_out_to_each_wanting_endpoint_and_each_linked_crm_record(
+    runtime: Runtime,
+) -> None:
+    """The events of a batch (one COPY) are fanned out per statement (0038): one
+    webhook delivery per event and enabled endpoint wanting its type, one CRM delivery
+    per event of a linked customer, as the per-row triggers made them."""
+    book = make_book(runtime, "USD", APRIL).id
+    subs = _subscriptions(runtime, book, 6)  # three customers, two subscriptions each
+    with unit_of_work(runtime.connection) as uow:
+        conn = uow.conn
+        for url, events in (
+            ("https://a.example.com/hook", ["invoice.finalized"]),
+            ("https://b.example.com/hook", ["invoice.*"]),
+            ("https://c.example.com/hook", ["payment.succeeded"]),
+        ):
+            create_endpoint(conn, book, url=url, events=events, allow_private_network=False)
+        linked = conn.execute(
+            "select customer_id from subscriptions where book_id = %s and id = %s",
+            (book, subs[0]),
+        ).fetchone()
+        assert linked is not None
+        conn.execute(
+            "insert into crm_links (book_id, provider, record_id, customer_id)"
+            " values (%s, 'hubspot', 'hs-1', %s), (%s, 'salesforce', 'sf-1', %s)",
+            (book, linked[0], book, linked[0]),
+        )
+        uow.commit()
+    run = billing_runs.run_billing(runtime.connection, book, APRIL, APRIL, batch_size=4)
+    assert run.invoices_created == 6
+    with runtime.connection() as conn:
+        events = dict(
+            conn.execute(
+                "select id, sequence from events where book_id = %s and type = 'invoice.finalized'",
+                (book,),
+            ).fetchall()
+        )
+        deliveries = conn.execute(
+            "select d.event_id, d.event_sequence, w.url from webhook_deliveries d"
+            " join webhook_endpoints w on w.book_id = d.book_id and w.id = d.endpoint_id"
+            " where d.book_id = %s",
+            (book,),
+        ).fetchall()
+        crm = conn.execute(
+            "select d.event_id, d.provider, d.record_id, d.customer_id from crm_deliveries d"
+            " where d.book_id = %s",
+            (book,),
+        ).fetchall()
+        of_linked = conn.execute(
+            "select id from events where book_id = %s and type = 'invoice.finalized'"
+            " and data->'object'->>'customer_id' = %s",
+            (book, str(linked[0])),
+        ).fetchall()
+    assert len(events) == 6
+    assert sorted(deliveries) == sorted(
+        (event, sequence, url)
+        for event, sequence in events.items()
+        for url in ("https://a.example.com/hook", "https://b.example.com/hook")
+    )
+    assert len(of_linked) == 2
+    assert sorted(crm) == sorted(
+        (event, provider, record, linked[0])
+        for (event,) in of_linked
+        for provider, record in (("hubspot", "hs-1"), ("salesforce", "sf-1"))
+    )
