@@ -1,6 +1,7 @@
 """Billing run over N subscriptions on a simulated clock, against batched posting.
 
     .venv/bin/python -m benchmarks.billing_run [--subscriptions 5000] [--batch 1000]
+                                               [--workers 2]
     .venv/bin/python -m benchmarks.billing_run --full        # 100,000 subscriptions
 
 The book (simulated clock) gets 1 customer per 10 subscriptions, five recurring
@@ -10,15 +11,17 @@ items each, two in three monthly and one in three annual, every one starting
 on the run date. They are created with set-based SQL (`insert … select …
 from generate_series`), so setup is a few statements however large N is.
 Then `billing.postgres.billing_runs.run_billing` bills them all for that
-date (claim a batch with FOR UPDATE SKIP LOCKED, build drafts in Python,
-advance the subscriptions, COPY the lines, then take a block of numbers,
-post every finalization entry (one template per invoice shape) with one
-`post_entries` call, COPY the invoices and their events; one transaction per
-batch), and we report invoices/s and
-the total time. In the same process and database, the same number of
-2-/3-posting entries is posted through `ledger.postgres.posting.post_entries`
-1,000 per call (one transaction each), and the ratio of the two rates says
-what billing adds on top of posting. Goal: 100k invoiced and posted ≤ 30 s.
+date with `--workers` workers side by side, a connection each (each claims a
+batch with FOR UPDATE SKIP LOCKED, builds drafts in Python, advances the
+subscriptions, COPYs the lines, renders the events, then takes a block of
+numbers, posts every finalization entry (one template per invoice shape) with
+one `post_entries` call, COPYs the invoices and their events; one transaction
+per batch), and we report invoices/s, the total time and the run's CPU seconds
+(this process, and its server backends from /proc). In the same process and
+database, the same number of 2-/3-posting entries is posted through
+`ledger.postgres.posting.post_entries` 1,000 per call (one transaction each,
+one connection), and the ratio of the two rates says what billing adds on top
+of posting. Goal: 100k invoiced and posted ≤ 30 s.
 
 Then the revenue-recognition run over the same book through the month end
 (`billing.postgres.recognition.run_recognition`, Deferred Revenue → Income for

@@ -16,11 +16,17 @@ before a change, cancel or pause) or for a batch of hundreds (a run):
    are locked) are skipped; the lines copied (their foreign key deferred
    until the invoices follow, so no draft row is written and updated); one
    finalization-entry template made per invoice shape
-   (`billing.postings.finalization_template`); then, as late as
-   possible since the series' row stays locked until the commit, a block of
-   numbers taken from the gapless series for the rest, one `post_entries`
-   call posting every finalization entry, the invoices copied in open and
-   final, and their events.
+   (`billing.postings.finalization_template`); the `invoice.finalized`
+   events rendered (once per invoice shape) with stand-ins for the numbers;
+   then, as late as possible since the series' row stays locked until the
+   commit, a block of numbers taken from the gapless series for the rest,
+   one `post_entries` call posting every finalization entry, the invoices
+   copied in open and final, and their events with the numbers put in.
+
+A run's batches go one after another, or with `workers` side by side (a
+connection each): one prices and writes while another holds the series. The
+customers whose credit a batch applies are locked before it posts, as
+payments lock a customer before they post (the same order: no deadlock).
 
 All of it is one transaction per batch, so a crash loses at most the open
 batch (its numbers go back to the series with the rollback) and a re-run
