@@ -1,6 +1,7 @@
 """Billing run over N subscriptions on a simulated clock, against batched posting.
 
     .venv/bin/python -m benchmarks.billing_run [--subscriptions 5000] [--batch 1000]
+                                               [--workers 2]
     .venv/bin/python -m benchmarks.billing_run --full        # 100,000 subscriptions
 
 The book (simulated clock) gets 1 customer per 10 subscriptions, five recurring
@@ -10,15 +11,17 @@ items each, two in three monthly and one in three annual, every one starting
 on the run date. They are created with set-based SQL (`insert … select …
 from generate_series`), so setup is a few statements however large N is.
 Then `billing.postgres.billing_runs.run_billing` bills them all for that
-date (claim a batch with FOR UPDATE SKIP LOCKED, build drafts in Python,
-advance the subscriptions, COPY the lines, then take a block of numbers,
-post every finalization entry (one template per invoice shape) with one
-`post_entries` call, COPY the invoices and their events; one transaction per
-batch), and we report invoices/s and
-the total time. In the same process and database, the same number of
-2-/3-posting entries is posted through `ledger.postgres.posting.post_entries`
-1,000 per call (one transaction each), and the ratio of the two rates says
-what billing adds on top of posting. Goal: 100k invoiced and posted ≤ 30 s.
+date with `--workers` workers side by side, a connection each (each claims a
+batch with FOR UPDATE SKIP LOCKED, builds drafts in Python, advances the
+subscriptions, COPYs the lines, renders the events, then takes a block of
+numbers, posts every finalization entry (one template per invoice shape) with
+one `post_entries` call, COPYs the invoices and their events; one transaction
+per batch), and we report invoices/s, the total time and the run's CPU seconds
+(this process, and its server backends from /proc). In the same process and
+database, the same number of 2-/3-posting entries is posted through
+`ledger.postgres.posting.post_entries` 1,000 per call (one transaction each,
+one connection), and the ratio of the two rates says what billing adds on top
+of posting. Goal: 100k invoiced and posted ≤ 30 s.
 
 Then the revenue-recognition run over the same book through the month end
 (`billing.postgres.recognition.run_recognition`, Deferred Revenue → Income for
@@ -28,6 +31,8 @@ every invoice line with a service period): lines/s and its total time.
 from __future__ import annotations
 
 import argparse
+import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -121,6 +126,32 @@ def _one(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
     yield conn
 
 
+class _PerThread:
+    """One application-role connection per worker thread, kept for the run."""
+
+    def __init__(self, db: BenchDatabase) -> None:
+        self.db = db
+        self.local = threading.local()
+        self.opened: list[psycopg.Connection] = []
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def __call__(self) -> Iterator[psycopg.Connection]:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = self.db.connect(app_role=True)
+            with self.lock:
+                self.opened.append(conn)
+        yield conn
+
+    def backends(self) -> list[int]:
+        return [c.info.backend_pid for c in self.opened]
+
+    def close(self) -> None:
+        for conn in self.opened:
+            conn.close()
+
+
 def _posting_rate(db: BenchDatabase, book_id: uuid.UUID, count: int, batch: int) -> float:
     entries = make_entries(count, RUN_DATE, 28, uuid.uuid4().hex[:8])
     with db.connect(app_role=True) as conn:
@@ -131,11 +162,29 @@ def _posting_rate(db: BenchDatabase, book_id: uuid.UUID, count: int, batch: int)
         return count / (time.perf_counter() - started)
 
 
+def _backend_cpu(pids: list[int]) -> float | None:
+    """CPU seconds (user + system) of the run's server backends, from /proc (a server on
+    this machine; None elsewhere), read while they are still open."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return round(total / tick, 2)
+    except (OSError, ValueError):
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subscriptions", type=int, default=5000)
     parser.add_argument("--full", action="store_true", help="100,000 subscriptions")
     parser.add_argument("--batch", type=int, default=1000, help="subscriptions per transaction")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="batches side by side, a connection each (2)"
+    )
     args = parser.parse_args()
     count = 100_000 if args.full else args.subscriptions
     with bench_database("ab_bench_billing") as db:
@@ -146,11 +195,23 @@ def main() -> None:
             items = conn.execute(
                 "select count(*) from subscription_items where book_id = %s", (book_id,)
             ).fetchone()
+            connections = _PerThread(db)
+            cpu = time.process_time()
             started = time.perf_counter()
-            run = run_billing(
-                lambda: _one(conn), book_id, RUN_DATE, RUN_DATE, batch_size=args.batch
-            )
-            billing_s = time.perf_counter() - started
+            try:
+                run = run_billing(
+                    connections,
+                    book_id,
+                    RUN_DATE,
+                    RUN_DATE,
+                    batch_size=args.batch,
+                    workers=args.workers,
+                )
+                billing_s = time.perf_counter() - started
+                client_cpu = time.process_time() - cpu
+                server_cpu = _backend_cpu(connections.backends())
+            finally:
+                connections.close()
             posted = conn.execute(
                 "select count(*) from journal_entries where book_id = %s", (book_id,)
             ).fetchone()
@@ -171,7 +232,10 @@ def main() -> None:
                 "batch": args.batch,
                 "invoices_created": run.invoices_created,
                 "entries_posted_by_the_run": posted[0] if posted else None,
+                "workers": args.workers,
                 "billing_seconds": round(billing_s, 2),
+                "billing_client_cpu_seconds": round(client_cpu, 2),
+                "billing_server_cpu_seconds": server_cpu,
                 "invoices_per_second": round(invoice_rate, 1),
                 "post_entries_per_second": round(posting_rate, 1),
                 "ratio_billing_to_posting": ratio(invoice_rate, posting_rate),

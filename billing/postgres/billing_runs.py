@@ -16,11 +16,17 @@ before a change, cancel or pause) or for a batch of hundreds (a run):
    are locked) are skipped; the lines copied (their foreign key deferred
    until the invoices follow, so no draft row is written and updated); one
    finalization-entry template made per invoice shape
-   (`billing.postings.finalization_template`); then, as late as
-   possible since the series' row stays locked until the commit, a block of
-   numbers taken from the gapless series for the rest, one `post_entries`
-   call posting every finalization entry, the invoices copied in open and
-   final, and their events.
+   (`billing.postings.finalization_template`); the `invoice.finalized`
+   events rendered (once per invoice shape) with stand-ins for the numbers;
+   then, as late as possible since the series' row stays locked until the
+   commit, a block of numbers taken from the gapless series for the rest,
+   one `post_entries` call posting every finalization entry, the invoices
+   copied in open and final, and their events with the numbers put in.
+
+A run's batches go one after another, or with `workers` side by side (a
+connection each): one prices and writes while another holds the series. The
+customers whose credit a batch applies are locked before it posts, as
+payments lock a customer before they post (the same order: no deadlock).
 
 All of it is one transaction per batch, so a crash loses at most the open
 batch (its numbers go back to the series with the rollback) and a re-run
@@ -44,9 +50,11 @@ date or a later one) takes it over — same id, its count carried on, its
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -61,8 +69,8 @@ from billing.errors import InvalidBillingRequest
 from billing.invoicing import DraftLine, document_number, due_date, final_lines, tax_rate_of
 from billing.periods import Interval, Period, _index_after
 from billing.postgres.catalog import charge_of
-from billing.postgres.events import record_events
-from billing.postgres.invoices import apply_credit, get_invoices
+from billing.postgres.events import event_text, record_event_texts
+from billing.postgres.invoices import InvoiceLine, _invoice, apply_credit
 from billing.postgres.posting import post_entries
 from billing.postgres.settings import read_settings
 from billing.postgres.telecom_billing import (
@@ -179,6 +187,7 @@ class _Built:
     relief: dict[int, Decimal] = field(default_factory=dict)  # line → out of Unbilled
     relieved: list[tuple[str, date, Decimal]] = field(default_factory=list)  # per accrual key
     cdrs: list[str] = field(default_factory=list)  # the rated CDRs it bills
+    event: tuple[str | None, str] | None = None  # its invoice.finalized (events.event_text)
 
 
 # --- loading -------------------------------------------------------------------------
@@ -727,9 +736,18 @@ def _bill_claimed(
         },
     )
     drop_drafts(conn, book_id, [d for d, s in pending_drafts.items() if s in used_pending])
+    # Customers before the ledger, as payments lock them: the credit's holders are
+    # locked here, before the finalization entries take this session's balance rows;
+    # locking them after (as applying the credit does) waited for a payment that was
+    # itself waiting for those rows: a deadlock.
+    holders = (
+        _lock_credit_holders(conn, book_id, built)
+        if settings.get("auto_apply_credit", True)
+        else set()
+    )
     created = write_built(conn, book_id, built, unbilled_usage, run_id)
-    if settings.get("auto_apply_credit", True):
-        _apply_credits(conn, book_id, [b for b in built if b.id in created])
+    if holders:
+        _apply_credits(conn, book_id, [b for b in built if b.id in created], holders)
     return tuple(b.id for b in built if b.id in created)
 
 
@@ -744,16 +762,8 @@ def write_built(
     billed: usage records, the CDRs they bill, the accruals they relieve."""
     created = _write(conn, book_id, built, run_id)
     written = [b for b in built if b.id in created]
-    receivable = {
-        b.id: sum((p.amount for p in b.entry.postings if p.account == AR), Decimal(0))
-        for b in written
-        if b.entry is not None
-    }
-    record_events(
-        conn,
-        book_id,
-        "invoice.finalized",
-        get_invoices(conn, book_id, [b.id for b in written], receivable=receivable),
+    record_event_texts(
+        conn, book_id, "invoice.finalized", [b.event for b in written if b.event is not None]
     )
     record_usages(
         conn,
@@ -821,28 +831,31 @@ def _write(
     conn.execute(f"set constraints {_LINES_FK} deferred")
     with conn.cursor() as cur:
         # The lines need no number: written before the numbers are taken.
+        # Each line's values as the table stores them, kept for the events below.
+        copied: list[tuple[InvoiceLine, ...]] = []
         with cur.copy(_COPY_LINES) as copy:
             for b in done:
+                rows = []
                 for line, final in zip(b.lines, b.finals, strict=True):
-                    copy.write_row(
-                        (
-                            book_id,
-                            b.id,
-                            final.line_no,
-                            line.kind,
-                            line.description,
-                            line.quantity,
-                            line.unit_amount,
-                            line.amount.amount,
-                            line.discount.amount if line.discount else 0,
-                            b.tax_rate,
-                            final.tax.amount,
-                            line.service.start,
-                            line.service.end,
-                            line.price_id,
-                            line.revenue_account,
-                        )
+                    values = (
+                        final.line_no,
+                        line.kind,
+                        line.description,
+                        _stored(line.quantity),
+                        _stored(line.unit_amount),
+                        _stored(line.amount.amount),
+                        _stored(line.discount.amount if line.discount else _ZERO),
+                        _stored(b.tax_rate),
+                        _stored(final.tax.amount),
+                        line.service.start,
+                        line.service.end,
+                        uuid.UUID(line.price_id) if line.price_id else None,
+                        line.revenue_account,
                     )
+                    copy.write_row((book_id, b.id, *values))
+                    row = InvoiceLine(*values)
+                    rows.append(row)
+                copied.append(tuple(rows))
         # One entry template per invoice shape (issue date, final lines), also built
         # before the numbers: from the numbers to the commit the series' row is locked.
         shapes: dict[tuple[date, tuple[FinalLine, ...]], FinalizationTemplate] = {}
@@ -853,6 +866,29 @@ def _write(
             if template is None:
                 template = shapes[shape] = finalization_template(b.issue, b.finals)
             templates.append(template)
+        # The invoice.finalized events too: the invoices as get_invoices reads them back
+        # (_invoice of the same values), rendered now with a stand-in for the number.
+        now = conn.execute("select now()").fetchone()
+        assert now is not None
+        meta = json.loads(metadata)
+        # Invoices alike but for their ids and customer differ only there: one rendering
+        # per such shape, with stand-ins put in by text (no stored text holds a NUL).
+        rendered: dict[tuple[Any, ...], tuple[str | None, str]] = {}
+        for b, template, lines in zip(done, templates, copied, strict=True):
+            invoice = _invoice_row(b, book_id, _NUMBER_STAND_IN, meta, now[0])
+            receivable = _receivable(template)
+            key = (*(invoice[k] for k in _SHAPE_COLUMNS), lines, receivable)
+            shape_event = rendered.get(key)
+            if shape_event is None:
+                invoice.update(_STAND_INS)
+                shape_event = rendered[key] = event_text(
+                    "invoice.finalized",
+                    _invoice(invoice, (receivable, _ZERO, _ZERO, _ZERO), lines),
+                )
+            text = shape_event[1]
+            for column, stand_in in _QUOTED_STAND_INS:
+                text = text.replace(stand_in, json.dumps(str(getattr(b, column))), 1)
+            b.event = (str(b.id), text)
         by_year: dict[int, list[_Built]] = defaultdict(list)
         for b in done:
             by_year[b.issue.year].append(b)
@@ -860,6 +896,9 @@ def _write(
             numbers = _take_numbers(conn, book_id, year, len(group))
             for b, number in zip(group, numbers, strict=True):
                 b.number = number
+                if b.event is not None:
+                    quoted = json.dumps(number)
+                    b.event = (b.event[0], b.event[1].replace(_QUOTED_NUMBER, quoted, 1))
         for b, template in zip(done, templates, strict=True):
             b.entry = template.entry_for(b.id, b.number, str(b.customer_id))
             if b.relief and b.entry is not None:
@@ -898,21 +937,107 @@ def _write(
     return {b.id for b in done}
 
 
-def _apply_credits(conn: psycopg.Connection, book_id: uuid.UUID, invoices: list[_Built]) -> None:
-    """Customer credit goes to the new invoices (book setting), as finalize_invoice does."""
-    positive = [b for b in invoices if (b.subtotal - b.discount + b.tax).amount > 0]
+_ZERO = Decimal(0)
+# In an event rendered before the numbers, where the invoice's number goes; and where
+# its id, customer and subscription go in the one rendering of invoices of a shape.
+_NUMBER_STAND_IN = "\x00number"
+_QUOTED_NUMBER = json.dumps(_NUMBER_STAND_IN)
+_STAND_INS = {
+    "id": "\x00id",
+    "customer_id": "\x00customer",
+    "subscription_id": "\x00subscription",
+}
+_QUOTED_STAND_INS = (
+    ("id", json.dumps(_STAND_INS["id"])),
+    ("customer_id", json.dumps(_STAND_INS["customer_id"])),
+    ("subscription_id", json.dumps(_STAND_INS["subscription_id"])),
+)
+# What else of an invoices row its event shows (book, status, memo, metadata, the time
+# and the number stand-in are the batch's).
+_SHAPE_COLUMNS = (
+    "currency",
+    "issue_date",
+    "due_date",
+    "supply_start",
+    "supply_end",
+    "subtotal",
+    "discount_total",
+    "tax_total",
+    "total",
+)
+
+
+def _stored(value: Decimal) -> Decimal:
+    """A value as an unconstrained NUMERIC column gives it back (1E+1: 10; digits kept)."""
+    return Decimal(format(value, "f"))
+
+
+def _receivable(template: FinalizationTemplate) -> Decimal:
+    """What the template's entries put on receivables (relief moves revenue only)."""
+    if template.entry is None:
+        return _ZERO
+    return sum((p.amount for p in template.entry.postings if p.account == AR), _ZERO)
+
+
+def _invoice_row(
+    b: _Built, book_id: uuid.UUID, number: str, metadata: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The invoices row _write copies for `b`, as `select *` reads it back."""
+    return {
+        "id": b.id,
+        "book_id": book_id,
+        "customer_id": b.customer_id,
+        "subscription_id": b.subscription_id,
+        "status": "open",
+        "number": number,
+        "currency": b.currency,
+        "issue_date": b.issue,
+        "due_date": b.due,
+        "supply_start": min(x.service.start for x in b.lines),
+        "supply_end": max(x.service.end for x in b.lines),
+        "subtotal": _stored(b.subtotal.amount),
+        "discount_total": _stored(b.discount.amount),
+        "tax_total": _stored(b.tax.amount),
+        "total": _stored((b.subtotal - b.discount + b.tax).amount),
+        "memo": "",
+        "metadata": metadata,
+        "created_at": now,
+    }
+
+
+def _lock_credit_holders(
+    conn: psycopg.Connection, book_id: uuid.UUID, built: list[_Built]
+) -> set[str]:
+    """The customers of positive invoices who hold credit, locked (by id, as payments
+    lock a customer: `lock_customer`) for `_apply_credits`."""
+    positive = {str(b.customer_id) for b in built if (b.subtotal - b.discount + b.tax).amount > 0}
     if not positive:
-        return
+        return set()
     rows = conn.execute(
         "select p.customer_id from postings p"
         " where p.book_id = %s and p.account_id = (select id from accounts"
         "   where book_id = %s and name = %s) and p.customer_id = any(%s)"
         " group by p.customer_id, p.currency having sum(p.amount) < 0",
-        (book_id, book_id, CUSTOMER_CREDIT, list({str(b.customer_id) for b in positive})),
+        (book_id, book_id, CUSTOMER_CREDIT, list(positive)),
     ).fetchall()
-    with_credit = {r[0] for r in rows}
+    holders = sorted({r[0] for r in rows})
+    if holders:
+        conn.execute(
+            "select 1 from customers where book_id = %s and id = any(%s::uuid[])"
+            " order by id for update",
+            (book_id, holders),
+        )
+    return set(holders)
+
+
+def _apply_credits(
+    conn: psycopg.Connection, book_id: uuid.UUID, invoices: list[_Built], holders: set[str]
+) -> None:
+    """Customer credit goes to the new invoices (book setting), as finalize_invoice does;
+    `holders` are the customers with credit, already locked."""
+    positive = [b for b in invoices if (b.subtotal - b.discount + b.tax).amount > 0]
     for b in sorted(positive, key=lambda b: b.number):
-        if str(b.customer_id) in with_credit:
+        if str(b.customer_id) in holders:
             apply_credit(conn, book_id, str(b.id), b.issue)
 
 
@@ -1062,63 +1187,43 @@ def run_billing(
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    workers: int = 1,
 ) -> BillingRun:
     """Bill every due subscription period, a batch per transaction; resumable (an
     interrupted run of the same date is taken over); a subscription that cannot be billed
-    is reported on the run and the others are billed."""
+    is reported on the run and the others are billed.
+
+    `workers` batches go side by side, each on its own connection from `connect`: a
+    batch prices, advances and writes its lines while another holds the invoice series
+    (from its numbers to its commit), so on two cores two workers overlap most of the
+    work. Numbers stay gapless: a batch takes its block under the series' row lock."""
     check_as_of(as_of, today)
     if batch_size < 1:
         raise InvalidBillingRequest("batch size must be at least 1")
+    if workers < 1:
+        raise InvalidBillingRequest("workers must be at least 1")
     with connect() as conn:
         book_window(conn, book_id).check("as_of", as_of)
         total = count_due(conn, book_id, as_of)
         run = _start_run(conn, book_id, as_of, lease_seconds)
         conn.commit()
-    done = invoices = 0
-    failed: set[uuid.UUID] = set()
-    if progress is not None:
-        progress(done, total, invoices)
+    state = _Progress(total, progress)
     try:
-        while True:
-            with connect() as conn:
-                try:
-                    result = bill_subscriptions(
-                        conn,
-                        book_id,
-                        as_of,
-                        claim=batch_size,
-                        run_id=run.id,
-                        skip=failed,
-                        isolate=True,
+        if workers == 1:
+            _work(connect, book_id, as_of, run.id, batch_size, lease_seconds, state)
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="billing-run") as pool:
+                done = [
+                    pool.submit(
+                        _work, connect, book_id, as_of, run.id, batch_size, lease_seconds, state
                     )
-                    if result.subscriptions:
-                        conn.execute(
-                            _RENEW,
-                            {
-                                "book": book_id,
-                                "id": run.id,
-                                "lease": lease_seconds,
-                                "created": len(result.invoice_ids),
-                                "failures": json.dumps(
-                                    [
-                                        {"subscription": str(f.subscription_id), "reason": f.reason}
-                                        for f in result.failures
-                                    ]
-                                ),
-                            },
-                        )
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
-            if result.subscriptions == 0:
-                break
-            failed.update(f.subscription_id for f in result.failures)
-            done += result.subscriptions
-            invoices += len(result.invoice_ids)
-            if progress is not None:
-                progress(min(done, max(total, done)), max(total, done), invoices)
-        invoices += _final_usage(connect, book_id, as_of, run.id, batch_size, lease_seconds)
+                    for _ in range(workers)
+                ]
+                for future in done:
+                    future.exception()  # wait for all: one failing stops the others
+                for future in done:
+                    future.result()
+        _final_usage(connect, book_id, as_of, run.id, batch_size, lease_seconds)
     except Exception:
         with connect() as conn:
             conn.execute(
@@ -1137,6 +1242,92 @@ def run_billing(
         conn.commit()
     assert final is not None
     return _run(final)
+
+
+class _Progress:
+    """What a run's workers share: the subscriptions that failed (no worker claims them
+    again), the counts, the progress callback (called by one worker at a time), and
+    whether a worker failed (the others stop after their batch)."""
+
+    def __init__(self, total: int, callback: Progress | None) -> None:
+        self.total = total
+        self.callback = callback
+        self.failed: set[uuid.UUID] = set()
+        self.done = 0
+        self.invoices = 0
+        self.stopped = False
+        self.lock = threading.Lock()
+        if callback is not None:
+            callback(0, total, 0)
+
+    def skip(self) -> list[uuid.UUID]:
+        with self.lock:
+            return list(self.failed)
+
+    def failures(self, failures: Sequence[Failure]) -> None:
+        with self.lock:
+            self.failed.update(f.subscription_id for f in failures)
+
+    def batch(self, subscriptions: int, invoices: int) -> None:
+        with self.lock:
+            self.done += subscriptions
+            self.invoices += invoices
+            if self.callback is not None:
+                total = max(self.total, self.done)
+                self.callback(min(self.done, total), total, self.invoices)
+
+
+def _work(
+    connect: ConnectionSource,
+    book_id: uuid.UUID,
+    as_of: date,
+    run_id: uuid.UUID,
+    batch_size: int,
+    lease_seconds: int,
+    state: _Progress,
+) -> None:
+    """One worker: claim and bill batches until none is left."""
+    try:
+        while not state.stopped:
+            with connect() as conn:
+                try:
+                    result = bill_subscriptions(
+                        conn,
+                        book_id,
+                        as_of,
+                        claim=batch_size,
+                        run_id=run_id,
+                        skip=state.skip(),
+                        isolate=True,
+                    )
+                    if result.subscriptions:
+                        conn.execute(
+                            _RENEW,
+                            {
+                                "book": book_id,
+                                "id": run_id,
+                                "lease": lease_seconds,
+                                "created": len(result.invoice_ids),
+                                "failures": json.dumps(
+                                    [
+                                        {"subscription": str(f.subscription_id), "reason": f.reason}
+                                        for f in result.failures
+                                    ]
+                                ),
+                            },
+                        )
+                    # Known to the other workers before the commit lets them claim these.
+                    state.failures(result.failures)
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+            if result.subscriptions == 0:
+                return
+            state.batch(result.subscriptions, len(result.invoice_ids))
+    except BaseException:
+        state.stopped = True
+        raise
 
 
 # --- what billing runs will invoice (the cash forecast reads it) ---------------------

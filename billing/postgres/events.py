@@ -10,6 +10,7 @@ endpoint that wants the type, in the same transaction; the webhook worker
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,6 +69,28 @@ def record_events(
 
 
 _COPY = "copy events (book_id, id, type, object_id, data) from stdin"
+
+
+def event_text(type: str, obj: object) -> tuple[str | None, str]:
+    """The object id and `data` (as JSON text) of `record_event(…, type, obj)`'s row, to
+    be written later by `record_event_texts` (a billing run renders them before it takes
+    its invoice numbers, and puts the numbers in then)."""
+    _, _, _, object_id, data = _row(uuid.UUID(int=0), type, obj, None)
+    return object_id, json.dumps(data.obj)
+
+
+def record_event_texts(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    type: str,
+    texts: Sequence[tuple[str | None, str]],
+) -> None:
+    """`record_events` of rows made by `event_text`, in one COPY, in this order."""
+    if not texts:
+        return
+    with conn.cursor() as cur, cur.copy(_COPY) as copy:
+        for object_id, data in texts:
+            copy.write_row((book_id, event_id(), type, object_id, data))
 
 
 def has_event(conn: psycopg.Connection, book_id: uuid.UUID, type: str, object_id: str) -> bool:

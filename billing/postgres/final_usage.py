@@ -36,6 +36,7 @@ from billing.postgres.billing_runs import (
     _build,
     _Built,
     _isolable,
+    _lock_credit_holders,
     _price_lines,
     _pricing_inputs,
     _reason,
@@ -167,7 +168,13 @@ def _final(
     built.usage = usage
     built.cdrs = cdr_ids
     _relief(built, outstanding_accruals(conn, book_id, [sub["id"]]).get(sub["id"], {}))
+    # The credit's holder is locked before the entry is posted (billing_runs' order).
+    holders = (
+        _lock_credit_holders(conn, book_id, [built])
+        if settings.get("auto_apply_credit", True)
+        else set()
+    )
     created = write_built(conn, book_id, [built], [], run_id)
-    if created and settings.get("auto_apply_credit", True):
-        _apply_credits(conn, book_id, [built])
+    if created and holders:
+        _apply_credits(conn, book_id, [built], holders)
     return list(created)
