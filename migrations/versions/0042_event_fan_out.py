@@ -7,8 +7,8 @@ JSON again for its customer. Statement triggers over the inserted rows (a
 transition table) make the same deliveries with one INSERT … SELECT each per
 statement; a single event's insert gets the same deliveries as before.
 
-Revision ID: 0038
-Revises: 0037
+Revision ID: 0042
+Revises: 0041
 Create Date: 2026-12-01 03:00:00.000000
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0038"
-down_revision: str | None = "0037"
+revision: str = "0042"
+down_revision: str | None = "0041"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
