@@ -85,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         export_s = time.perf_counter() - t0
         load_after = os.getloadavg()[0]
         server_cpu = None if server0 is None or server1 is None else round(server1 - server0, 2)
-        digest = hashlib.sha256(out.read_bytes()).hexdigest()
         rss_export = _rss_mb()
+        digest = hashlib.sha256()
+        with out.open("rb") as produced:  # after the RSS reading, in pieces
+            while piece := produced.read(1 << 20):
+                digest.update(piece)
         size = out.stat().st_size
         loader: dict[str, object] = {"skipped": True}
         load_file_s = None
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 "client_cpu_s": round(client1 - client0, 2),
                 "server_backend_cpu_s": server_cpu,
                 "load_average_before_after": [load_before, load_after],
-                "sha256": digest,
+                "sha256": digest.hexdigest(),
             },
             "beancount_load_file": loader,
             "ratio_export_over_load_time": ratio(export_s, load_file_s),
