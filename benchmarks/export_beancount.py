@@ -9,12 +9,16 @@ server-side cursor to a file; the baseline is beancount 3's
 `loader.load_file` of the produced file in the same run (it parses, books,
 and checks every balance assertion): the ratio says how the export compares
 with merely reading the file back. The loader must report zero errors.
-Peak RSS is reported for the export alone (it runs before the loader).
+Peak RSS is reported for the export alone (it runs before the loader), with the
+export's client CPU, its backend's CPU (from /proc, when the server is local), the
+load average and the file's sha256 (the same book gives the same file).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import resource
 import sys
 import tempfile
@@ -30,6 +34,16 @@ from ledger.postgres.sealer import seal_pending
 
 def _rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _backend_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a local PostgreSQL backend (None when not readable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,14 +72,24 @@ def main(argv: list[str] | None = None) -> int:
         postings = int(row[0]) if row else 0
         out = Path(tmp) / "book.beancount"
         rss_before = _rss_mb()
+        load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
         with db.connect(app_role=True) as conn, out.open("w", encoding="utf-8") as handle:
+            pid = conn.info.backend_pid
+            server0, client0 = _backend_cpu_s(pid), time.process_time()
             begin_snapshot(conn)
             for chunk in export_beancount(conn, book.id, ExportRange()):
                 handle.write(chunk)
             conn.rollback()
+            server1, client1 = _backend_cpu_s(pid), time.process_time()
         export_s = time.perf_counter() - t0
+        load_after = os.getloadavg()[0]
+        server_cpu = None if server0 is None or server1 is None else round(server1 - server0, 2)
         rss_export = _rss_mb()
+        digest = hashlib.sha256()
+        with out.open("rb") as produced:  # after the RSS reading, in pieces
+            while piece := produced.read(1 << 20):
+                digest.update(piece)
         size = out.stat().st_size
         loader: dict[str, object] = {"skipped": True}
         load_file_s = None
@@ -102,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                 "bytes": size,
                 "peak_rss_mb_before": rss_before,
                 "peak_rss_mb_after_export": rss_export,
+                "client_cpu_s": round(client1 - client0, 2),
+                "server_backend_cpu_s": server_cpu,
+                "load_average_before_after": [load_before, load_after],
+                "sha256": digest.hexdigest(),
             },
             "beancount_load_file": loader,
             "ratio_export_over_load_time": ratio(export_s, load_file_s),

@@ -47,11 +47,10 @@ from typing import Any
 
 import psycopg
 
-from adapters.exports.feed import CUSTOMER_JOIN
 from ledger.currencies import MINOR_UNITS
 
 CHUNK = 1 << 16  # bytes of text handed out at a time
-ITERSIZE = 20000  # rows fetched per round trip of the server-side cursor
+ITERSIZE = 8000  # entries (~20,000 postings) fetched per round trip of the cursor
 
 _COMPONENT_BAD = re.compile(r"[^A-Za-z0-9-]")
 _LINK_BAD = re.compile(r"[^A-Za-z0-9\-_/.]")
@@ -229,35 +228,20 @@ def export_beancount(
             yield from writer.add(_assertions(pending + timedelta(days=1), accounts, balances))
             pending = month_end(pending + timedelta(days=1))
 
-    # The query joins and sorts every posting in range: in memory, not in
-    # batches on disk (local to the export's own read-only transaction).
-    conn.execute("select set_config('work_mem', '64MB', true)")
+    # PostgreSQL writes every transaction; Python only puts the month-end
+    # assertions between them (a batch without a month end is joined as it is).
+    export_settings(conn)
     cursor = conn.cursor(name=f"ab_beancount_{uuid.uuid4().hex[:8]}")
     cursor.itersize = ITERSIZE
-    cursor.execute(
-        POSTINGS_IN_ORDER,
-        (list(by_id), [a.name for a in by_id.values()], book_id, start or date.min, date_to),
-    )
-    head: tuple[Any, ...] = ()
-    lines: list[str] = []
-    payees: list[str] = []
-    documents: list[str] = []
-    for row in cursor:
-        if row[0] is not None:  # the first posting of the next entry
-            if head:
-                yield from assertions(head[1])
-                yield from writer.add(_transaction(head, payees, documents, lines))
-            head, lines, payees, documents = row[:8], [], [], []
-        if row[10] is None:
-            raise ValueError(f"entry {head[0]} posts to an account the export does not open")
-        lines.append(row[10])
-        if row[8] is not None:
-            payees.append(row[8])
-        if row[9] is not None:
-            documents.append(row[9])
-    if head:
-        yield from assertions(head[1])
-        yield from writer.add(_transaction(head, payees, documents, lines))
+    cursor.execute(ENTRIES_IN_ORDER, entry_params(book_id, by_id, start, date_to))
+    while rows := cursor.fetchmany(ITERSIZE):
+        if pending is None or rows[-1][0] <= pending:  # no month ends inside: text only
+            yield from writer.add("".join(map(_entry_text, rows)))
+            continue
+        for row in rows:
+            if pending is not None and row[0] > pending:
+                yield from assertions(row[0])
+            yield from writer.add(_entry_text(row))
     cursor.close()
     if end_limit is not None:
         yield from assertions(date.max)
@@ -279,42 +263,177 @@ def export_beancount(
 
 
 def _quoted(column: str) -> str:
-    """SQL for `quote(column)`."""
-    return f"""'"' || replace(replace({column}, '\\', '\\\\'), '"', '\\"') || '"'"""
+    """SQL for `quote(column)` (tied to it by tests/integration/test_exports_beancount_sql.py)."""
+    return f"""('"' || replace(replace({column}, '\\', '\\\\'), '"', '\\"') || '"')"""
 
 
-# The book's postings in export order, each with its line(s) of the file
-# written by PostgreSQL (the accounts' Beancount names come in as an array
-# pair). The entry's own fields come on its first posting only (NULL on the
-# others, nothing to decode): one sort serves the order and that lag.
-# recorded-at is `datetime.isoformat()` in UTC (microseconds only when not 0).
-POSTINGS_IN_ORDER = f"""
-select case when x.first then x.id::text end, case when x.first then x.effective_date end,
-       case when x.first
-            then to_char(x.recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-                 || case when date_trunc('second', x.recorded_at) = x.recorded_at then ''
-                         else to_char(x.recorded_at at time zone 'UTC', '.US') end
-                 || '+00:00' end,
-       case when x.first then x.memo end, case when x.first then x.metadata::text end,
-       case when x.first then x.reverses_entry_id::text end,
-       case when x.first then x.seq end, case when x.first then x.hash end,
-       x.payee, x.document, x.line
-  from (select e.id, e.effective_date, e.recorded_at, e.memo, e.metadata, e.reverses_entry_id,
-               s.seq, s.hash, p.line_no, coalesce(c.name, p.customer_id) as payee, p.document,
-               '  ' || m.name || '  ' || p.amount::text || ' ' || p.currency || E'\\n'
-               || coalesce('    customer: ' || {_quoted("p.customer_id")} || E'\\n', '')
-               || coalesce('    document: ' || {_quoted("p.document")} || E'\\n', '') as line,
-               e.id is distinct from lag(e.id) over w as first
-          from journal_entries e
-          join postings p on p.book_id = e.book_id and p.entry_id = e.id
-          left join seals s on s.book_id = e.book_id and s.entry_id = e.id
-          {CUSTOMER_JOIN}
-          left join unnest(%s::uuid[], %s::text[]) as m(id, name) on m.id = p.account_id
-         where e.book_id = %s and e.effective_date >= %s and e.effective_date <= %s
-        window w as (order by e.effective_date, s.seq nulls last, e.recorded_at, e.id, p.line_no)
-       ) x
- order by x.effective_date, x.seq nulls last, x.recorded_at, x.id, x.line_no
+def _safe_link(column: str) -> str:
+    """SQL for `safe_link(column)` (tied to it by the same test)."""
+    cleaned = f"btrim(regexp_replace({column}, '[^A-Za-z0-9_/.-]', '-', 'g'), '-')"
+    return f"coalesce(nullif({cleaned}, ''), 'x')"
+
+
+_LINK_KEYS = ("number", "invoice", "payment", "credit_note")
+
+# An entry's metadata that SQL renders as `json.dumps(extra, sort_keys=True)` would:
+# an object whose text is printable ASCII (PostgreSQL and Python then escape strings
+# alike, and "C" order is code-point order) holding no objects, arrays or
+# non-integer numbers besides kind and reverses (Python would reformat those).
+# Any other entry gets its header from `_transaction`, in Python.
+_SIMPLE_METADATA = """(jsonb_typeof(e.metadata) = 'object'
+   and e.metadata::text ~ '^[ -~]*$'
+   and not exists (select from jsonb_each(e.metadata - 'kind' - 'reverses') j
+                    where jsonb_typeof(j.value) in ('object', 'array')
+                       or (jsonb_typeof(j.value) = 'number' and j.value::text !~ '^-?[0-9]+$')))"""
+
+# The name of the customer a posting `p` names (CUSTOMER_JOIN's rule), looked up by
+# primary key only for the postings that name one.
+_CUSTOMER_NAME = """(select c.name from customers c
+          where c.book_id = p.book_id and c.id = case when p.customer_id
+                ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
+                then p.customer_id::uuid end)"""
+
+_KIND = (
+    "case when jsonb_typeof(e.metadata -> 'kind') = 'string'"
+    " then nullif(e.metadata ->> 'kind', '') end"
+)
+_META_LINKS = " || ".join(
+    f"case when jsonb_typeof(e.metadata -> '{key}') = 'string'"
+    f" then array[nullif(e.metadata ->> '{key}', '')] end"
+    for key in _LINK_KEYS
+)
+
+# `json.dumps(extra, sort_keys=True)` of a simple metadata's other keys.
+_EXTRA_JSON = """(select '{' || string_agg(to_json(j.key)::text || ': ' || j.value::text, ', '
+                                order by j.key collate "C") || '}'
+                  from jsonb_each(x.extra) j)"""
+
+_LINKS = f"""(select coalesce(string_agg(' ^' || u.link, '' order by u.first), '')
+                from (select {_safe_link("a.value")} as link, min(a.n) as first
+                        from unnest(x.documents || x.links) with ordinality a(value, n)
+                       where a.value is not null group by 1) u)"""
+
+# The book's entries in export order, each one's whole transaction written by
+# PostgreSQL: the entries alone are sorted (date, seal sequence, recorded time,
+# id), and each one's postings come through the primary key in line order (a
+# subquery's ORDER BY is kept: it is never flattened), so no posting is sorted
+# and the entry's header is made once from its own row. Columns: the date (for
+# the month-end assertions), the text; when the text is NULL (metadata SQL does
+# not render like Python, an unknown account, or `%(raw)s`) the fields
+# `python_entry_text` takes.
+# recorded-at is `datetime.isoformat()` in UTC (microseconds only when not 0), from
+# the ISO text of the UTC timestamp (fraction without trailing zeros, or none).
+_RECORDED = """(overlay(rpad(x.recorded_text, case when length(x.recorded_text) > 19 then 26
+                                                else 19 end, '0') placing 'T' from 11)
+             || '+00:00')"""
+
+ENTRIES_IN_ORDER = f"""
+select x.effective_date,
+       case when not x.python then concat(
+         x.day, ' *', ' ' || {_quoted("x.payee")}, ' ', {_quoted("x.memo")}, ' #' || x.tag,
+         case when x.reverses_entry_id is not null and x.tag is distinct from 'reversal'
+              then ' #reversal' end,
+         case when x.documents is not null or x.links is not null then {_LINKS} end,
+         E'\\n  entry-id: "', x.id::text, E'"\\n',
+         '  seq: ' || x.seq::text || E'\\n  seal-hash: "' || x.hash || E'"\\n',
+         '  effective-date: ', x.day, E'\\n  recorded-at: "', {_RECORDED}, E'"\\n',
+         '  reverses: "' || x.reverses_entry_id::text || E'"\\n',
+         case when x.extra <> '{{}}'::jsonb
+              then concat('  entry-metadata: ', {_quoted(_EXTRA_JSON)}, E'\\n') end,
+         x.lines, E'\\n')
+       end,
+       case when x.python then x.id::text end, case when x.python then {_RECORDED} end,
+       case when x.python then x.memo end, case when x.python then x.metadata::text end,
+       case when x.python then x.reverses_entry_id::text end, case when x.python then x.seq end,
+       case when x.python then x.hash end, case when x.python then x.payee end,
+       case when x.python then x.documents end, case when x.python then x.lines end, x.missing
+  from (select o.id, o.effective_date, o.recorded_at, o.memo, o.reverses_entry_id, o.seq, o.hash,
+               o.extra, o.tag, o.links, l.lines, l.documents, l.payee, l.missing,
+               not o.simple or %(raw)s or l.missing as python,
+               case when not o.simple or %(raw)s or l.missing then o.metadata end as metadata,
+               o.effective_date::text as day,
+               (o.recorded_at at time zone 'UTC')::text as recorded_text
+          from (select e.id, e.effective_date, e.recorded_at, e.memo, e.metadata,
+                       e.reverses_entry_id, s.seq, s.hash,
+                       e.metadata = '{{}}'::jsonb or {_SIMPLE_METADATA} as simple,
+                       case when e.metadata <> '{{}}'::jsonb and jsonb_typeof(e.metadata) = 'object'
+                            then e.metadata - 'kind' - 'reverses' end as extra,
+                       case when e.metadata <> '{{}}'::jsonb and {_KIND} is not null
+                            then {_safe_link(_KIND)} end as tag,
+                       case when e.metadata <> '{{}}'::jsonb and e.metadata ?| %(link_keys)s
+                            then {_META_LINKS} end as links
+                  from journal_entries e
+                  left join seals s on s.book_id = e.book_id and s.entry_id = e.id
+                 where e.book_id = %(book)s
+                   and e.effective_date >= %(first)s and e.effective_date <= %(last)s
+                offset 0) o
+          join (select q.entry_id, string_agg(q.line, '') as lines,
+                       array_agg(q.document) filter (where q.document is not null) as documents,
+                       (array_agg(q.payee) filter (where q.payee is not null))[1] as payee,
+                       coalesce(bool_or(q.line is null), false) as missing
+                  from (select p.entry_id,
+                               '  ' || (%(names)s::jsonb ->> p.account_id::text) || concat(
+                                 '  ', p.amount::text, ' ', p.currency, E'\\n',
+                                 '    customer: ' || {_quoted("p.customer_id")} || E'\\n',
+                                 '    document: ' || {_quoted("p.document")} || E'\\n') as line,
+                               p.document,
+                               case when p.customer_id is not null
+                                    then coalesce({_CUSTOMER_NAME}, p.customer_id) end as payee
+                          from postings p
+                         where p.book_id = %(book)s  -- a posting has its entry's date
+                           and p.effective_date >= %(first)s and p.effective_date <= %(last)s
+                         order by p.entry_id, p.line_no) q
+                 group by q.entry_id) l on l.entry_id = o.id
+         order by o.effective_date, o.seq nulls last, o.recorded_at, o.id) x
+ order by x.effective_date, x.seq nulls last, x.recorded_at, x.id
 """
+
+
+def export_settings(conn: psycopg.Connection) -> None:
+    """ENTRIES_IN_ORDER's settings, local to the export's transaction. It sorts
+    entries with their text in memory, not in batches on disk; JIT would compile it
+    for the (overestimated) customer lookups, ~1 s of CPU for nothing; its dates are
+    ISO text (to_char costs ~1 µs a call)."""
+    conn.execute(
+        "select set_config('work_mem', '64MB', true), set_config('jit', 'off', true),"
+        " set_config('datestyle', 'ISO, YMD', true)"
+    )
+
+
+def entry_params(
+    book_id: uuid.UUID,
+    by_id: dict[uuid.UUID, _Account],
+    first: date | None,
+    last: date,
+    raw: bool = False,
+) -> dict[str, Any]:
+    """ENTRIES_IN_ORDER's parameters; `raw` makes every row carry `_transaction`'s fields."""
+    return {
+        "book": book_id,
+        "first": first or date.min,
+        "last": last,
+        "names": json.dumps({str(k): a.name for k, a in by_id.items()}),
+        "raw": raw,
+        "link_keys": list(_LINK_KEYS),
+    }
+
+
+def _entry_text(row: tuple[Any, ...]) -> str:
+    """One ENTRIES_IN_ORDER row's transaction: PostgreSQL's text, else `_transaction`'s."""
+    text: str | None = row[1]
+    if text is not None:
+        return text
+    return python_entry_text(row)
+
+
+def python_entry_text(row: tuple[Any, ...]) -> str:
+    """The transaction of an ENTRIES_IN_ORDER row, its header made in Python."""
+    (day, _, entry_id, recorded, memo, metadata, reverses, seq, seal_hash) = row[:9]
+    payee, documents, lines, missing = row[9:]
+    if missing:
+        raise ValueError(f"entry {entry_id} posts to an account the export does not open")
+    head = (entry_id, day, recorded, memo, metadata, reverses, seq, seal_hash)
+    return _transaction(head, [payee] if payee is not None else [], documents or [], [lines])
 
 
 class _Writer:

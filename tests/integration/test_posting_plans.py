@@ -28,7 +28,7 @@ from psycopg import sql
 
 from adapters.database import with_database
 from adapters.exports import feed_sql
-from adapters.exports.beancount import POSTINGS_IN_ORDER
+from adapters.exports.beancount import ENTRIES_IN_ORDER, entry_params
 from adapters.exports.journal_feed import _READ_POSTINGS as READ_FEED_POSTINGS
 from adapters.services import create_book_with_chart
 from ledger.entries import JournalEntry, Posting, build_entry
@@ -252,8 +252,8 @@ def test_exports_look_customers_up_by_key_before_any_analyze(
         queries: list[tuple[str, Any]] = [
             # the export reads through a server-side cursor: planned for a fast start
             (
-                "declare c cursor for " + POSTINGS_IN_ORDER,
-                ([], [], book.id, date.min, date.max),  # accounts' ids and names: none
+                "declare c cursor for " + ENTRIES_IN_ORDER,
+                entry_params(book.id, {}, None, date.max),  # accounts' names: none
             ),
             (READ_FEED_POSTINGS, {"book": book.id, "since": 0, "last": 1000}),
         ]
