@@ -24,8 +24,8 @@ test_posting_checks.py, test_post_batch.py). Server CPU of a batch
 (/proc/<backend>/schedstat, one session, the two versions alternating on the
 same database): median 50.0 → 43.4 ms.
 
-Revision ID: 0038
-Revises: 0037
+Revision ID: 0039
+Revises: 0038
 Create Date: 2026-12-01 03:00:00.000000
 """
 
@@ -36,8 +36,8 @@ from types import ModuleType
 
 from alembic import op
 
-revision: str = "0038"
-down_revision: str | None = "0037"
+revision: str = "0039"
+down_revision: str | None = "0038"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
