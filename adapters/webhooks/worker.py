@@ -58,12 +58,14 @@ SENDERS = 4  # endpoints sent to at once by one worker
 BATCH = 20  # deliveries leased to one endpoint per claim, sent in order
 LEASE_MARGIN_SECONDS = 30.0
 
-# A row may be claimed: pending and due, or sending under a dead lease.
+# A row may be claimed: pending and due, or sending under a dead lease (ran out, or
+# its backend is gone; a backend started later reuses the pid. Another login's
+# backend_start is hidden from the app role: then the pid alone keeps the lease).
 _CLAIMABLE = """
   ({d}.status = 'pending' and {d}.next_attempt_at <= %(now)s
    or {d}.status = 'sending' and ({d}.lease_until <= clock_timestamp()
-     or not exists (select 1 from pg_stat_activity a
-                     where a.pid = {d}.lease_pid and a.backend_start <= {d}.leased_at)))
+     or not exists (select 1 from pg_stat_activity a where a.pid = {d}.lease_pid
+                     and (a.backend_start is null or a.backend_start <= {d}.leased_at))))
 """
 
 # The endpoints with the oldest due deliveries (from the first rows due only:
