@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
@@ -56,6 +57,9 @@ log = logging.getLogger("activebilling.webhooks")
 TIMEOUT_SECONDS = 10.0
 SENDERS = 4  # endpoints sent to at once by one worker
 BATCH = 20  # deliveries leased to one endpoint per claim, sent in order
+# Batches in flight to one endpoint: the next is sent while the last is recorded;
+# a hanging endpoint holds no more senders than this.
+PER_ENDPOINT = 2
 LEASE_MARGIN_SECONDS = 30.0
 
 # A row may be claimed: pending and due, or sending under a dead lease (ran out, or
@@ -129,12 +133,23 @@ select d.book_id, d.id, d.endpoint_id, d.attempts, d.lease_token, w.url, w.secre
  order by d.event_sequence, d.id
 """
 
+_LEASE_CLEARED = "lease_until = null, leased_at = null, lease_pid = null, lease_token = null"
+
 # A result counts only while the lease is ours (else another worker re-claimed it).
-_RELEASE = """
-update webhook_deliveries
-   set status = 'pending', lease_until = null, leased_at = null, lease_pid = null,
-       lease_token = null
- where book_id = %s and id = %s and status = 'sending' and lease_token = %s
+_RECORD = f"""
+update webhook_deliveries d
+   set status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
+       finished_at = v.finished, {_LEASE_CLEARED}
+  from unnest(%s::uuid[], %s::text[], %s::int[], %s::timestamptz[], %s::timestamptz[],
+              %s::uuid[]) as v(id, status, attempts, next_at, finished, token)
+ where d.book_id = %s and d.id = v.id and d.status = 'sending' and d.lease_token = v.token
+returning d.id
+"""
+
+_RELEASE = f"""
+update webhook_deliveries d set status = 'pending', {_LEASE_CLEARED}
+  from unnest(%s::uuid[], %s::uuid[]) as v(id, token)
+ where d.book_id = %s and d.id = v.id and d.status = 'sending' and d.lease_token = v.token
 """
 
 Result = tuple[datetime, int | None, str | None]  # attempted at, response code, error
@@ -168,6 +183,7 @@ class WebhookWorker(PollingWorker):
         books: Sequence[uuid.UUID] | None = None,
         senders: int = SENDERS,
         batch: int = BATCH,
+        per_endpoint: int = PER_ENDPOINT,
         poll_seconds: float = 0.5,
     ) -> None:
         self.connection = connection
@@ -177,6 +193,7 @@ class WebhookWorker(PollingWorker):
         self.timeout = timeout
         self.senders = senders
         self.batch = batch
+        self.per_endpoint = per_endpoint
         self.poll_seconds = poll_seconds  # how often a free sender looks for work meanwhile
         self.client = httpx.Client(
             transport=transport,
@@ -196,7 +213,8 @@ class WebhookWorker(PollingWorker):
             while True:
                 found = False
                 if len(running) < self.senders and claimed < limit and not self.stopping():
-                    busy = [b.endpoint_id for b in running.values()]
+                    per = Counter(b.endpoint_id for b in running.values())
+                    busy = [e for e, n in per.items() if n >= self.per_endpoint]
                     for batch in self._claim(self.senders - len(running), limit - claimed, busy):
                         running[self.pool.submit(self._send_batch, batch)] = batch
                         claimed += len(batch.rows)
@@ -304,64 +322,61 @@ class WebhookWorker(PollingWorker):
 
     def _record(self, batch: Batch, results: list[Result]) -> int:
         """Log the batch's attempts, set its deliveries' states and its endpoint's
-        failure count, in one transaction; unsent rows go back to pending."""
+        failure count, in one transaction of a few statements; unsent rows go back
+        to pending. Only rows whose lease is still ours change state (else another
+        worker re-claimed them: the attempt is logged, nothing else)."""
+        sent = batch.rows[: len(results)]
         with self.connection() as conn:
             settings = read_settings(conn, batch.book_id)
-            for row, (now, code, error) in zip(batch.rows, results, strict=False):
-                self._record_one(conn, settings, row, now, code, error)
-            for row in batch.rows[len(results) :]:
-                conn.execute(_RELEASE, (row["book_id"], row["id"], row["lease_token"]))
+            schedule = settings.get("webhook_retry_seconds") or DEFAULT_RETRY_SECONDS
+            states = []
+            for row, (now, _, error) in zip(sent, results, strict=True):
+                attempts = row["attempts"] + 1
+                if error is None:
+                    status, next_at = "succeeded", now
+                else:
+                    delay = next_delay(attempts, schedule)
+                    status = "pending" if delay is not None else "failed"
+                    next_at = now + timedelta(seconds=delay or 0)
+                finished = None if status == "pending" else now
+                states.append((row["id"], status, attempts, next_at, finished, row["lease_token"]))
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "insert into webhook_attempts (book_id, delivery_id, endpoint_id, event_id,"
+                    " attempted_at, status, response_code, error)"
+                    " values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (batch.book_id, row["id"], batch.endpoint_id, row["event_id"], now,
+                         "succeeded" if error is None else "failed", code, error)
+                        for row, (now, code, error) in zip(sent, results, strict=True)
+                    ],
+                )  # fmt: skip
+            columns = [list(c) for c in zip(*states, strict=True)] or [[]] * 6
+            ours = {r[0] for r in conn.execute(_RECORD, (*columns, batch.book_id))}
+            if len(batch.rows) > len(results):
+                conn.execute(
+                    _RELEASE,
+                    (
+                        [r["id"] for r in batch.rows[len(results) :]],
+                        [r["lease_token"] for r in batch.rows[len(results) :]],
+                        batch.book_id,
+                    ),
+                )
+            counted = [res for row, res in zip(sent, results, strict=True) if row["id"] in ours]
+            if any(error is None for _, _, error in counted):
+                conn.execute(
+                    "update webhook_endpoints set consecutive_failures = 0"
+                    " where book_id = %s and id = %s",
+                    (batch.book_id, batch.endpoint_id),
+                )
+            if counted and counted[-1][2] is not None:  # a failure ends a batch: the last
+                self._count_failure(conn, settings, batch, counted[-1][2])
             conn.commit()
         return len(results)
 
-    def _record_one(
-        self,
-        conn: psycopg.Connection,
-        settings: dict[str, Any],
-        row: dict[str, Any],
-        now: datetime,
-        code: int | None,
-        error: str | None,
+    def _count_failure(
+        self, conn: psycopg.Connection, settings: dict[str, Any], batch: Batch, error: str
     ) -> None:
-        ok = error is None
-        attempts = row["attempts"] + 1
-        conn.execute(
-            "insert into webhook_attempts (book_id, delivery_id, endpoint_id, event_id,"
-            " attempted_at, status, response_code, error) values (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                row["book_id"],
-                row["id"],
-                row["endpoint_id"],
-                row["event_id"],
-                now,
-                "succeeded" if ok else "failed",
-                code,
-                error,
-            ),
-        )
-        if ok:
-            status, next_at = "succeeded", now
-        else:
-            schedule = settings.get("webhook_retry_seconds") or DEFAULT_RETRY_SECONDS
-            delay = next_delay(attempts, schedule)
-            status = "pending" if delay is not None else "failed"
-            next_at = now + timedelta(seconds=delay or 0)
-        updated = conn.execute(
-            "update webhook_deliveries set status = %s, attempts = %s, next_attempt_at = %s,"
-            " finished_at = case when %s = 'pending' then null else %s end,"
-            " lease_until = null, leased_at = null, lease_pid = null, lease_token = null"
-            " where book_id = %s and id = %s and status = 'sending' and lease_token = %s",
-            (status, attempts, next_at, status, now, row["book_id"], row["id"], row["lease_token"]),
-        ).rowcount
-        if updated == 0:  # the lease lapsed and another worker has it: only the log is ours
-            return
-        if ok:
-            conn.execute(
-                "update webhook_endpoints set consecutive_failures = 0"
-                " where book_id = %s and id = %s",
-                (row["book_id"], row["endpoint_id"]),
-            )
-            return
         limit = int(settings.get("webhook_disable_after") or DISABLE_AFTER)
         conn.execute(
             "update webhook_endpoints set consecutive_failures = consecutive_failures + 1,"
@@ -373,8 +388,8 @@ class WebhookWorker(PollingWorker):
             {
                 "limit": limit,
                 "reason": f"{limit} consecutive failed deliveries; the last: {error}",
-                "book": row["book_id"],
-                "id": row["endpoint_id"],
+                "book": batch.book_id,
+                "id": batch.endpoint_id,
             },
         )
 
