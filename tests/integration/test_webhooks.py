@@ -533,3 +533,36 @@ def test_two_workers_with_small_batches_over_three_endpoints_send_each_delivery_
         for rx, hook in zip(rxs, hooks, strict=True):
             assert len(rx.received) == 30 and len(rx.unique()) == 30
             assert [r[:2] for r in _deliveries(runtime, sim, hook["id"])] == [("succeeded", 1)] * 30
+
+
+def test_a_failure_ends_its_batch_and_the_objects_next_event_waits_for_its_retry(
+    client: Any, runtime: Runtime, sim: BookFixture
+) -> None:
+    """A's creation fails: the rest of the batch goes back unsent; B's event is sent
+    at once, A's update waits until A's creation is retried and arrives after it."""
+    with receiver() as rx:
+        rx.answers = [500]
+        hook = endpoint(client, sim, rx)
+        customer(client, sim, "Batch A", external_id="batch-a")
+        customer(client, sim, "Batch B")
+        customer(client, sim, "Batch A2", external_id="batch-a")
+        created_a, created_b, updated_a = (e["id"] for e in all_events(client, sim))
+        clock = Clock()
+        worker = WebhookWorker(runtime.connection, books=[sim.id], clock=clock)
+        assert worker.deliver_due() == 2
+        assert [r.event_id for r in rx.received] == [created_a, created_b]
+        assert [r[:2] for r in _deliveries(runtime, sim, hook["id"])] == [
+            ("pending", 1),
+            ("succeeded", 1),
+            ("pending", 0),  # released unsent, behind A's retry
+        ]
+        clock.advance(60)
+        assert worker.deliver_due() == 2
+        worker.stop()
+        assert [r.event_id for r in rx.received] == [created_a, created_b, created_a, updated_a]
+        log = attempts(client, sim, hook["id"])
+        assert [(a["event"], a["response_code"]) for a in log] == [
+            (created_a, 500), (created_b, 200), (created_a, 200), (updated_a, 200)
+        ]  # fmt: skip
+        got = client.get(f"/v1/webhook-endpoints/{hook['id']}", headers=auth(sim.admin_key))
+        assert got.json()["consecutive_failures"] == 0
