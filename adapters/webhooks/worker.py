@@ -73,16 +73,24 @@ _CLAIMABLE = """
 """
 
 # The endpoints with the oldest due deliveries (from the first rows due only:
-# which endpoint goes first is fairness, not correctness).
+# which endpoint goes first is fairness, not correctness). Two parts, so each
+# walks its own partial index: pending by due time, and the few rows in flight.
 _ENDPOINTS = f"""
 select d.book_id, d.endpoint_id
-  from (select d.book_id, d.endpoint_id, d.next_attempt_at
-          from webhook_deliveries d
-         where {_CLAIMABLE.format(d="d")}
-           and (%(books)s::uuid[] is null or d.book_id = any (%(books)s))
-           and not (d.endpoint_id = any (%(busy)s))
-         order by d.next_attempt_at
-         limit 1000) d
+  from ((select d.book_id, d.endpoint_id, d.next_attempt_at
+           from webhook_deliveries d
+          where d.status = 'pending' and d.next_attempt_at <= %(now)s
+            and (%(books)s::uuid[] is null or d.book_id = any (%(books)s))
+            and not (d.endpoint_id = any (%(busy)s))
+          order by d.next_attempt_at
+          limit 1000)
+        union all
+        (select d.book_id, d.endpoint_id, d.next_attempt_at
+           from webhook_deliveries d
+          where d.status = 'sending' and {_CLAIMABLE.format(d="d")}
+            and (%(books)s::uuid[] is null or d.book_id = any (%(books)s))
+            and not (d.endpoint_id = any (%(busy)s))
+          limit 1000)) d
   join webhook_endpoints w on w.book_id = d.book_id and w.id = d.endpoint_id
  where w.status = 'enabled'
  group by d.book_id, d.endpoint_id
