@@ -112,7 +112,7 @@ select d.id
             and p.object_id = d.object_id and p.status in ('pending', 'sending')
             and p.event_sequence < d.event_sequence
             and not {_CLAIMABLE.format(d="p")})
- order by d.event_sequence, d.id
+ order by d.event_sequence
  limit %(batch)s
 """
 
@@ -229,9 +229,11 @@ class WebhookWorker(PollingWorker):
                         found = True
                 if not running:
                     return attempted
+                if found and len(running) < self.senders:
+                    continue  # an endpoint's next batch is claimed while this one is sent
                 # A free sender looks again now and then (new work for other endpoints
                 # while one hangs); a full pool waits for a batch to finish.
-                wait_s = self.poll_seconds if len(running) < self.senders and not found else None
+                wait_s = self.poll_seconds if len(running) < self.senders else None
                 done, _ = wait(running, timeout=wait_s, return_when=FIRST_COMPLETED)
                 for future in done:
                     batch = running.pop(future)
@@ -268,7 +270,9 @@ class WebhookWorker(PollingWorker):
                     ids = [
                         r["id"]
                         for r in cur.execute(
-                            _BATCH, {**key, "endpoint": target["endpoint_id"], "batch": size}
+                            _BATCH,
+                            {**key, "endpoint": target["endpoint_id"], "batch": size},
+                            prepare=False,  # a generic plan sorts every open row first
                         )
                     ]
                     locked = {r["id"] for r in cur.execute(_LOCK, {**key, "ids": ids})}
