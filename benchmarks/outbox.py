@@ -97,20 +97,23 @@ def deliver(db: BenchDatabase, book_id: uuid.UUID, url: str, count: int) -> dict
         yield session  # one session, as the server's worker holds one pooled connection
 
     worker = WebhookWorker(connection, clock=lambda: later, books=[book_id])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     sent = worker.deliver_due(limit=count)
-    delivered_s = time.perf_counter() - t0
+    delivered_s, delivered_cpu = time.perf_counter() - t0, time.process_time() - c0
     worker.stop()
     session.close()
     with httpx.Client() as client:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for body in bodies[:sent]:
             client.post(url, content=body, headers={"Content-Type": "application/json"})
-        raw_s = time.perf_counter() - t0
+        raw_s, raw_cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "deliveries": sent,
         "deliveries_per_s": round(sent / delivered_s, 1),
+        # this process's CPU (worker and receiver threads): less load-dependent than rates
+        "deliveries_process_cpu_ms_each": round(1000 * delivered_cpu / max(sent, 1), 2),
         "baseline_posts_per_s": round(sent / raw_s, 1),
+        "baseline_process_cpu_ms_each": round(1000 * raw_cpu / max(sent, 1), 2),
         "deliveries_over_baseline": ratio(raw_s, delivered_s),
     }
 

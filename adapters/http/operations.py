@@ -327,7 +327,7 @@ class _DatabaseCollector(Collector):
                 " (select coalesce(extract(epoch from now() - min(e.recorded_at)), 0)"
                 "   from unsealed_entries u join journal_entries e"
                 "   on e.book_id = u.book_id and e.id = u.entry_id),"
-                " (select count(*) from webhook_deliveries where status = 'pending')"
+                " (select count(*) from webhook_deliveries where status in ('pending', 'sending'))"
             ).fetchone() or (0, 0, 0, 0)
             runs = conn.execute(
                 "select status, count(*), coalesce(sum(invoices_created), 0)"

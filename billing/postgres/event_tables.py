@@ -80,24 +80,40 @@ webhook_deliveries = Table(
     Column("next_attempt_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     Column("finished_at", TIMESTAMPTZ),
+    Column("lease_until", TIMESTAMPTZ),
+    Column("leased_at", TIMESTAMPTZ),
+    Column("lease_pid", Integer),
+    Column("lease_token", Uuid),
     PrimaryKeyConstraint("book_id", "id"),
     ForeignKeyConstraint(
         ["book_id", "endpoint_id"], ["webhook_endpoints.book_id", "webhook_endpoints.id"]
     ),
     ForeignKeyConstraint(["book_id", "event_id"], ["events.book_id", "events.id"]),
-    CheckConstraint("status in ('pending', 'succeeded', 'failed')", name="status"),
+    CheckConstraint("status in ('pending', 'sending', 'succeeded', 'failed')", name="status"),
     Index(
         "ix_webhook_deliveries_due",
         "next_attempt_at",
         postgresql_where=text("status = 'pending'"),
     ),
     Index(
-        "ix_webhook_deliveries_pending_object",
+        "ix_webhook_deliveries_open_object",
         "book_id",
         "endpoint_id",
         "object_id",
         "event_sequence",
-        postgresql_where=text("status = 'pending'"),
+        postgresql_where=text("status in ('pending', 'sending')"),
+    ),
+    Index(
+        "ix_webhook_deliveries_open_endpoint",
+        "book_id",
+        "endpoint_id",
+        "event_sequence",
+        postgresql_where=text("status in ('pending', 'sending')"),
+    ),
+    Index(
+        "ix_webhook_deliveries_sending",
+        "lease_until",
+        postgresql_where=text("status = 'sending'"),
     ),
 )
 

@@ -63,7 +63,7 @@ def endpoint(client: Any, book: BookFixture, rx: Receiver, **extra: Any) -> dict
     assert body["secret"].startswith("whsec_")
     rx.secret = body["secret"]
     listed = client.get("/v1/webhook-endpoints", headers=auth(book.admin_key)).json()["data"]
-    assert [e["id"] for e in listed] == [body["id"]] and "secret" not in listed[0]
+    assert [e["id"] for e in listed][-1] == body["id"] and "secret" not in listed[-1]
     return body
 
 
@@ -389,3 +389,180 @@ def test_two_workers_at_once_send_each_delivery_once(
             w.stop()
         assert sum(sent) == 20
         assert len(rx.received) == 20 and len(rx.unique()) == 20
+
+
+def _deliveries(runtime: Runtime, book: BookFixture, endpoint_id: str) -> list[tuple[Any, ...]]:
+    with runtime.connection() as conn:
+        rows = conn.execute(
+            "select status, attempts, event_id from webhook_deliveries"
+            " where book_id = %s and endpoint_id = %s order by event_sequence",
+            (book.id, uuid.UUID(endpoint_id)),
+        ).fetchall()
+        conn.rollback()
+    return rows
+
+
+def test_a_hanging_receiver_holds_no_transaction_and_does_not_stall_another_endpoint(
+    client: Any, runtime: Runtime, sim: BookFixture, database_url: str
+) -> None:
+    """Deliveries are leased and sent outside any transaction: while one endpoint's
+    receiver hangs, another endpoint's deliveries all arrive, no session of the
+    database is idle in transaction, and the hanging delivery's row is not locked."""
+    import threading
+
+    import psycopg
+
+    with receiver() as slow, receiver() as fast:
+        slow.hang = True
+        slow_hook, fast_hook = endpoint(client, sim, slow), endpoint(client, sim, fast)
+        for n in range(3):
+            customer(client, sim, f"Hang {n}")
+        # No re-polling while it hangs: the worker's session is then idle or in a claim.
+        worker = WebhookWorker(runtime.connection, books=[sim.id], timeout=60, poll_seconds=600)
+        sent: list[int] = []
+        thread = threading.Thread(target=lambda: sent.append(worker.deliver_due()))
+        thread.start()
+        try:
+            assert slow.arrived.wait(60), "the hanging endpoint was never dialled"
+            for _ in range(1200):  # until the other endpoint's batch is recorded
+                if [r[0] for r in _deliveries(runtime, sim, fast_hook["id"])] == ["succeeded"] * 3:
+                    break
+                fast.arrived.wait(0.05)
+            assert [r[0] for r in _deliveries(runtime, sim, fast_hook["id"])] == ["succeeded"] * 3
+            assert len(fast.received) == 3 and len(slow.received) == 1  # still hanging
+            # As the superuser: the app role does not see other logins' sessions' state.
+            with psycopg.connect(database_url) as conn:
+                for _ in range(1200):  # a claim in flight ends at once; a send's would not
+                    open_tx = conn.execute(
+                        "select count(*) from pg_stat_activity where datname = current_database()"
+                        " and state like 'idle in transaction%%' and pid <> pg_backend_pid()"
+                    ).fetchone()
+                    conn.rollback()
+                    if open_tx == (0,):
+                        break
+                    fast.arrived.wait(0.05)
+                assert open_tx == (0,)
+                leased = conn.execute(
+                    "select status from webhook_deliveries where book_id = %s"
+                    " and endpoint_id = %s for update nowait",
+                    (sim.id, uuid.UUID(slow_hook["id"])),
+                ).fetchall()  # the old worker held the row locked: LockNotAvailable
+                assert leased == [("sending",)] * 3
+                conn.rollback()
+        except psycopg.errors.LockNotAvailable:
+            raise AssertionError("the delivery being sent is row-locked") from None
+        finally:
+            slow.release.set()
+            thread.join()
+        worker.stop()
+        assert sent == [6]
+        assert [r[:2] for r in _deliveries(runtime, sim, slow_hook["id"])] == [("succeeded", 1)] * 3
+        assert list(slow.unique()) == list(fast.unique())  # each endpoint: in event order
+
+
+def test_a_worker_dead_after_claiming_is_replaced_once_its_lease_lapses(
+    client: Any, runtime: Runtime, sim: BookFixture
+) -> None:
+    """A worker claims and sends but never records (it died): no other worker sends the
+    delivery while the lease holds; once it lapses the next worker sends the same
+    event id, body and signature, and the dead worker's late result changes nothing."""
+    with receiver() as rx:
+        hook = endpoint(client, sim, rx)
+        customer(client, sim, "Lease Co")
+        clock = Clock()
+        dead = WebhookWorker(runtime.connection, books=[sim.id], clock=clock)
+        [batch] = dead._claim(endpoints=1, limit=10, busy=[])
+        results = dead._send_batch(batch)  # sent, never recorded
+        assert [r[1:] for r in results] == [(200, None)] and len(rx.received) == 1
+        assert _deliveries(runtime, sim, hook["id"])[0][:2] == ("sending", 0)
+        successor = WebhookWorker(runtime.connection, books=[sim.id], clock=clock)
+        assert successor.deliver_due() == 0  # the lease holds (its backend is alive)
+        assert len(rx.received) == 1
+        with unit_of_work(runtime.connection) as uow:
+            uow.conn.execute(
+                "update webhook_deliveries set lease_until = clock_timestamp() - interval '1 s'"
+                " where book_id = %s",
+                (sim.id,),
+            )
+            uow.commit()
+        assert successor.deliver_due() == 1
+        first, again = rx.received
+        assert again.event_id == first.event_id == again.header_id
+        assert (again.raw, again.signature) == (first.raw, first.signature) and again.verified
+        assert _deliveries(runtime, sim, hook["id"])[0][:2] == ("succeeded", 1)
+        assert dead._record(batch, results) == 1  # its late result: logged, state untouched
+        assert _deliveries(runtime, sim, hook["id"])[0][:2] == ("succeeded", 1)
+        log = attempts(client, sim, hook["id"])
+        assert [(a["status"], a["response_code"]) for a in log] == [("succeeded", 200)] * 2
+        assert successor.deliver_due() == 0 and len(rx.received) == 2
+        dead.stop()
+        successor.stop()
+
+
+def test_two_workers_with_small_batches_over_three_endpoints_send_each_delivery_once(
+    client: Any, runtime: Runtime, sim: BookFixture
+) -> None:
+    """Two workers claiming small batches at once, each with two senders, interleave
+    over three endpoints; while leases hold none sends a delivery another claimed."""
+    import threading
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        rxs = [stack.enter_context(receiver()) for _ in range(3)]
+        hooks = [endpoint(client, sim, rx) for rx in rxs]
+        for n in range(30):
+            customer(client, sim, f"Concurrent {n}")
+        workers = [
+            WebhookWorker(runtime.connection, books=[sim.id], senders=2, batch=3) for _ in range(2)
+        ]
+        start = threading.Barrier(2)
+        sent: list[int] = []
+
+        def run(w: WebhookWorker) -> None:
+            start.wait()
+            sent.append(w.deliver_due())
+
+        threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for w in workers:
+            w.stop()
+        assert sum(sent) == 90
+        for rx, hook in zip(rxs, hooks, strict=True):
+            assert len(rx.received) == 30 and len(rx.unique()) == 30
+            assert [r[:2] for r in _deliveries(runtime, sim, hook["id"])] == [("succeeded", 1)] * 30
+
+
+def test_a_failure_ends_its_batch_and_the_objects_next_event_waits_for_its_retry(
+    client: Any, runtime: Runtime, sim: BookFixture
+) -> None:
+    """A's creation fails: the rest of the batch goes back unsent; B's event is sent
+    at once, A's update waits until A's creation is retried and arrives after it."""
+    with receiver() as rx:
+        rx.answers = [500]
+        hook = endpoint(client, sim, rx)
+        customer(client, sim, "Batch A", external_id="batch-a")
+        customer(client, sim, "Batch B")
+        customer(client, sim, "Batch A2", external_id="batch-a")
+        created_a, created_b, updated_a = (e["id"] for e in all_events(client, sim))
+        clock = Clock()
+        worker = WebhookWorker(runtime.connection, books=[sim.id], clock=clock)
+        assert worker.deliver_due() == 2
+        assert [r.event_id for r in rx.received] == [created_a, created_b]
+        assert [r[:2] for r in _deliveries(runtime, sim, hook["id"])] == [
+            ("pending", 1),
+            ("succeeded", 1),
+            ("pending", 0),  # released unsent, behind A's retry
+        ]
+        clock.advance(60)
+        assert worker.deliver_due() == 2
+        worker.stop()
+        assert [r.event_id for r in rx.received] == [created_a, created_b, created_a, updated_a]
+        log = attempts(client, sim, hook["id"])
+        assert [(a["event"], a["response_code"]) for a in log] == [
+            (created_a, 500), (created_b, 200), (created_a, 200), (updated_a, 200)
+        ]  # fmt: skip
+        got = client.get(f"/v1/webhook-endpoints/{hook['id']}", headers=auth(sim.admin_key))
+        assert got.json()["consecutive_failures"] == 0

@@ -25,6 +25,8 @@ class Received:
     header_id: str
     verified: bool
     body: dict[str, Any]
+    signature: str = ""
+    raw: bytes = b""
 
 
 @dataclass
@@ -62,6 +64,8 @@ def receiver() -> Iterator[Receiver]:
                         self.headers[EVENT_ID_HEADER],
                         verify(state.secret, signature, body, int(time.time())),
                         event,
+                        signature,
+                        body,
                     )
                 )
                 status = state.answers.pop(0) if state.answers else 200
