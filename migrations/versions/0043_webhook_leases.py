@@ -8,8 +8,8 @@ claimable again; the token fences a late result out of a re-claimed row.
 "Is an older one of this object still open" and the per-endpoint batch read
 `pending` and `sending` rows alike, hence the indexes on both.
 
-Revision ID: 0040
-Revises: 0039
+Revision ID: 0043
+Revises: 0042
 Create Date: 2026-12-01 03:10:00.000000
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0040"
-down_revision: str | None = "0039"
+revision: str = "0043"
+down_revision: str | None = "0042"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
