@@ -18,10 +18,12 @@ postings of the run) holds.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from benchmarks._common import BenchDatabase, analyze, bench_database, emit, ratio
@@ -125,6 +127,15 @@ def _copy_baseline(db: BenchDatabase, rows: list[tuple[int, dict[str, Any]]]) ->
         return time.perf_counter() - began
 
 
+def _backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a server backend on this machine; -1e9 if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return -1e9
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cdrs", type=int, default=1_000_000)
@@ -142,10 +153,22 @@ def main() -> None:
         imported = time.perf_counter() - began
         analyze(db)
         began = time.perf_counter()
+        cpu = time.process_time()
         with db.connect(app_role=True) as conn:
+            backend = conn.execute("select pg_backend_pid()").fetchone()
+            server_cpu = _backend_cpu(backend[0] if backend else 0)
             run = store.rate_through(conn, book_id, date(2026, 4, 1))
             conn.commit()
+            server_cpu = _backend_cpu(backend[0] if backend else 0) - server_cpu
         rated = time.perf_counter() - began
+        client_cpu = time.process_time() - cpu
+        # A second run finds nothing: its cost is the queue's, not the book's history.
+        began = time.perf_counter()
+        with db.connect(app_role=True) as conn:
+            again = store.rate_through(conn, book_id, date(2026, 4, 1))
+            conn.commit()
+        empty_run = time.perf_counter() - began
+        assert again.rated == 0
         with db.connect(app_role=True) as conn:
             tie = verify_cdr_ratings(conn, book_id)
         copy_seconds = _copy_baseline(db, rows)
@@ -160,6 +183,14 @@ def main() -> None:
                 "import_cdrs_per_s": round(args.cdrs / imported, 1),
                 "rating_seconds": round(rated, 3),
                 "rating_cdrs_per_s": None if rate is None else round(rate, 1),
+                "rating_client_cpu_seconds": round(client_cpu, 3),
+                "rating_server_cpu_seconds": None if server_cpu < 0 else round(server_cpu, 3),
+                # On an idle 2-core box the client and its backend each have a core:
+                # the busier of the two bounds the rate.
+                "rating_cdrs_per_cpu_bound": round(
+                    run.rated / max(client_cpu, server_cpu, 1e-9), 1
+                ),
+                "empty_run_seconds": round(empty_run, 3),
                 "entries": run.entries,
                 "rated": run.rated,
                 "amounts": {c: str(a) for c, a in run.amounts.items()},

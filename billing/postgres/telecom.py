@@ -27,6 +27,7 @@ meant to be authorized in real time through reservations.
 
 from __future__ import annotations
 
+import struct
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,6 +40,8 @@ from operator import itemgetter
 from typing import Any
 
 import psycopg
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.pq import Format
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -54,6 +57,7 @@ from billing.telecom import (
     PlanRater,
     PlanVersion,
     RatedCdr,
+    Rating,
     RatingError,
     parse_cdr,
     parse_plan,
@@ -369,32 +373,45 @@ def _seed(
             left -= taken
 
 
-# A CDR is unrated while it has no rating: runs insert ratings, never update a CDR.
-_UNRATED = " not exists (select from cdr_ratings r where r.book_id = c.book_id and r.cdr_id = c.id)"
-# The rated CDRs of a run go straight to `cdr_ratings` by binary COPY, in RatedRow's
-# order then the run's two constants.
+# The run's CDRs, taken out of the queue (migration 0038) for the run's transaction.
+_TAKE = (
+    "create temp table cdr_run on commit drop as select * from cdr_rating_queue limit 0",
+    "with taken as (delete from cdr_rating_queue where book_id = %s and start < %s returning *)"
+    " insert into pg_temp.cdr_run select * from taken",
+)
+# The ratings of a run go straight to `cdr_ratings` by binary COPY, written whole here:
+# a row is the field count, the CDR's id and its rating's fields (made once per distinct
+# rating by `_binary_fields`), then the run's two constants.
 _COPY_RATINGS = (
     "copy cdr_ratings (cdr_id, rate_plan, plan_version, zone, band, billed_quantity,"
     " included, amount, currency, book_id, run_id) from stdin (format binary)"
 )
-_RATING_TYPES = [
-    "text",
-    "text",
-    "date",
-    "text",
-    "text",
-    "numeric",
-    "numeric",
-    "numeric",
-    "text",
-    "uuid",
-    "uuid",
-]
+_RATING_TYPES = ["text", "date", "text", "text", "numeric", "numeric", "numeric", "text"]
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # no flags, no header extension
+_COPY_TRAILER = b"\xff\xff"
+_ROW_HEAD = struct.Struct(">hi").pack  # field count, length of the first field (the id)
+_LENGTH = struct.Struct(">i").pack
+_NULL = _LENGTH(-1)
 # Unrated CDRs are read from a server-side cursor this many at a time: a run's memory
 # does not grow with its CDRs.
 FETCH = 20_000
 
 SummaryKey = tuple[date, str, str, uuid.UUID, uuid.UUID | None]
+
+
+def _binary_fields(conn: psycopg.Connection, constants: Sequence[Any]) -> Callable[[Rating], bytes]:
+    """A rating and the run's constants as binary COPY fields, by psycopg's own dumpers."""
+    transformer = Transformer(conn)
+    transformer.set_dumper_types(
+        [conn.adapters.types[t].oid for t in (*_RATING_TYPES, "uuid", "uuid")], Format.BINARY
+    )
+    formats = [PyFormat.BINARY] * (len(_RATING_TYPES) + len(constants))
+
+    def encode(rating: Rating) -> bytes:
+        dumped = transformer.dump_sequence((*rating, *constants), formats)
+        return b"".join(_NULL if f is None else _LENGTH(len(f)) + f for f in dumped)
+
+    return encode
 
 
 def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) -> RatingRun:
@@ -405,16 +422,23 @@ def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) ->
     )
     cutoff = datetime.combine(through, time(0), UTC)
     run_id = uuid.uuid4()
-    # The subscribers with unrated CDRs and the first start among them, in one pass
-    # over the unrated CDRs (the run's cursor is the other).
-    pending = conn.execute(
-        "select s.subscriber, s.customer_id, s.rate_plan, s.wallet_id, u.first"
-        " from (select c.subscriber, min(c.start) as first from cdrs c"
-        "   where c.book_id = %s and c.start < %s and" + _UNRATED + " group by c.subscriber) u"
-        " join telecom_subscribers s on s.book_id = %s and s.subscriber = u.subscriber",
-        (book_id, cutoff, book_id),
-    ).fetchall()
+    # The queued CDRs that started before the cut-off, out of the queue: a CDR imported
+    # while the run works is not in its snapshot and stays queued for the next run.
+    conn.execute("drop table if exists pg_temp.cdr_run")
+    conn.execute(_TAKE[0])
+    taken = conn.execute(_TAKE[1], (book_id, cutoff)).rowcount
+    pending = []
+    if taken:
+        conn.execute("analyze pg_temp.cdr_run")
+        pending = conn.execute(
+            "select s.subscriber, s.customer_id, s.rate_plan, s.wallet_id, u.first"
+            " from (select subscriber, min(start) as first from pg_temp.cdr_run"
+            "   group by subscriber) u"
+            " join telecom_subscribers s on s.book_id = %s and s.subscriber = u.subscriber",
+            (book_id,),
+        ).fetchall()
     if not pending:
+        conn.execute("drop table pg_temp.cdr_run")
         conn.execute(
             "insert into cdr_rating_runs (book_id, id, through, rated, unrateable, entries)"
             " values (%s, %s, %s, 0, 0, 0)",
@@ -432,11 +456,12 @@ def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) ->
         local = first.date() - timedelta(days=1)
         since = min(since, datetime.combine(window(local), time(0), UTC) - timedelta(days=1))
     prior = _prior_included(conn, book_id, list(subscribers), since)
+    encode = _binary_fields(conn, (book_id, run_id))
     raters: dict[str, tuple[list[PlanVersion], PlanRater]] = {}
     for _, plan_name, _ in subscribers.values():
         if plan_name not in raters:
             versions = plan_versions(conn, book_id, plan_name)
-            raters[plan_name] = (versions, PlanRater(versions))
+            raters[plan_name] = (versions, PlanRater(versions, encode))
     ledger = AllowanceLedger()
     seeded: set[tuple[str, date]] = set()
     errors: list[tuple[str, str]] = []
@@ -445,41 +470,43 @@ def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) ->
     # Sorting a run's CDRs in memory, planned for reading them all.
     conn.execute("set local work_mem = '256MB'")
     conn.execute("set local cursor_tuple_fraction = 1")
-    constants = (book_id, run_id)
     with conn.cursor(name=f"cdr_rating_{run_id.hex}", binary=True) as cur:
         cur.execute(
-            "select c.subscriber, c.id, c.event_type, c.start, c.quantity, c.destination,"
-            " c.roaming from cdrs c where c.book_id = %s and c.start < %s and"
-            + _UNRATED
+            "select subscriber, cdr_id, event_type, start, quantity, destination, roaming"
+            " from pg_temp.cdr_run"
             # Byte order ("C"): the order Python compares ids in (rate_cdrs), and a sort
             # that needs no locale (several times faster than a UTF-8 locale's)
-            + ' order by c.subscriber collate "C", c.start, c.id collate "C"',
-            (book_id, cutoff),
+            ' order by subscriber collate "C", start, cdr_id collate "C"'
         )
         while batch := cur.fetchmany(FETCH):
+            lines: list[bytes] = [_COPY_SIGNATURE]
+            line = lines.append
+            for subscriber, group in groupby(batch, itemgetter(0)):
+                customer_id, plan_name, wallet_id = subscribers[subscriber]
+                versions, rater = raters[plan_name]
+                window = windows.get(subscriber, _month)
+                seed = partial(
+                    _seed_once,
+                    seeded,
+                    subscriber,
+                    versions,
+                    ledger,
+                    prior.get(subscriber, []),
+                    window,
+                )
+                daily: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
+                for cdr_id, rating, fields, day in rater.rate_many(
+                    ledger, subscriber, group, window, seed, errors
+                ):
+                    id_bytes = cdr_id.encode()
+                    line(_ROW_HEAD(11, len(id_bytes)) + id_bytes + fields)
+                    daily[(day, rating[7])] += rating[6]
+                for (day, currency), total in daily.items():
+                    sums[(day, plan_name, currency, customer_id, wallet_id)] += total
+            rated += len(lines) - 1
+            line(_COPY_TRAILER)
             with conn.cursor().copy(_COPY_RATINGS) as copy:
-                copy.set_types(_RATING_TYPES)
-                write = copy.write_row
-                for subscriber, group in groupby(batch, itemgetter(0)):
-                    customer_id, plan_name, wallet_id = subscribers[subscriber]
-                    versions, rater = raters[plan_name]
-                    window = windows.get(subscriber, _month)
-                    seed = partial(
-                        _seed_once,
-                        seeded,
-                        subscriber,
-                        versions,
-                        ledger,
-                        prior.get(subscriber, []),
-                        window,
-                    )
-                    daily: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
-                    for r in rater.rate_many(ledger, subscriber, group, window, seed, errors):
-                        write(r[:9] + constants)
-                        daily[(r[9], r[8])] += r[7]
-                        rated += 1
-                    for (day, currency), total in daily.items():
-                        sums[(day, plan_name, currency, customer_id, wallet_id)] += total
+                copy.write(b"".join(lines))
     entries = entries_of_sums(run_id, sums)
     conn.execute(
         "insert into cdr_rating_runs (book_id, id, through, rated, unrateable, entries)"
@@ -487,11 +514,18 @@ def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) ->
         (book_id, run_id, through, rated, len(errors), len(entries)),
     )
     if errors:
+        # Unrateable CDRs stay unrated: back in the queue, to be tried again.
+        failed = [e[0] for e in errors]
+        conn.execute(
+            "insert into cdr_rating_queue select * from pg_temp.cdr_run where cdr_id = any(%s)",
+            (failed,),
+        )
         conn.execute(
             "update cdrs c set rating_error = u.reason from unnest(%s::text[], %s::text[])"
             " as u(id, reason) where c.book_id = %s and c.id = u.id",
-            ([e[0] for e in errors], [e[1] for e in errors], book_id),
+            (failed, [e[1] for e in errors], book_id),
         )
+    conn.execute("drop table pg_temp.cdr_run")
     for start in range(0, len(entries), 1000):
         post_entries(conn, book_id, entries[start : start + 1000])
     amounts: dict[str, Decimal] = defaultdict(Decimal)

@@ -149,3 +149,63 @@ def test_a_concurrent_run_waits_for_the_first_and_rates_nothing_twice(
     assert first.amounts == {"GBP": D("1.20") + D("4.20") + D("4.20")}
     with unit_of_work(runtime.connection) as uow:
         assert verify_everything(uow.conn, book.id) == []
+
+
+def _queued(runtime: Runtime, book: BookFixture) -> list[str]:
+    with unit_of_work(runtime.connection) as uow:
+        rows = uow.conn.execute(
+            "select cdr_id from cdr_rating_queue where book_id = %s order by cdr_id", (book.id,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_a_run_empties_the_queue_and_a_cdr_imported_late_is_still_rated(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    setup(runtime, book)
+    sub = "+447700900001"
+    rows = [(n, row(f"c{n}", sub, f"2026-03-0{n}T10:00:00+00:00", "400")) for n in (2, 3)]
+    # One CDR after the cut-off waits in the queue for a later run.
+    rows.append((9, row("april", sub, "2026-04-02T10:00:00+00:00", "400")))
+    in_tx(runtime, lambda c: store.import_cdrs(c, book.id, rows))
+    assert _queued(runtime, book) == ["april", "c2", "c3"]
+    first = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 1)))
+    assert (first.rated, first.amounts) == (2, {"GBP": D("1.20") + D("4.20")})
+    assert _queued(runtime, book) == ["april"]
+    # A second run finds nothing.
+    again = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 1)))
+    assert (again.rated, again.unrateable, again.entries) == (0, 0, 0)
+    # A CDR imported after the run, started before the rated ones: rated by the next run,
+    # with what the month's allowance had left (nothing: c2 took it).
+    late = [(1, row("late", sub, "2026-03-02T09:00:00+00:00", "400"))]
+    in_tx(runtime, lambda c: store.import_cdrs(c, book.id, late))
+    assert _queued(runtime, book) == ["april", "late"]
+    third = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 1)))
+    assert (third.rated, third.amounts) == (1, {"GBP": D("4.20")})
+    assert _queued(runtime, book) == ["april"]
+    with unit_of_work(runtime.connection) as uow:
+        detail = {d["id"]: d for d in store.usage_detail(uow.conn, book.id)}
+        assert (detail["late"]["included"], detail["late"]["amount"]) == (D(0), D("4.20"))
+        assert detail["april"]["amount"] is None
+        assert verify_everything(uow.conn, book.id) == []
+
+
+def test_a_cdr_imported_while_a_run_works_waits_for_the_next_run(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    setup(runtime, book)
+    sub = "+447700900001"
+    early = [(1, row("c1", sub, "2026-03-03T10:00:00+00:00", "400"))]
+    in_tx(runtime, lambda c: store.import_cdrs(c, book.id, early))
+    with runtime.connection() as run:
+        first = store.rate_through(run, book.id, date(2026, 4, 1))  # not committed yet
+        # Imported and committed while the run's transaction is open: not the run's.
+        late = [(2, row("c0", sub, "2026-03-02T10:00:00+00:00", "400"))]
+        in_tx(runtime, lambda c: store.import_cdrs(c, book.id, late))
+        run.commit()
+    assert first.rated == 1
+    assert _queued(runtime, book) == ["c0"]
+    second = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 1)))
+    # c1 took the allowance; c0 (earlier, but rated later) takes what was left: nothing.
+    assert (second.rated, second.amounts) == (1, {"GBP": D("4.20")})
+    assert _queued(runtime, book) == []
