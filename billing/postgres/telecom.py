@@ -28,9 +28,12 @@ meant to be authorized in real time through reservations.
 from __future__ import annotations
 
 import struct
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -373,12 +376,6 @@ def _seed(
             left -= taken
 
 
-# The run's CDRs, taken out of the queue (migration 0038) for the run's transaction.
-_TAKE = (
-    "create temp table cdr_run on commit drop as select * from cdr_rating_queue limit 0",
-    "with taken as (delete from cdr_rating_queue where book_id = %s and start < %s returning *)"
-    " insert into pg_temp.cdr_run select * from taken",
-)
 # The ratings of a run go straight to `cdr_ratings` by binary COPY, written whole here:
 # a row is the field count, the CDR's id and its rating's fields (made once per distinct
 # rating by `_binary_fields`), then the run's two constants.
@@ -392,6 +389,12 @@ _COPY_TRAILER = b"\xff\xff"
 _ROW_HEAD = struct.Struct(">hi").pack  # field count, length of the first field (the id)
 _LENGTH = struct.Struct(">i").pack
 _NULL = _LENGTH(-1)
+# Subscribers fall in BUCKETS buckets by a hash of their number; a run in `parts` parts
+# (a power of two up to BUCKETS) rates in part k the subscribers of the buckets b with
+# b % parts = k, and locks those buckets, so runs sharing a subscriber never overlap.
+BUCKETS = 64
+PARTS = (1, 2, 4, 8)
+_BUCKET = "(hashtext(subscriber) & 63)"
 # Unrated CDRs are read from a server-side cursor this many at a time: a run's memory
 # does not grow with its CDRs.
 FETCH = 20_000
@@ -414,22 +417,41 @@ def _binary_fields(conn: psycopg.Connection, constants: Sequence[Any]) -> Callab
     return encode
 
 
-def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) -> RatingRun:
-    """Rate the unrated CDRs that started before `through` and post their summary."""
-    # One run per book at a time: two runs would rate the same CDRs twice.
+def rate_through(
+    conn: psycopg.Connection, book_id: uuid.UUID, through: date, part: int = 0, parts: int = 1
+) -> RatingRun:
+    """Rate the unrated CDRs that started before `through` and post their summary; with
+    `parts` > 1, only those of the subscribers of part `part` (see `rate_in_parts`)."""
+    if parts not in PARTS or not 0 <= part < parts:
+        raise InvalidBillingRequest(f"parts: one of {', '.join(map(str, PARTS))}")
+    # One run per subscriber at a time: two runs would rate the same CDRs twice and
+    # consume an allowance twice. A run locks its subscribers' buckets, in one order.
     conn.execute(
-        "select pg_advisory_xact_lock(hashtextextended('cdr-rating:' || %s, 0))", (str(book_id),)
+        "select count(pg_advisory_xact_lock(hashtextextended("
+        " 'cdr-rating:' || %s || ':' || b, 0)))"
+        " from (select b from generate_series(%s::int, %s::int, %s::int) b order by b) s",
+        (str(book_id), part, BUCKETS - 1, parts),
     )
     cutoff = datetime.combine(through, time(0), UTC)
     run_id = uuid.uuid4()
-    # The queued CDRs that started before the cut-off, out of the queue: a CDR imported
-    # while the run works is not in its snapshot and stays queued for the next run.
+    # The queued CDRs that started before the cut-off, out of the queue (one DELETE ...
+    # RETURNING into a table of the run's): a CDR imported while the run works is not in
+    # its snapshot and stays queued for the next run. (Deleting by row address batch by
+    # batch after reading the queue in key order cost three times as much.)
+    mine = "book_id = %s and start < %s"
+    params: tuple[Any, ...] = (book_id, cutoff)
+    if parts > 1:
+        mine += f" and {_BUCKET} %% %s = %s"
+        params += (parts, part)
     conn.execute("drop table if exists pg_temp.cdr_run")
-    conn.execute(_TAKE[0])
-    taken = conn.execute(_TAKE[1], (book_id, cutoff)).rowcount
+    conn.execute("create temp table cdr_run on commit drop as table cdr_rating_queue with no data")
+    taken = conn.execute(
+        f"with taken as (delete from cdr_rating_queue where {mine} returning *)"
+        " insert into pg_temp.cdr_run select * from taken",
+        params,
+    ).rowcount
     pending = []
     if taken:
-        conn.execute("analyze pg_temp.cdr_run")
         pending = conn.execute(
             "select s.subscriber, s.customer_id, s.rate_plan, s.wallet_id, u.first"
             " from (select subscriber, min(start) as first from pg_temp.cdr_run"
@@ -473,10 +495,9 @@ def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) ->
     with conn.cursor(name=f"cdr_rating_{run_id.hex}", binary=True) as cur:
         cur.execute(
             "select subscriber, cdr_id, event_type, start, quantity, destination, roaming"
-            " from pg_temp.cdr_run"
-            # Byte order ("C"): the order Python compares ids in (rate_cdrs), and a sort
-            # that needs no locale (several times faster than a UTF-8 locale's)
-            ' order by subscriber collate "C", start, cdr_id collate "C"'
+            # Byte order (the columns' collation "C"): the order Python compares ids in
+            # (rate_cdrs), and a sort that needs no locale.
+            " from pg_temp.cdr_run order by subscriber, start, cdr_id"
         )
         while batch := cur.fetchmany(FETCH):
             lines: list[bytes] = [_COPY_SIGNATURE]
@@ -532,6 +553,51 @@ def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) ->
     for key, total in sums.items():
         amounts[key[2]] += total
     return RatingRun(run_id, through, rated, len(errors), len(entries), dict(amounts))
+
+
+def rate_in_parts(
+    connect: Callable[[], AbstractContextManager[psycopg.Connection]],
+    book_id: uuid.UUID,
+    through: date,
+    parts: int = 2,
+) -> list[RatingRun]:
+    """`rate_through` split over `parts` connections by subscriber, rated side by side:
+    subscribers are independent (allowances are per subscriber, consumed in event-time
+    order), so each part is a run of its own (its own ratings, summary entries and
+    verify tie) and one unit of work. They commit only once every part has rated: a
+    part that fails rolls back the parts still open, and its CDRs stay queued."""
+    if parts not in PARTS:
+        raise InvalidBillingRequest(f"parts: one of {', '.join(map(str, PARTS))}")
+    if parts == 1:
+        with connect() as conn:
+            run = rate_through(conn, book_id, through)
+            conn.commit()
+            return [run]
+    rated = threading.Barrier(parts)
+
+    def one(part: int) -> RatingRun:
+        with connect() as conn:
+            try:
+                run = rate_through(conn, book_id, through, part, parts)
+                rated.wait()
+            except BaseException:
+                rated.abort()
+                conn.rollback()
+                raise
+            conn.commit()
+            return run
+
+    with ThreadPoolExecutor(parts, thread_name_prefix="cdr-rating") as pool:
+        futures = [pool.submit(one, part) for part in range(parts)]
+        wait(futures)
+    # The part that failed first, not one stopped by the broken barrier.
+    failures = [f.exception() for f in futures if f.exception() is not None]
+    for exc in failures:
+        if not isinstance(exc, threading.BrokenBarrierError):
+            raise exc  # type: ignore[misc]
+    if failures:
+        raise failures[0]  # type: ignore[misc]
+    return [f.result() for f in futures]
 
 
 def _seed_once(

@@ -202,8 +202,9 @@ cdr_rating_queue = Table(
     "cdr_rating_queue",
     metadata,
     Column("book_id", Uuid, nullable=False),
-    Column("cdr_id", Text, nullable=False),
-    Column("subscriber", Text, nullable=False),
+    # Byte order: a run sorts by subscriber, start and id as Python compares them.
+    Column("cdr_id", Text(collation="C"), nullable=False),
+    Column("subscriber", Text(collation="C"), nullable=False),
     Column("event_type", Text, nullable=False),
     Column("start", TIMESTAMPTZ, nullable=False),
     Column("quantity", Numeric, nullable=False),

@@ -41,8 +41,10 @@ def upgrade() -> None:
     op.create_table(
         "cdr_rating_queue",
         sa.Column("book_id", sa.Uuid(), nullable=False),
-        sa.Column("cdr_id", sa.Text(), nullable=False),
-        sa.Column("subscriber", sa.Text(), nullable=False),
+        # Byte order ("C"): a run sorts its CDRs by subscriber, start and id as Python
+        # compares them, with no locale.
+        sa.Column("cdr_id", sa.Text(collation="C"), nullable=False),
+        sa.Column("subscriber", sa.Text(collation="C"), nullable=False),
         sa.Column("event_type", sa.Text(), nullable=False),
         sa.Column("start", sa.TIMESTAMP(timezone=True), nullable=False),
         sa.Column("quantity", sa.Numeric(), nullable=False),

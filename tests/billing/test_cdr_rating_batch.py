@@ -29,8 +29,27 @@ D = Decimal
 COLUMNS = ("zone", "band", "billed_quantity", "included", "amount", "currency")
 
 
+class Runs:
+    """The runs of one rating (one, or one per part) added up."""
+
+    def __init__(self, runs: list[store.RatingRun]) -> None:
+        self.runs = runs
+        self.rated = sum(r.rated for r in runs)
+        self.unrateable = sum(r.unrateable for r in runs)
+        self.entries = sum(r.entries for r in runs)
+        self.amounts = {"GBP": sum((r.amounts.get("GBP", D(0)) for r in runs), D(0))}
+
+
+def rate(runtime: Runtime, book: BookFixture, through: date, parts: int) -> Runs:
+    if parts == 1:
+        return Runs([in_tx(runtime, lambda c: store.rate_through(c, book.id, through))])
+    return Runs(store.rate_in_parts(runtime.connection, book.id, through, parts))
+
+
+# In 4 parts, part 3 holds subscriber 1, part 1 subscribers 2 and 3, parts 0 and 2 none.
+@pytest.mark.parametrize("parts", [1, 4])
 def test_rating_runs_store_what_the_row_by_row_rule_gives(
-    runtime: Runtime, book: BookFixture, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, book: BookFixture, monkeypatch: pytest.MonkeyPatch, parts: int
 ) -> None:
     monkeypatch.setattr(store, "FETCH", 97)  # subscribers span the cursor's fetches
     plans = [
@@ -92,9 +111,12 @@ def test_rating_runs_store_what_the_row_by_row_rule_gives(
     assert (imported.accepted, imported.rejected) == (len(cdrs), [])
 
     # Two runs: the second continues the month's allowances from what the first included.
-    first = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 3, 10)))
-    second = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 10)))
-    again = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 10)))
+    first = rate(runtime, book, date(2026, 3, 10), parts)
+    second = rate(runtime, book, date(2026, 4, 10), parts)
+    again = rate(runtime, book, date(2026, 4, 10), parts)
+    assert len(second.runs) == parts
+    if parts == 4:
+        assert [r.rated > 0 for r in second.runs] == [False, True, False, True]
     expected, errors = row_by_row(versions, cdrs)
     # Nothing new to rate; an unrateable CDR stays unrated and is tried again.
     assert (again.rated, again.unrateable, again.entries) == (0, len(errors), 0)
@@ -209,3 +231,34 @@ def test_a_cdr_imported_while_a_run_works_waits_for_the_next_run(
     # c1 took the allowance; c0 (earlier, but rated later) takes what was left: nothing.
     assert (second.rated, second.amounts) == (1, {"GBP": D("4.20")})
     assert _queued(runtime, book) == []
+
+
+def test_a_failing_part_rolls_back_every_part(
+    runtime: Runtime, book: BookFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup(runtime, book)
+    rows = [
+        (n, row(f"c{n}", sub, "2026-03-02T10:00:00+00:00", "400"))
+        for n, sub in enumerate(SUBSCRIBERS[:2])
+    ]
+    in_tx(runtime, lambda c: store.import_cdrs(c, book.id, rows))
+    rate_through = store.rate_through
+
+    def failing(
+        conn: psycopg.Connection, book_id: Any, through: date, part: int = 0, parts: int = 1
+    ) -> store.RatingRun:
+        run = rate_through(conn, book_id, through, part, parts)
+        if part == 3:  # subscriber 1's part
+            raise RuntimeError("the part failed")
+        return run
+
+    monkeypatch.setattr(store, "rate_through", failing)
+    with pytest.raises(RuntimeError, match="the part failed"):
+        store.rate_in_parts(runtime.connection, book.id, date(2026, 4, 1), 4)
+    assert _queued(runtime, book) == ["c0", "c1"]  # nothing rated, both still queued
+    monkeypatch.setattr(store, "rate_through", rate_through)
+    runs = store.rate_in_parts(runtime.connection, book.id, date(2026, 4, 1), 4)
+    assert sum(r.rated for r in runs) == 2
+    assert _queued(runtime, book) == []
+    with unit_of_work(runtime.connection) as uow:
+        assert verify_everything(uow.conn, book.id) == []
