@@ -1,8 +1,10 @@
-"""The rating run (binary COPY to a staging table, one set-based update, summaries from
-the run's sums) stores exactly what the row-by-row rule gives, across runs and across
-the server-side cursor's fetches, on the mixed sample of the unit test: allowances
-exhausted part-way through a call, the plan version changing mid-month, peak calls
-ending off-peak; unrateable CDRs keep their reason; verify ties; a re-run rates nothing."""
+"""The rating run (the queue of unrated CDRs, a server-side cursor, binary COPY of the
+ratings, summaries from the run's sums) stores exactly what the row-by-row rule gives,
+across runs, across the cursor's fetches and in parts side by side, on the mixed sample
+of the unit test: allowances exhausted part-way through a call, the plan version
+changing mid-month, peak calls ending off-peak; unrateable CDRs keep their reason;
+verify ties; a re-run rates nothing; a CDR imported late or during a run is rated by
+the next run; a failing part rolls back every part."""
 
 from __future__ import annotations
 
