@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--cdrs", type=int, default=1_000_000)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument(
-        "--parts", type=int, default=2, help="rate in this many parts side by side (1, 2, 4, 8)"
+        "--parts", type=int, default=1, help="rate in this many parts side by side (1, 2, 4, 8)"
     )
     args = parser.parse_args()
     rows = _rows(args.cdrs, args.subscribers)

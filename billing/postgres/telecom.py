@@ -28,7 +28,6 @@ meant to be authorized in real time through reservations.
 from __future__ import annotations
 
 import struct
-import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -564,39 +563,32 @@ def rate_in_parts(
     """`rate_through` split over `parts` connections by subscriber, rated side by side:
     subscribers are independent (allowances are per subscriber, consumed in event-time
     order), so each part is a run of its own (its own ratings, summary entries and
-    verify tie) and one unit of work. They commit only once every part has rated: a
-    part that fails rolls back the parts still open, and its CDRs stay queued."""
+    verify tie) and its own unit of work, committed as soon as it has rated. A part that
+    fails rolls back alone, its CDRs stay queued for the next run, and its error is
+    raised once the others are done. (Parts do not wait for each other to commit: one
+    part holding its transaction open while another waits on a row it locked, an
+    account's daily balance say, would never end.)"""
     if parts not in PARTS:
         raise InvalidBillingRequest(f"parts: one of {', '.join(map(str, PARTS))}")
-    if parts == 1:
-        with connect() as conn:
-            run = rate_through(conn, book_id, through)
-            conn.commit()
-            return [run]
-    rated = threading.Barrier(parts)
 
     def one(part: int) -> RatingRun:
         with connect() as conn:
             try:
                 run = rate_through(conn, book_id, through, part, parts)
-                rated.wait()
             except BaseException:
-                rated.abort()
                 conn.rollback()
                 raise
             conn.commit()
             return run
 
+    if parts == 1:
+        return [one(0)]
     with ThreadPoolExecutor(parts, thread_name_prefix="cdr-rating") as pool:
         futures = [pool.submit(one, part) for part in range(parts)]
         wait(futures)
-    # The part that failed first, not one stopped by the broken barrier.
-    failures = [f.exception() for f in futures if f.exception() is not None]
-    for exc in failures:
-        if not isinstance(exc, threading.BrokenBarrierError):
-            raise exc  # type: ignore[misc]
-    if failures:
-        raise failures[0]  # type: ignore[misc]
+    for future in futures:
+        if (failed := future.exception()) is not None:
+            raise failed
     return [f.result() for f in futures]
 
 

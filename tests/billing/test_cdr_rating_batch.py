@@ -4,7 +4,7 @@ across runs, across the cursor's fetches and in parts side by side, on the mixed
 of the unit test: allowances exhausted part-way through a call, the plan version
 changing mid-month, peak calls ending off-peak; unrateable CDRs keep their reason;
 verify ties; a re-run rates nothing; a CDR imported late or during a run is rated by
-the next run; a failing part rolls back every part."""
+the next run; a failing part rolls back alone."""
 
 from __future__ import annotations
 
@@ -235,7 +235,7 @@ def test_a_cdr_imported_while_a_run_works_waits_for_the_next_run(
     assert _queued(runtime, book) == []
 
 
-def test_a_failing_part_rolls_back_every_part(
+def test_a_failing_part_rolls_back_alone_and_its_cdrs_wait_for_the_next_run(
     runtime: Runtime, book: BookFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     setup(runtime, book)
@@ -257,10 +257,11 @@ def test_a_failing_part_rolls_back_every_part(
     monkeypatch.setattr(store, "rate_through", failing)
     with pytest.raises(RuntimeError, match="the part failed"):
         store.rate_in_parts(runtime.connection, book.id, date(2026, 4, 1), 4)
-    assert _queued(runtime, book) == ["c0", "c1"]  # nothing rated, both still queued
+    # Subscriber 2's part (1) committed; subscriber 1's CDR is still queued.
+    assert _queued(runtime, book) == ["c0"]
     monkeypatch.setattr(store, "rate_through", rate_through)
     runs = store.rate_in_parts(runtime.connection, book.id, date(2026, 4, 1), 4)
-    assert sum(r.rated for r in runs) == 2
+    assert [r.rated for r in runs] == [0, 0, 0, 1]
     assert _queued(runtime, book) == []
     with unit_of_work(runtime.connection) as uow:
         assert verify_everything(uow.conn, book.id) == []
