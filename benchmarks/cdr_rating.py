@@ -7,9 +7,12 @@ A book in GBP gets one rate plan (three zones, peak/off-peak bands, voice at
 `--subscribers` postpaid subscribers. N CDRs (70% voice, 20% SMS, 10% data,
 spread over March 2026) are imported through `billing.postgres.telecom.
 import_cdrs` 10,000 per call and transaction (parse, dedupe, insert), then one
-rating run (`rate_through`) rates them all in event-time order per subscriber
-and posts the summarized entries. Baseline in the same run: COPY of the same
-rows into an unconstrained table. Goal: rating ≥ 50,000 CDRs/s.
+rating (`rate_in_parts`: `--parts` runs side by side, one per share of the
+subscribers, each its own transaction) rates them all in event-time order per
+subscriber and posts the summarized entries. Client CPU (all threads) and the
+server backends' CPU (/proc, when the server is on this machine) are reported
+with the CDRs/s they would allow on an idle 2-core machine. Baseline in the same
+run: COPY of the same rows into an unconstrained table. Goal: rating ≥ 50,000 CDRs/s.
 
 Correctness: every CDR is rated, and verify's tie (rated CDRs = Income:Usage
 postings of the run) holds.
@@ -18,11 +21,19 @@ postings of the run) holds.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from benchmarks._common import BenchDatabase, analyze, bench_database, emit, ratio
 from billing.postgres import telecom as store
@@ -125,10 +136,22 @@ def _copy_baseline(db: BenchDatabase, rows: list[tuple[int, dict[str, Any]]]) ->
         return time.perf_counter() - began
 
 
+def _backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a server backend on this machine; -1e9 if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return -1e9
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cdrs", type=int, default=1_000_000)
     parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument(
+        "--parts", type=int, default=1, help="rate in this many parts side by side (1, 2, 4, 8)"
+    )
     args = parser.parse_args()
     rows = _rows(args.cdrs, args.subscribers)
     with bench_database() as db:
@@ -141,15 +164,40 @@ def main() -> None:
                 conn.commit()
         imported = time.perf_counter() - began
         analyze(db)
+        backends: list[float] = []
+
+        @contextmanager
+        def connect() -> Iterator[psycopg.Connection]:
+            """A connection whose backend's CPU seconds are added to `backends`."""
+            with db.connect(app_role=True) as conn:
+                found = conn.execute("select pg_backend_pid()").fetchone()
+                pid = found[0] if found else 0
+                before = _backend_cpu(pid)
+                yield conn
+                backends.append(_backend_cpu(pid) - before)
+
+        began = time.perf_counter()
+        cpu = time.process_time()  # all the client's threads
+        runs = store.rate_in_parts(connect, book_id, date(2026, 4, 1), args.parts)
+        rated = time.perf_counter() - began
+        client_cpu = time.process_time() - cpu
+        server_cpu = sum(backends)
+        run_rated = sum(r.rated for r in runs)
+        amounts: dict[str, Decimal] = defaultdict(Decimal)
+        for r in runs:
+            for currency, amount in r.amounts.items():
+                amounts[currency] += amount
+        # A second run finds nothing: its cost is the queue's, not the book's history.
         began = time.perf_counter()
         with db.connect(app_role=True) as conn:
-            run = store.rate_through(conn, book_id, date(2026, 4, 1))
+            again = store.rate_through(conn, book_id, date(2026, 4, 1))
             conn.commit()
-        rated = time.perf_counter() - began
+        empty_run = time.perf_counter() - began
+        assert again.rated == 0
         with db.connect(app_role=True) as conn:
             tie = verify_cdr_ratings(conn, book_id)
         copy_seconds = _copy_baseline(db, rows)
-        rate = run.rated / rated if rated else None
+        rate = run_rated / rated if rated else None
         emit(
             {
                 "benchmark": "cdr_rating",
@@ -160,15 +208,31 @@ def main() -> None:
                 "import_cdrs_per_s": round(args.cdrs / imported, 1),
                 "rating_seconds": round(rated, 3),
                 "rating_cdrs_per_s": None if rate is None else round(rate, 1),
-                "entries": run.entries,
-                "rated": run.rated,
-                "amounts": {c: str(a) for c, a in run.amounts.items()},
+                "rating_client_cpu_seconds": round(client_cpu, 3),
+                "rating_server_cpu_seconds": None if server_cpu < 0 else round(server_cpu, 3),
+                # What the CPU seconds allow on an idle 2-core box: both cores at most, the
+                # client's threads one core (the GIL), each backend one core.
+                "rating_cdrs_per_s_2_idle_cores_bound": round(
+                    run_rated
+                    / max(
+                        (client_cpu + server_cpu) / 2,
+                        client_cpu,
+                        server_cpu / min(args.parts, 2),
+                        1e-9,
+                    ),
+                    1,
+                ),
+                "empty_run_seconds": round(empty_run, 3),
+                "parts": args.parts,
+                "entries": sum(r.entries for r in runs),
+                "rated": run_rated,
+                "amounts": {c: str(a) for c, a in amounts.items()},
                 "baseline_copy_seconds": round(copy_seconds, 3),
                 "baseline_copy_rows_per_s": round(args.cdrs / copy_seconds, 1),
                 "import_vs_copy": ratio(args.cdrs / imported, args.cdrs / copy_seconds),
                 "goal_rating_cdrs_per_s": GOAL,
                 "goal_met": rate is not None and rate >= GOAL,
-                "all_rated": run.rated == args.cdrs,
+                "all_rated": run_rated == args.cdrs,
                 "verify_tie": "ok" if not tie else [d.detail for d in tie],
             }
         )

@@ -551,9 +551,12 @@ def parse_cdr(row: Mapping[str, Any]) -> Cdr:
 # A CDR as a rating run reads it: subscriber, id, event_type, start, quantity,
 # destination, roaming.
 CdrRow = tuple[str, str, str, datetime, Decimal, str, bool]
-# A rated CDR as a rating run writes it: id, plan, version, zone, band, billed quantity,
-# included, amount, currency, local day.
-RatedRow = tuple[str, str, date, str | None, str | None, Decimal, Decimal, Decimal, str, date]
+# A CDR's rating as a rating run writes it: plan, version, zone, band, billed quantity,
+# included, amount, currency. CDRs rated alike share one (cached) tuple.
+Rating = tuple[str, date, str | None, str | None, Decimal, Decimal, Decimal, str]
+# What `PlanRater.rate_many` gives per CDR: its id, its rating, the rating as the
+# caller's `encode` wrote it (cached with the rating) and the local day.
+RatedRow = tuple[str, Rating, Any, date]
 
 _MINUTES_PER_DAY = 1440
 _CACHE_LIMIT = 100_000  # per rate: data rated per byte would otherwise keep every quantity
@@ -573,15 +576,17 @@ def band_table(plan: PlanVersion) -> tuple[str | None, ...]:
 
 
 class _RateCache:
-    """A rate with what its CDRs repeat: billed quantities, and amounts by
-    (billed, included, roaming): `charge` is exact, so the same inputs give the same amount."""
+    """A rate with what its CDRs repeat: billed quantities, and ratings (with their
+    encoding) by (billed, included, roaming): `charge` is exact, so the same inputs give
+    the same amount, and the rest of a rating is the zone's, band's and version's."""
 
-    __slots__ = ("amounts", "billed", "rate")
+    __slots__ = ("billed", "rate", "ratings", "zone")
 
-    def __init__(self, rate: Rate) -> None:
+    def __init__(self, rate: Rate, zone: str | None) -> None:
         self.rate = rate
+        self.zone = zone
         self.billed: dict[Decimal, Decimal] = {}
-        self.amounts: dict[tuple[Decimal, Decimal, bool], Decimal] = {}
+        self.ratings: dict[tuple[Decimal, Decimal, bool], tuple[Rating, Any]] = {}
 
 
 class _Compiled:
@@ -590,9 +595,9 @@ class _Compiled:
     def __init__(self, plan: PlanVersion) -> None:
         self.plan = plan
         self.bands = band_table(plan)
-        # (event_type, destination, band) -> (zone, its rate) or (zone, why there is none):
-        # one look-up for zone_of and rate_for together.
-        self.rates: dict[tuple[str, str, str | None], tuple[str | None, _RateCache | str]] = {}
+        # (event_type, destination, band) -> the zone's rate or why there is none: one
+        # look-up for zone_of and rate_for together.
+        self.rates: dict[tuple[str, str, str | None], _RateCache | str] = {}
 
 
 class PlanRater:
@@ -604,8 +609,13 @@ class PlanRater:
     versions have different time zones, a quantity rate_cdr refuses, no version in force)
     is rated by `rate_cdr` itself."""
 
-    def __init__(self, versions: Sequence[PlanVersion]) -> None:
+    def __init__(
+        self, versions: Sequence[PlanVersion], encode: Callable[[Rating], Any] = tuple
+    ) -> None:
+        """`encode`: what the caller makes of a rating (the run: its COPY text), computed
+        once per distinct rating and handed out with it."""
         self.versions = list(versions)
+        self.encode = encode
         self.seed_tz = self.versions[-1].tz  # the zone months are counted in (rate_through)
         single = len({v.time_zone for v in self.versions}) == 1
         self.tz: ZoneInfo | None = self.seed_tz if single else None
@@ -640,8 +650,7 @@ class PlanRater:
     ) -> RatedRow:
         cdr = Cdr(row[1], subscriber, row[2], row[3], row[4], row[5], row[6])
         r = rate_cdr(version_at(self.versions, cdr.start), cdr, ledger, window)
-        return (
-            r.cdr.id,
+        rating: Rating = (
             r.plan,
             r.version,
             r.zone,
@@ -650,8 +659,8 @@ class PlanRater:
             r.included,
             r.amount,
             r.currency,
-            r.day,
         )
+        return (r.cdr.id, rating, self.encode(rating), r.day)
 
     def rate_many(
         self,
@@ -703,15 +712,14 @@ class PlanRater:
                 (local.isoweekday() - 1) * _MINUTES_PER_DAY + local.hour * 60 + local.minute
             ]
             key = (event_type, "" if event_type == "data" else destination, band)
-            found = compiled.rates.get(key)
-            if found is None:
+            cache = compiled.rates.get(key)
+            if cache is None:
                 zone = zone_of(plan, destination) if event_type != "data" else None
                 try:
-                    found = (zone, _RateCache(rate_for(plan, event_type, zone, band)))
+                    cache = _RateCache(rate_for(plan, event_type, zone, band), zone)
                 except RatingError as exc:
-                    found = (zone, exc.message)
-                compiled.rates[key] = found
-            zone, cache = found
+                    cache = exc.message
+                compiled.rates[key] = cache
             if isinstance(cache, str):
                 errors.append((cdr_id, cache))
                 continue
@@ -728,29 +736,29 @@ class PlanRater:
                 billed = known_billed
             included = _NONE
             if plan.allowances:
-                used_up = (plan.effective_from, event_type, zone, month)
+                used_up = (plan.effective_from, event_type, cache.zone, month)
                 if used_up not in spent:
-                    included = ledger.take_for(plan, subscriber, event_type, zone, billed, month)
+                    included = ledger.take_for(
+                        plan, subscriber, event_type, cache.zone, billed, month
+                    )
                     if not included and billed:
                         spent.add(used_up)
-            amount_key = (billed, included, roaming)
-            amount = cache.amounts.get(amount_key)
-            if amount is None:
-                if len(cache.amounts) >= _CACHE_LIMIT:
-                    cache.amounts.clear()
+            rating_key = (billed, included, roaming)
+            found = cache.ratings.get(rating_key)
+            if found is None:
+                if len(cache.ratings) >= _CACHE_LIMIT:
+                    cache.ratings.clear()
                 # Quantized to the currency: equal inputs give the same digits.
-                amount = cache.amounts[amount_key] = charge(
-                    plan, cache.rate, event_type, billed, included, roaming
+                amount = charge(plan, cache.rate, event_type, billed, included, roaming)
+                rating: Rating = (
+                    plan.name,
+                    plan.effective_from,
+                    cache.zone,
+                    band,
+                    billed,
+                    included,
+                    amount,
+                    plan.currency,
                 )
-            yield (
-                cdr_id,
-                plan.name,
-                plan.effective_from,
-                zone,
-                band,
-                billed,
-                included,
-                amount,
-                plan.currency,
-                day,
-            )
+                found = cache.ratings[rating_key] = (rating, self.encode(rating))
+            yield (cdr_id, found[0], found[1], day)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections import defaultdict
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -73,19 +75,31 @@ def cmd_cdrs_import(args: argparse.Namespace) -> int:
 def cmd_cdrs_rate(args: argparse.Namespace) -> int:
     with open_runtime() as runtime:
         book_id = _book_id(runtime, args.book)
-        with unit_of_work(runtime.connection) as uow:
-            run = store.rate_through(uow.conn, book_id, args.through)
-            uow.commit()
-    amounts = {c: str(a) for c, a in sorted(run.amounts.items())}
-    doc = {
-        "id": str(run.id),
-        "through": run.through.isoformat(),
-        "rated": run.rated,
-        "unrateable": run.unrateable,
-        "entries": run.entries,
+        if args.parts == 1:
+            with unit_of_work(runtime.connection) as uow:
+                runs = [store.rate_through(uow.conn, book_id, args.through)]
+                uow.commit()
+        else:
+            runs = store.rate_in_parts(runtime.connection, book_id, args.through, args.parts)
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for run in runs:
+        for currency, amount in run.amounts.items():
+            totals[currency] += amount
+    amounts = {c: str(a) for c, a in sorted(totals.items())}
+    rated = sum(r.rated for r in runs)
+    unrateable = sum(r.unrateable for r in runs)
+    entries = sum(r.entries for r in runs)
+    doc: dict[str, Any] = {
+        "id": str(runs[0].id),
+        "through": args.through.isoformat(),
+        "rated": rated,
+        "unrateable": unrateable,
+        "entries": entries,
         "amounts": amounts,
     }
-    text = f"rated {run.rated} CDRs ({run.unrateable} unrateable) in {run.entries} entries: " + (
+    if len(runs) > 1:
+        doc["parts"] = [str(r.id) for r in runs]  # a run per part; "id" is the first
+    text = f"rated {rated} CDRs ({unrateable} unrateable) in {entries} entries: " + (
         ", ".join(f"{a} {c}" for c, a in amounts.items()) or "nothing"
     )
     _print(args, doc, text)
@@ -153,6 +167,13 @@ def _telecom_parsers(sub: Any, command: Callable[..., argparse.ArgumentParser]) 
         help="rate CDRs that started before this day (UTC)",
     )
     rate.add_argument("--book", help=BOOK_HELP)
+    rate.add_argument(
+        "--parts",
+        type=int,
+        choices=store.PARTS,
+        default=1,
+        help="rate in this many parts side by side, by subscriber (a run per part)",
+    )
     wallets = sub.add_parser("wallets", help="prepaid wallets").add_subparsers(
         dest="wallets_command", required=True
     )

@@ -27,9 +27,12 @@ meant to be authorized in real time through reservations.
 
 from __future__ import annotations
 
+import struct
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -39,6 +42,8 @@ from operator import itemgetter
 from typing import Any
 
 import psycopg
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.pq import Format
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -54,6 +59,7 @@ from billing.telecom import (
     PlanRater,
     PlanVersion,
     RatedCdr,
+    Rating,
     RatingError,
     parse_cdr,
     parse_plan,
@@ -369,27 +375,25 @@ def _seed(
             left -= taken
 
 
-# A CDR is unrated while it has no rating: runs insert ratings, never update a CDR.
-_UNRATED = " not exists (select from cdr_ratings r where r.book_id = c.book_id and r.cdr_id = c.id)"
-# The rated CDRs of a run go straight to `cdr_ratings` by binary COPY, in RatedRow's
-# order then the run's two constants.
+# The ratings of a run go straight to `cdr_ratings` by binary COPY, written whole here:
+# a row is the field count, the CDR's id and its rating's fields (made once per distinct
+# rating by `_binary_fields`), then the run's two constants.
 _COPY_RATINGS = (
     "copy cdr_ratings (cdr_id, rate_plan, plan_version, zone, band, billed_quantity,"
     " included, amount, currency, book_id, run_id) from stdin (format binary)"
 )
-_RATING_TYPES = [
-    "text",
-    "text",
-    "date",
-    "text",
-    "text",
-    "numeric",
-    "numeric",
-    "numeric",
-    "text",
-    "uuid",
-    "uuid",
-]
+_RATING_TYPES = ["text", "date", "text", "text", "numeric", "numeric", "numeric", "text"]
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # no flags, no header extension
+_COPY_TRAILER = b"\xff\xff"
+_ROW_HEAD = struct.Struct(">hi").pack  # field count, length of the first field (the id)
+_LENGTH = struct.Struct(">i").pack
+_NULL = _LENGTH(-1)
+# Subscribers fall in BUCKETS buckets by a hash of their number; a run in `parts` parts
+# (a power of two up to BUCKETS) rates in part k the subscribers of the buckets b with
+# b % parts = k, and locks those buckets, so runs sharing a subscriber never overlap.
+BUCKETS = 64
+PARTS = (1, 2, 4, 8)
+_BUCKET = "(hashtext(subscriber) & 63)"
 # Unrated CDRs are read from a server-side cursor this many at a time: a run's memory
 # does not grow with its CDRs.
 FETCH = 20_000
@@ -397,24 +401,65 @@ FETCH = 20_000
 SummaryKey = tuple[date, str, str, uuid.UUID, uuid.UUID | None]
 
 
-def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) -> RatingRun:
-    """Rate the unrated CDRs that started before `through` and post their summary."""
-    # One run per book at a time: two runs would rate the same CDRs twice.
+def _binary_fields(conn: psycopg.Connection, constants: Sequence[Any]) -> Callable[[Rating], bytes]:
+    """A rating and the run's constants as binary COPY fields, by psycopg's own dumpers."""
+    transformer = Transformer(conn)
+    transformer.set_dumper_types(
+        [conn.adapters.types[t].oid for t in (*_RATING_TYPES, "uuid", "uuid")], Format.BINARY
+    )
+    formats = [PyFormat.BINARY] * (len(_RATING_TYPES) + len(constants))
+
+    def encode(rating: Rating) -> bytes:
+        dumped = transformer.dump_sequence((*rating, *constants), formats)
+        return b"".join(_NULL if f is None else _LENGTH(len(f)) + f for f in dumped)
+
+    return encode
+
+
+def rate_through(
+    conn: psycopg.Connection, book_id: uuid.UUID, through: date, part: int = 0, parts: int = 1
+) -> RatingRun:
+    """Rate the unrated CDRs that started before `through` and post their summary; with
+    `parts` > 1, only those of the subscribers of part `part` (see `rate_in_parts`)."""
+    if parts not in PARTS or not 0 <= part < parts:
+        raise InvalidBillingRequest(f"parts: one of {', '.join(map(str, PARTS))}")
+    # One run per subscriber at a time: two runs would rate the same CDRs twice and
+    # consume an allowance twice. A run locks its subscribers' buckets, in one order.
     conn.execute(
-        "select pg_advisory_xact_lock(hashtextextended('cdr-rating:' || %s, 0))", (str(book_id),)
+        "select count(pg_advisory_xact_lock(hashtextextended("
+        " 'cdr-rating:' || %s || ':' || b, 0)))"
+        " from (select b from generate_series(%s::int, %s::int, %s::int) b order by b) s",
+        (str(book_id), part, BUCKETS - 1, parts),
     )
     cutoff = datetime.combine(through, time(0), UTC)
     run_id = uuid.uuid4()
-    # The subscribers with unrated CDRs and the first start among them, in one pass
-    # over the unrated CDRs (the run's cursor is the other).
-    pending = conn.execute(
-        "select s.subscriber, s.customer_id, s.rate_plan, s.wallet_id, u.first"
-        " from (select c.subscriber, min(c.start) as first from cdrs c"
-        "   where c.book_id = %s and c.start < %s and" + _UNRATED + " group by c.subscriber) u"
-        " join telecom_subscribers s on s.book_id = %s and s.subscriber = u.subscriber",
-        (book_id, cutoff, book_id),
-    ).fetchall()
+    # The queued CDRs that started before the cut-off, out of the queue (one DELETE ...
+    # RETURNING into a table of the run's): a CDR imported while the run works is not in
+    # its snapshot and stays queued for the next run. (Deleting by row address batch by
+    # batch after reading the queue in key order cost three times as much.)
+    mine = "book_id = %s and start < %s"
+    params: tuple[Any, ...] = (book_id, cutoff)
+    if parts > 1:
+        mine += f" and {_BUCKET} %% %s = %s"
+        params += (parts, part)
+    conn.execute("drop table if exists pg_temp.cdr_run")
+    conn.execute("create temp table cdr_run on commit drop as table cdr_rating_queue with no data")
+    taken = conn.execute(
+        f"with taken as (delete from cdr_rating_queue where {mine} returning *)"
+        " insert into pg_temp.cdr_run select * from taken",
+        params,
+    ).rowcount
+    pending = []
+    if taken:
+        pending = conn.execute(
+            "select s.subscriber, s.customer_id, s.rate_plan, s.wallet_id, u.first"
+            " from (select subscriber, min(start) as first from pg_temp.cdr_run"
+            "   group by subscriber) u"
+            " join telecom_subscribers s on s.book_id = %s and s.subscriber = u.subscriber",
+            (book_id,),
+        ).fetchall()
     if not pending:
+        conn.execute("drop table pg_temp.cdr_run")
         conn.execute(
             "insert into cdr_rating_runs (book_id, id, through, rated, unrateable, entries)"
             " values (%s, %s, %s, 0, 0, 0)",
@@ -432,11 +477,12 @@ def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) ->
         local = first.date() - timedelta(days=1)
         since = min(since, datetime.combine(window(local), time(0), UTC) - timedelta(days=1))
     prior = _prior_included(conn, book_id, list(subscribers), since)
+    encode = _binary_fields(conn, (book_id, run_id))
     raters: dict[str, tuple[list[PlanVersion], PlanRater]] = {}
     for _, plan_name, _ in subscribers.values():
         if plan_name not in raters:
             versions = plan_versions(conn, book_id, plan_name)
-            raters[plan_name] = (versions, PlanRater(versions))
+            raters[plan_name] = (versions, PlanRater(versions, encode))
     ledger = AllowanceLedger()
     seeded: set[tuple[str, date]] = set()
     errors: list[tuple[str, str]] = []
@@ -445,41 +491,42 @@ def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) ->
     # Sorting a run's CDRs in memory, planned for reading them all.
     conn.execute("set local work_mem = '256MB'")
     conn.execute("set local cursor_tuple_fraction = 1")
-    constants = (book_id, run_id)
     with conn.cursor(name=f"cdr_rating_{run_id.hex}", binary=True) as cur:
         cur.execute(
-            "select c.subscriber, c.id, c.event_type, c.start, c.quantity, c.destination,"
-            " c.roaming from cdrs c where c.book_id = %s and c.start < %s and"
-            + _UNRATED
-            # Byte order ("C"): the order Python compares ids in (rate_cdrs), and a sort
-            # that needs no locale (several times faster than a UTF-8 locale's)
-            + ' order by c.subscriber collate "C", c.start, c.id collate "C"',
-            (book_id, cutoff),
+            "select subscriber, cdr_id, event_type, start, quantity, destination, roaming"
+            # Byte order (the columns' collation "C"): the order Python compares ids in
+            # (rate_cdrs), and a sort that needs no locale.
+            " from pg_temp.cdr_run order by subscriber, start, cdr_id"
         )
         while batch := cur.fetchmany(FETCH):
+            lines: list[bytes] = [_COPY_SIGNATURE]
+            line = lines.append
+            for subscriber, group in groupby(batch, itemgetter(0)):
+                customer_id, plan_name, wallet_id = subscribers[subscriber]
+                versions, rater = raters[plan_name]
+                window = windows.get(subscriber, _month)
+                seed = partial(
+                    _seed_once,
+                    seeded,
+                    subscriber,
+                    versions,
+                    ledger,
+                    prior.get(subscriber, []),
+                    window,
+                )
+                daily: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
+                for cdr_id, rating, fields, day in rater.rate_many(
+                    ledger, subscriber, group, window, seed, errors
+                ):
+                    id_bytes = cdr_id.encode()
+                    line(_ROW_HEAD(11, len(id_bytes)) + id_bytes + fields)
+                    daily[(day, rating[7])] += rating[6]
+                for (day, currency), total in daily.items():
+                    sums[(day, plan_name, currency, customer_id, wallet_id)] += total
+            rated += len(lines) - 1
+            line(_COPY_TRAILER)
             with conn.cursor().copy(_COPY_RATINGS) as copy:
-                copy.set_types(_RATING_TYPES)
-                write = copy.write_row
-                for subscriber, group in groupby(batch, itemgetter(0)):
-                    customer_id, plan_name, wallet_id = subscribers[subscriber]
-                    versions, rater = raters[plan_name]
-                    window = windows.get(subscriber, _month)
-                    seed = partial(
-                        _seed_once,
-                        seeded,
-                        subscriber,
-                        versions,
-                        ledger,
-                        prior.get(subscriber, []),
-                        window,
-                    )
-                    daily: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
-                    for r in rater.rate_many(ledger, subscriber, group, window, seed, errors):
-                        write(r[:9] + constants)
-                        daily[(r[9], r[8])] += r[7]
-                        rated += 1
-                    for (day, currency), total in daily.items():
-                        sums[(day, plan_name, currency, customer_id, wallet_id)] += total
+                copy.write(b"".join(lines))
     entries = entries_of_sums(run_id, sums)
     conn.execute(
         "insert into cdr_rating_runs (book_id, id, through, rated, unrateable, entries)"
@@ -487,17 +534,62 @@ def rate_through(conn: psycopg.Connection, book_id: uuid.UUID, through: date) ->
         (book_id, run_id, through, rated, len(errors), len(entries)),
     )
     if errors:
+        # Unrateable CDRs stay unrated: back in the queue, to be tried again.
+        failed = [e[0] for e in errors]
+        conn.execute(
+            "insert into cdr_rating_queue select * from pg_temp.cdr_run where cdr_id = any(%s)",
+            (failed,),
+        )
         conn.execute(
             "update cdrs c set rating_error = u.reason from unnest(%s::text[], %s::text[])"
             " as u(id, reason) where c.book_id = %s and c.id = u.id",
-            ([e[0] for e in errors], [e[1] for e in errors], book_id),
+            (failed, [e[1] for e in errors], book_id),
         )
+    conn.execute("drop table pg_temp.cdr_run")
     for start in range(0, len(entries), 1000):
         post_entries(conn, book_id, entries[start : start + 1000])
     amounts: dict[str, Decimal] = defaultdict(Decimal)
     for key, total in sums.items():
         amounts[key[2]] += total
     return RatingRun(run_id, through, rated, len(errors), len(entries), dict(amounts))
+
+
+def rate_in_parts(
+    connect: Callable[[], AbstractContextManager[psycopg.Connection]],
+    book_id: uuid.UUID,
+    through: date,
+    parts: int = 2,
+) -> list[RatingRun]:
+    """`rate_through` split over `parts` connections by subscriber, rated side by side:
+    subscribers are independent (allowances are per subscriber, consumed in event-time
+    order), so each part is a run of its own (its own ratings, summary entries and
+    verify tie) and its own unit of work, committed as soon as it has rated. A part that
+    fails rolls back alone, its CDRs stay queued for the next run, and its error is
+    raised once the others are done. (Parts do not wait for each other to commit: one
+    part holding its transaction open while another waits on a row it locked, an
+    account's daily balance say, would never end.)"""
+    if parts not in PARTS:
+        raise InvalidBillingRequest(f"parts: one of {', '.join(map(str, PARTS))}")
+
+    def one(part: int) -> RatingRun:
+        with connect() as conn:
+            try:
+                run = rate_through(conn, book_id, through, part, parts)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            return run
+
+    if parts == 1:
+        return [one(0)]
+    with ThreadPoolExecutor(parts, thread_name_prefix="cdr-rating") as pool:
+        futures = [pool.submit(one, part) for part in range(parts)]
+        wait(futures)
+    for future in futures:
+        if (failed := future.exception()) is not None:
+            raise failed
+    return [f.result() for f in futures]
 
 
 def _seed_once(

@@ -203,3 +203,21 @@ cdr_ratings = Table(
     # A later run continues the allowances from these few rows (telecom._prior_included).
     Index("ix_cdr_ratings_included", "book_id", postgresql_where=text("included > 0")),
 )
+
+# Imported CDRs not yet rated, with what rating reads (migration 0038): a trigger on
+# `cdrs` queues every inserted CDR, a rating run takes out those it rates. A run's
+# cost follows the queue, not the book's history of CDRs.
+cdr_rating_queue = Table(
+    "cdr_rating_queue",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    # Byte order: a run sorts by subscriber, start and id as Python compares them.
+    Column("cdr_id", Text(collation="C"), nullable=False),
+    Column("subscriber", Text(collation="C"), nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("start", TIMESTAMPTZ, nullable=False),
+    Column("quantity", Numeric, nullable=False),
+    Column("destination", Text, nullable=False),
+    Column("roaming", Boolean, nullable=False),
+    PrimaryKeyConstraint("book_id", "cdr_id"),
+)

@@ -1,8 +1,10 @@
-"""The rating run (binary COPY to a staging table, one set-based update, summaries from
-the run's sums) stores exactly what the row-by-row rule gives, across runs and across
-the server-side cursor's fetches, on the mixed sample of the unit test: allowances
-exhausted part-way through a call, the plan version changing mid-month, peak calls
-ending off-peak; unrateable CDRs keep their reason; verify ties; a re-run rates nothing."""
+"""The rating run (the queue of unrated CDRs, a server-side cursor, binary COPY of the
+ratings, summaries from the run's sums) stores exactly what the row-by-row rule gives,
+across runs, across the cursor's fetches and in parts side by side, on the mixed sample
+of the unit test: allowances exhausted part-way through a call, the plan version
+changing mid-month, peak calls ending off-peak; unrateable CDRs keep their reason;
+verify ties; a re-run rates nothing; a CDR imported late or during a run is rated by
+the next run; a failing part rolls back alone."""
 
 from __future__ import annotations
 
@@ -29,8 +31,27 @@ D = Decimal
 COLUMNS = ("zone", "band", "billed_quantity", "included", "amount", "currency")
 
 
+class Runs:
+    """The runs of one rating (one, or one per part) added up."""
+
+    def __init__(self, runs: list[store.RatingRun]) -> None:
+        self.runs = runs
+        self.rated = sum(r.rated for r in runs)
+        self.unrateable = sum(r.unrateable for r in runs)
+        self.entries = sum(r.entries for r in runs)
+        self.amounts = {"GBP": sum((r.amounts.get("GBP", D(0)) for r in runs), D(0))}
+
+
+def rate(runtime: Runtime, book: BookFixture, through: date, parts: int) -> Runs:
+    if parts == 1:
+        return Runs([in_tx(runtime, lambda c: store.rate_through(c, book.id, through))])
+    return Runs(store.rate_in_parts(runtime.connection, book.id, through, parts))
+
+
+# In 4 parts, part 3 holds subscriber 1, part 1 subscribers 2 and 3, parts 0 and 2 none.
+@pytest.mark.parametrize("parts", [1, 4])
 def test_rating_runs_store_what_the_row_by_row_rule_gives(
-    runtime: Runtime, book: BookFixture, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, book: BookFixture, monkeypatch: pytest.MonkeyPatch, parts: int
 ) -> None:
     monkeypatch.setattr(store, "FETCH", 97)  # subscribers span the cursor's fetches
     plans = [
@@ -92,9 +113,12 @@ def test_rating_runs_store_what_the_row_by_row_rule_gives(
     assert (imported.accepted, imported.rejected) == (len(cdrs), [])
 
     # Two runs: the second continues the month's allowances from what the first included.
-    first = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 3, 10)))
-    second = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 10)))
-    again = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 10)))
+    first = rate(runtime, book, date(2026, 3, 10), parts)
+    second = rate(runtime, book, date(2026, 4, 10), parts)
+    again = rate(runtime, book, date(2026, 4, 10), parts)
+    assert len(second.runs) == parts
+    if parts == 4:
+        assert [r.rated > 0 for r in second.runs] == [False, True, False, True]
     expected, errors = row_by_row(versions, cdrs)
     # Nothing new to rate; an unrateable CDR stays unrated and is tried again.
     assert (again.rated, again.unrateable, again.entries) == (0, len(errors), 0)
@@ -147,5 +171,97 @@ def test_a_concurrent_run_waits_for_the_first_and_rates_nothing_twice(
     assert (first.rated, second.rated, second.entries) == (3, 0, 0)
     # 420 s billed each (60/60) at 0.60/min in peak; the first has the 300 s allowance.
     assert first.amounts == {"GBP": D("1.20") + D("4.20") + D("4.20")}
+    with unit_of_work(runtime.connection) as uow:
+        assert verify_everything(uow.conn, book.id) == []
+
+
+def _queued(runtime: Runtime, book: BookFixture) -> list[str]:
+    with unit_of_work(runtime.connection) as uow:
+        rows = uow.conn.execute(
+            "select cdr_id from cdr_rating_queue where book_id = %s order by cdr_id", (book.id,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_a_run_empties_the_queue_and_a_cdr_imported_late_is_still_rated(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    setup(runtime, book)
+    sub = "+447700900001"
+    rows = [(n, row(f"c{n}", sub, f"2026-03-0{n}T10:00:00+00:00", "400")) for n in (2, 3)]
+    # One CDR after the cut-off waits in the queue for a later run.
+    rows.append((9, row("april", sub, "2026-04-02T10:00:00+00:00", "400")))
+    in_tx(runtime, lambda c: store.import_cdrs(c, book.id, rows))
+    assert _queued(runtime, book) == ["april", "c2", "c3"]
+    first = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 1)))
+    assert (first.rated, first.amounts) == (2, {"GBP": D("1.20") + D("4.20")})
+    assert _queued(runtime, book) == ["april"]
+    # A second run finds nothing.
+    again = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 1)))
+    assert (again.rated, again.unrateable, again.entries) == (0, 0, 0)
+    # A CDR imported after the run, started before the rated ones: rated by the next run,
+    # with what the month's allowance had left (nothing: c2 took it).
+    late = [(1, row("late", sub, "2026-03-02T09:00:00+00:00", "400"))]
+    in_tx(runtime, lambda c: store.import_cdrs(c, book.id, late))
+    assert _queued(runtime, book) == ["april", "late"]
+    third = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 1)))
+    assert (third.rated, third.amounts) == (1, {"GBP": D("4.20")})
+    assert _queued(runtime, book) == ["april"]
+    with unit_of_work(runtime.connection) as uow:
+        detail = {d["id"]: d for d in store.usage_detail(uow.conn, book.id)}
+        assert (detail["late"]["included"], detail["late"]["amount"]) == (D(0), D("4.20"))
+        assert detail["april"]["amount"] is None
+        assert verify_everything(uow.conn, book.id) == []
+
+
+def test_a_cdr_imported_while_a_run_works_waits_for_the_next_run(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    setup(runtime, book)
+    sub = "+447700900001"
+    early = [(1, row("c1", sub, "2026-03-03T10:00:00+00:00", "400"))]
+    in_tx(runtime, lambda c: store.import_cdrs(c, book.id, early))
+    with runtime.connection() as run:
+        first = store.rate_through(run, book.id, date(2026, 4, 1))  # not committed yet
+        # Imported and committed while the run's transaction is open: not the run's.
+        late = [(2, row("c0", sub, "2026-03-02T10:00:00+00:00", "400"))]
+        in_tx(runtime, lambda c: store.import_cdrs(c, book.id, late))
+        run.commit()
+    assert first.rated == 1
+    assert _queued(runtime, book) == ["c0"]
+    second = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 1)))
+    # c1 took the allowance; c0 (earlier, but rated later) takes what was left: nothing.
+    assert (second.rated, second.amounts) == (1, {"GBP": D("4.20")})
+    assert _queued(runtime, book) == []
+
+
+def test_a_failing_part_rolls_back_alone_and_its_cdrs_wait_for_the_next_run(
+    runtime: Runtime, book: BookFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup(runtime, book)
+    rows = [
+        (n, row(f"c{n}", sub, "2026-03-02T10:00:00+00:00", "400"))
+        for n, sub in enumerate(SUBSCRIBERS[:2])
+    ]
+    in_tx(runtime, lambda c: store.import_cdrs(c, book.id, rows))
+    rate_through = store.rate_through
+
+    def failing(
+        conn: psycopg.Connection, book_id: Any, through: date, part: int = 0, parts: int = 1
+    ) -> store.RatingRun:
+        run = rate_through(conn, book_id, through, part, parts)
+        if part == 3:  # subscriber 1's part
+            raise RuntimeError("the part failed")
+        return run
+
+    monkeypatch.setattr(store, "rate_through", failing)
+    with pytest.raises(RuntimeError, match="the part failed"):
+        store.rate_in_parts(runtime.connection, book.id, date(2026, 4, 1), 4)
+    # Subscriber 2's part (1) committed; subscriber 1's CDR is still queued.
+    assert _queued(runtime, book) == ["c0"]
+    monkeypatch.setattr(store, "rate_through", rate_through)
+    runs = store.rate_in_parts(runtime.connection, book.id, date(2026, 4, 1), 4)
+    assert [r.rated for r in runs] == [0, 0, 0, 1]
+    assert _queued(runtime, book) == []
     with unit_of_work(runtime.connection) as uow:
         assert verify_everything(uow.conn, book.id) == []

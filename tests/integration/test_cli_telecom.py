@@ -1,5 +1,5 @@
 """`cdrs import FILE` with a broken row (reported by line, the rest stored,
-exit 1), re-import stores nothing twice, `cdrs rate`, `wallets sweep`."""
+exit 1), re-import stores nothing twice, `cdrs rate` (and `--parts 2`), `wallets sweep`."""
 
 from __future__ import annotations
 
@@ -61,9 +61,21 @@ def test_cdrs_import_and_rate(
     assert rated.returncode == 0, rated.stderr
     # r1: 120 s peak at 0.60/min = 1.20; r3: 2 started MB at 2.00 = 4.00
     assert json.loads(rated.stdout)["amounts"] == {"GBP": "5.20"}
+    # A later CDR, rated in two parts (a run each; this subscriber's part rates it).
+    (tmp_path / "late.csv").write_text(
+        CSV.splitlines()[0] + "\nr5,+447700900001,voice,2026-03-03T10:00:00+00:00,61,,+4477,false\n"
+    )
+    assert cli("cdrs", "import", str(tmp_path / "late.csv"), "--book", str(book.id)).returncode == 0
+    parts = cli(
+        "cdrs", "rate", "--through", "2026-04-01", "--parts", "2", "--book", str(book.id),
+        "--format", "json",
+    )  # fmt: skip
+    assert parts.returncode == 0, parts.stderr
+    doc = json.loads(parts.stdout)
+    assert (doc["rated"], doc["amounts"], len(doc["parts"])) == (1, {"GBP": "1.20"}, 2)
     with psycopg.connect(database_url) as conn:
         count = conn.execute("select count(*) from cdrs where book_id = %s", (book.id,)).fetchone()
-    assert count == (2,)
+    assert count == (3,)
     # A recharge good for one day, its validity moved into the past (no waiting in
     # tests): the sweep lapses its value to Breakage, dated the day after.
     wallet = client.post(

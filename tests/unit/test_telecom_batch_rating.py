@@ -133,7 +133,7 @@ def row_by_row(plans: list[PlanVersion], cdrs: list[Cdr]) -> tuple[list[Any], li
 
 
 def batched(plans: list[PlanVersion], cdrs: list[Cdr]) -> tuple[list[Any], list[Any]]:
-    rater, ledger = PlanRater(plans), AllowanceLedger()
+    rater, ledger = PlanRater(plans, lambda r: ("encoded", *r)), AllowanceLedger()
     rated: list[Any] = []
     errors: list[tuple[str, str]] = []
     months: list[tuple[str, date]] = []
@@ -143,14 +143,19 @@ def batched(plans: list[PlanVersion], cdrs: list[Cdr]) -> tuple[list[Any], list[
             for c in in_order(cdrs)
             if c.subscriber == sub
         ]
-        rated += rater.rate_many(
-            ledger,
-            sub,
-            rows,
-            lambda day: day.replace(day=1),
-            lambda month, sub=sub: months.append((sub, month)),  # type: ignore[misc]
-            errors,
-        )
+        rated += [
+            (cdr_id, *rating, day)
+            for cdr_id, rating, encoded, day in rater.rate_many(
+                ledger,
+                sub,
+                rows,
+                lambda day: day.replace(day=1),
+                lambda month, sub=sub: months.append((sub, month)),  # type: ignore[misc]
+                errors,
+            )
+            # The encoding handed out is the encoding of the very rating.
+            if encoded == ("encoded", *rating)
+        ]
     assert len(months) == len(set(months))  # each period announced once
     return rated, errors
 
