@@ -51,6 +51,7 @@ from billing.errors import DocumentState, InvalidBillingRequest
 from billing.periods import Interval
 from billing.postgres.customers import get_customer
 from billing.postgres.posting import post_entries
+from billing.postgres.usage import BatchTooLarge
 from billing.postgres.wallets import get_wallet
 from billing.subscriptions import cycle_period
 from billing.telecom import (
@@ -210,7 +211,9 @@ def import_cdrs(
     result = ImportResult(0, [], [])
     assert result.duplicates is not None and result.rejected is not None
     parsed: dict[str, tuple[int, Cdr]] = {}
+    size = 0
     for line, row in rows:
+        size += 1
         try:
             cdr = parse_cdr(row)
         except RatingError as exc:
@@ -224,8 +227,13 @@ def import_cdrs(
                 result.rejected.append({"line": line, "id": cdr.id, "reason": "conflict"})
             continue
         parsed[cdr.id] = (line, cdr)
-    if len(parsed) + len(result.rejected) > MAX_BATCH:
-        raise InvalidBillingRequest(f"a batch holds at most {MAX_BATCH} records")
+    if size > MAX_BATCH:
+        # As usage events answer it: 413, nothing stored (the CLI sends 10,000 at a time).
+        raise BatchTooLarge(
+            f"a batch holds at most {MAX_BATCH} records, this one {size}; split it",
+            limit=MAX_BATCH,
+            size=size,
+        )
     known = {
         r[0]
         for r in conn.execute(

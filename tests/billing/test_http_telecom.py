@@ -94,7 +94,7 @@ def test_cdrs_rated_and_itemized(client: Any, book: BookFixture) -> None:
         (
             "/v1/cdrs",
             {"cdrs": [cdr(str(i), "2026-03-02T10:00:00+00:00", "1") for i in range(10_001)]},
-            422,
+            413,
         ),
         ("/v1/cdr-ratings", {"through": "soon"}, 400),
     ],

@@ -187,6 +187,36 @@ def test_allowance_exhausted_part_way_through_a_call() -> None:
     ]
 
 
+def test_a_version_change_mid_month_keeps_what_the_month_used_of_its_allowance() -> None:
+    """The allowance belongs to the month, not the version: a new version's allowance less
+    what the month already used (bigger: the rest is free; smaller: nothing is left)."""
+    v1 = parse_plan(plan_body(allowances=[{"event_type": "voice", "quantity": "300"}]))
+
+    def v2(quantity: str) -> Any:
+        return parse_plan(
+            plan_body(
+                effective_from="2026-03-15",
+                rates=[{"event_type": "voice", "unit_amount": "0.90", "increment": "60/60"}],
+                allowances=[{"event_type": "voice", "quantity": quantity}],
+            )
+        )
+
+    calls = [
+        call("2026-03-10T10:00:00+00:00", 240, cid="before"),  # v1: 240 of 300 used
+        call("2026-03-16T10:00:00+00:00", 480, cid="after"),
+    ]
+    bigger = rate_cdrs([v1, v2("600")], calls)
+    assert [(r.cdr.id, r.included, r.amount) for r in bigger] == [
+        ("before", D(240), D("0.00")),
+        ("after", D(360), D("1.80")),  # 600 - 240 = 360 s free, 120 s at 0.90/min
+    ]
+    smaller = rate_cdrs([v1, v2("120")], calls)
+    assert [(r.cdr.id, r.included, r.amount) for r in smaller] == [
+        ("before", D(240), D("0.00")),
+        ("after", D(0), D("7.20")),  # 240 already used of 120: all 8 minutes billed
+    ]
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
