@@ -17,7 +17,7 @@ the wallet or by `sweep_expired`.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -257,12 +257,13 @@ def _after_change(conn: psycopg.Connection, book_id: uuid.UUID, wallet: Wallet) 
         now_low = get_wallet(conn, book_id, str(wallet.id))
         record_event(conn, book_id, "wallet.low_balance", now_low.as_json())
         return now_low
-    elif wallet.low_balance and threshold is not None and wallet.available >= threshold:
+    if wallet.low_balance and threshold is not None and wallet.available >= threshold:
         conn.execute(
             "update wallets set low_balance = false where book_id = %s and id = %s",
             (book_id, wallet.id),
         )
-    return get_wallet(conn, book_id, str(wallet.id))
+        return replace(wallet, low_balance=False)
+    return wallet
 
 
 def top_up(
@@ -370,14 +371,17 @@ def reserve(
             valid_until=str(wallet.valid_until),
         )
     granted = grant(requested, wallet.available, partial)
-    reservation_id = uuid.uuid4()
-    conn.execute(
-        "insert into wallet_reservations (book_id, id, wallet_id, requested, amount, expires_at)"
-        " values (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))",
-        (book_id, reservation_id, wallet.id, requested.amount, granted.amount, ttl_seconds),
-    )
-    _after_change(conn, book_id, get_wallet(conn, book_id, ref))
-    return get_reservation(conn, book_id, ref, str(reservation_id))
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "insert into wallet_reservations (book_id, id, wallet_id, requested, amount,"
+            " expires_at) values (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))"
+            f" returning {_RESERVATION}",
+            (book_id, uuid.uuid4(), wallet.id, requested.amount, granted.amount, ttl_seconds),
+        ).fetchone()
+    assert row is not None
+    # The wallet is locked: its new state follows from the hold (no second read).
+    _after_change(conn, book_id, replace(wallet, held=wallet.held + granted.amount))
+    return Reservation(**row)
 
 
 def get_reservation(
@@ -427,13 +431,19 @@ def capture(
             on, wallet.id, str(wallet.customer_id), money, f"reservation:{reservation.id}"
         )
         entry_id = post_entry(conn, book_id, entry).id
-    conn.execute(
-        "update wallet_reservations set status = 'captured', captured = %s, entry_id = %s,"
-        " closed_at = now() where book_id = %s and id = %s",
-        (money.amount, entry_id, book_id, reservation.id),
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "update wallet_reservations set status = 'captured', captured = %s, entry_id = %s,"
+            f" closed_at = now() where book_id = %s and id = %s returning {_RESERVATION}",
+            (money.amount, entry_id, book_id, reservation.id),
+        ).fetchone()
+    assert row is not None
+    # The wallet is locked: the hold closes and the capture leaves the balance.
+    after = replace(
+        wallet, balance=wallet.balance - money.amount, held=wallet.held - reservation.amount
     )
-    _after_change(conn, book_id, get_wallet(conn, book_id, wallet_ref))
-    return get_reservation(conn, book_id, wallet_ref, ref)
+    _after_change(conn, book_id, after)
+    return Reservation(**row)
 
 
 def release(conn: psycopg.Connection, book_id: uuid.UUID, wallet_ref: str, ref: str) -> Reservation:
