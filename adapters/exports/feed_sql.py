@@ -1,7 +1,7 @@
 """A journal feed page written by PostgreSQL: one query reads the page and writes its lines.
 
 The layouts of erp_formats (jsonl, netsuite, quickbooks, sap) as SQL text expressions, with
-the helpers of revision 0038 (`ab_fold`, `ab_csv`, `ab_pyjson`) standing in for
+the helpers of revision 0041 (`ab_fold`, `ab_csv`, `ab_pyjson`) standing in for
 `_text`, csv.writer and json.dumps. The client receives the page's body as one bytea
 value (binary, so no per-line work in Python) with its counts and totals.
 Xero keeps the Python layout (its tracking option is Python's str() of any JSON value).

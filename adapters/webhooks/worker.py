@@ -1,6 +1,6 @@
 """The delivery worker: sends queued webhook deliveries after their events committed.
 
-A delivery is leased, never locked, while it is sent (migration 0040). One
+A delivery is leased, never locked, while it is sent (migration 0043). One
 short transaction claims a batch per endpoint (`FOR UPDATE SKIP LOCKED`, then
 `status = 'sending'` with a lease: this backend's pid and start, `lease_until`,
 a token) and commits; the batches are sent outside any transaction, each by a

@@ -204,7 +204,7 @@ cdr_ratings = Table(
     Index("ix_cdr_ratings_included", "book_id", postgresql_where=text("included > 0")),
 )
 
-# Imported CDRs not yet rated, with what rating reads (migration 0038): a trigger on
+# Imported CDRs not yet rated, with what rating reads (migration 0044): a trigger on
 # `cdrs` queues every inserted CDR, a rating run takes out those it rates. A run's
 # cost follows the queue, not the book's history of CDRs.
 cdr_rating_queue = Table(

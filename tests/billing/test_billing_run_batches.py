@@ -469,7 +469,7 @@ def test_a_run_applying_credit_and_a_payment_of_the_same_customer_do_not_deadloc
 def test_a_runs_events_fan_out_to_each_wanting_endpoint_and_each_linked_crm_record(
     runtime: Runtime,
 ) -> None:
-    """The events of a batch (one COPY) are fanned out per statement (0038): one
+    """The events of a batch (one COPY) are fanned out per statement (0042): one
     webhook delivery per event and enabled endpoint wanting its type, one CRM delivery
     per event of a linked customer, as the per-row triggers made them."""
     book = make_book(runtime, "USD", APRIL).id

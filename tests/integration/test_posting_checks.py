@@ -234,7 +234,7 @@ def mixed(ids: dict[str, uuid.UUID], entry_id: uuid.UUID, eur: str) -> list[Line
 def test_entries_in_several_currencies_balanced_each_are_written_beside_others(
     app_conn: psycopg.Connection, book: BookFixture, ids: dict[str, uuid.UUID]
 ) -> None:
-    """Revision 0038 sums an entry once unless it has several currencies; those
+    """Revision 0039 sums an entry once unless it has several currencies; those
     are summed per currency, and balanced ones go through."""
     entries, lines = sales(ids, 2)
     first, second = uuid.uuid4(), uuid.uuid4()
