@@ -38,13 +38,16 @@ OUT = """
   out r_entry_id uuid, out r_created_at timestamptz"""
 
 FUNCTIONS = f"""
+-- PL/pgSQL, not SQL: a session plans its query once (an SQL function called from
+-- PL/pgSQL is planned again at every call).
 create function ab_wallet_figures(p_book uuid, w wallets, out balance numeric, out held numeric)
-language sql as $$
-  select coalesce((select -g.balance from guarded_balances g where g.book_id = p_book
-                      and g.account_id = w.account_id and g.currency = w.currency), 0),
-         coalesce((select sum(r.amount) from wallet_reservations r where r.book_id = p_book
-                      and r.wallet_id = w.id and r.status = 'held' and r.expires_at > now()), 0)
-$$;
+language plpgsql as $$
+begin
+  balance := coalesce((select -g.balance from guarded_balances g where g.book_id = p_book
+                         and g.account_id = w.account_id and g.currency = w.currency), 0);
+  held := coalesce((select sum(r.amount) from wallet_reservations r where r.book_id = p_book
+                      and r.wallet_id = w.id and r.status = 'held' and r.expires_at > now()), 0);
+end $$;
 
 -- billing.wallets.falls_low: one event per crossing below the threshold; re-armed
 -- at or above it. The outbox event is Python's (it carries the wallet's JSON).
@@ -172,6 +175,14 @@ begin
   if p_amount > r.amount then
     outcome := 'over';
     return;
+  end if;
+  -- The reservation records what the entry takes from the wallet, to the cent.
+  if p_amount is distinct from (
+       select coalesce(sum(a.amount), 0)
+         from unnest(p_accounts::uuid[], p_amounts::numeric[]) as a(account_id, amount)
+        where a.account_id = p_account) then
+    raise exception 'the capture entry does not take % from wallet %', p_amount, p_wallet
+      using errcode = 'check_violation';
   end if;
   f := ab_wallet_figures(p_book, w);
   if p_amount > 0 then

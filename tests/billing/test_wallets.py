@@ -519,3 +519,21 @@ def test_a_hold_reads_the_books_simulated_date_before_the_wall_clock(
     set_clock("2026-03-31")
     with pytest.raises(InsufficientFunds, match="lapsed on 2026-03-31"):
         in_tx(runtime, hold)
+
+
+def test_the_capture_function_refuses_an_entry_that_does_not_take_the_capture(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    """A raw call that captures 1.00 with no entry (or one for another amount) is
+    refused: the reservation's `captured` always equals what the ledger took."""
+    wallet = new_wallet(runtime, book, top_up="10.00")
+    hold = in_tx(runtime, lambda c: store.reserve(c, book.id, str(wallet.id), D("5.00"), 60))
+    assert isinstance(hold, store.Reservation)
+    call = (
+        "select outcome from ab_wallet_capture(%s, %s, %s, 1.00, %s, 'USD', %s"
+        + ", null" * 15
+        + ")"
+    )
+    args = (book.id, wallet.id, hold.id, wallet.account_id, wallet.customer_id)
+    with pytest.raises(psycopg.errors.CheckViolation, match=r"does not take 1\.00"):
+        in_tx(runtime, lambda c: c.execute(call, args))
