@@ -12,6 +12,13 @@ capture is one operation) and p50/p99 latency. Baseline in the same run and on
 the same server: pgbench TPC-B with the same clients and duration. Goal:
 operations/s ÷ tps ≥ 0.5.
 
+CPU, which a loaded machine does not skew as it does throughput: the wallet
+clients' server backends (/proc/<pid>/stat) and this process (process_time) per
+operation, against pgbench's timed run's backends and its own process per
+transaction (polled every 50 ms while pgbench runs, so at most that much of each
+is missed); `ops_vs_pgbench_by_cpu` is pgbench's CPU per transaction ÷ ours per
+operation, the throughput ratio a CPU-bound machine would give.
+
 Correctness: every wallet's balance = 1,000.00 − its captures, none below 0,
 and the ledger's postings on each wallet account sum to that balance.
 """
@@ -19,12 +26,15 @@ and the ledger's postings on each wallet account sum to that balance.
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import re
 import threading
 import time
 import uuid
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from benchmarks._common import (
@@ -40,6 +50,71 @@ from billing.postgres import wallets as store
 
 GOAL = 0.5
 DAY = date(2026, 3, 1)
+_TICK = os.sysconf("SC_CLK_TCK")
+# pgbench -i's statements: its backend loads the tables and is not the timed run.
+_LOADING = re.compile(r"\s*(copy|vacuum|create|drop|alter|truncate)\b", re.IGNORECASE)
+
+
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) of a process on this machine; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _children() -> list[int]:
+    pids: list[int] = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
+class _PgbenchCpu(threading.Thread):
+    """Polls, while pgbench runs, the CPU of its timed run: its backends and its process."""
+
+    def __init__(self, db: BenchDatabase) -> None:
+        super().__init__(daemon=True)
+        self.db = db
+        self.stop = threading.Event()
+        self.backends: dict[int, float] = {}
+        self.loaders: set[int] = set()
+        self.clients: dict[int, float] = {}
+
+    def run(self) -> None:
+        with self.db.connect(autocommit=True) as conn:
+            while not self.stop.wait(0.05):
+                rows = conn.execute(
+                    "select pid, query from pg_stat_activity where datname = current_database()"
+                    " and application_name = 'pgbench'"
+                ).fetchall()
+                for pid, query in rows:
+                    if _LOADING.match(query or ""):
+                        self.loaders.add(pid)
+                    cpu = _cpu_s(pid)
+                    if cpu is not None:
+                        self.backends[pid] = cpu
+                for pid in _children():
+                    try:
+                        timed = b"-T" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    except OSError:
+                        continue
+                    cpu = _cpu_s(pid)
+                    if timed and cpu is not None:
+                        self.clients[pid] = cpu
+
+    def totals(self) -> tuple[float, float]:
+        """(server seconds, pgbench process seconds) of the timed run."""
+        server = sum(cpu for pid, cpu in self.backends.items() if pid not in self.loaders)
+        return server, sum(self.clients.values())
+
+
+def _ms_per(seconds: float | None, count: int | None) -> float | None:
+    return round(seconds * 1000 / count, 3) if seconds is not None and count else None
 
 
 def _setup(db: BenchDatabase, count: int) -> tuple[uuid.UUID, list[str]]:
@@ -72,6 +147,7 @@ def main() -> None:
         book_id, wallets = _setup(db, args.wallets)
         analyze(db)
         latencies: list[list[float]] = [[] for _ in range(args.clients)]
+        backend_cpu: list[float | None] = [None] * args.clients
         errors: list[BaseException] = []
         barrier = threading.Barrier(args.clients + 1)
         stop = threading.Event()
@@ -80,7 +156,11 @@ def main() -> None:
             rng = random.Random(n)
             mine = latencies[n]
             with db.connect(app_role=True) as conn:
+                found = conn.execute("select pg_backend_pid()").fetchone()
+                pid = found[0] if found else 0
+                conn.commit()
                 barrier.wait()
+                before = _cpu_s(pid)
                 while not stop.is_set():
                     wallet = rng.choice(wallets)
                     try:
@@ -95,17 +175,24 @@ def main() -> None:
                     except BaseException as exc:  # reported below, the run goes on
                         conn.rollback()
                         errors.append(exc)
+                after = _cpu_s(pid)
+                if before is not None and after is not None:
+                    backend_cpu[n] = after - before
 
         threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
         for t in threads:
             t.start()
         barrier.wait()
         began = time.perf_counter()
+        client_began = time.process_time()  # all this process's threads
         time.sleep(args.seconds)
         stop.set()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - began
+        client_cpu = time.process_time() - client_began
+        measured = [c for c in backend_cpu if c is not None]
+        server_cpu = sum(measured) if len(measured) == args.clients else None
         ms = [x * 1000 for xs in latencies for x in xs]
         ops = len(ms) / elapsed
         with db.connect() as conn:
@@ -117,12 +204,28 @@ def main() -> None:
                 " and w.book_id = %s",
                 (book_id,),
             ).fetchone()
+        poller = _PgbenchCpu(db)
+        poller.start()
         pgbench = run_pgbench(
             db,
             scale=args.pgbench_scale,
             clients=args.clients,
             threads=min(args.clients, 2),
             seconds=int(args.seconds),
+        )
+        poller.stop.set()
+        poller.join()
+        pg_server, pg_client = poller.totals()
+        tx = pgbench.get("transactions")
+        cpu = {
+            "server_ms_per_op": _ms_per(server_cpu, len(ms)),
+            "client_ms_per_op": _ms_per(client_cpu, len(ms)),
+            "pgbench_server_ms_per_tx": _ms_per(pg_server, tx),
+            "pgbench_client_ms_per_tx": _ms_per(pg_client, tx),
+        }
+        ours = None if server_cpu is None else server_cpu + client_cpu
+        by_cpu = ratio(
+            (pg_server + pg_client) / tx if tx else None, ours / len(ms) if ours and ms else None
         )
         emit(
             {
@@ -140,6 +243,8 @@ def main() -> None:
                 "wallets_not_tied": bad[0],
                 "baseline_pgbench": pgbench,
                 "ops_vs_pgbench_tps": ratio(ops, pgbench.get("tps")),
+                "cpu": cpu,
+                "ops_vs_pgbench_by_cpu": by_cpu,
                 "goal": GOAL,
             }
         )

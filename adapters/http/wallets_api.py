@@ -181,9 +181,9 @@ class WalletsController(Controller):
                 amount,
                 data.ttl_seconds,
                 partial=data.partial,
-                today=tx.today(),
+                wall_clock_today=tx.runtime.today(),
             )
-            return reservation_json(r, store.get_wallet(tx.conn, tx.book_id, ref).currency)
+            return reservation_json(r, store.wallet_currency(tx.conn, tx.book_id, ref))
 
         return run({"ref": ref, "body": data}, work)
 
@@ -212,7 +212,7 @@ class WalletsController(Controller):
 
         def work(tx: Tx) -> dict[str, Any]:
             r = store.capture(tx.conn, tx.book_id, ref, rid, amount, tx.today())
-            return reservation_json(r, store.get_wallet(tx.conn, tx.book_id, ref).currency)
+            return reservation_json(r, store.wallet_currency(tx.conn, tx.book_id, ref))
 
         return run({"ref": ref, "rid": rid, "body": data}, work)
 
@@ -225,6 +225,6 @@ class WalletsController(Controller):
     def release(self, ref: FromPath[str], rid: FromPath[str], run: Run) -> Response[bytes]:
         def work(tx: Tx) -> dict[str, Any]:
             r = store.release(tx.conn, tx.book_id, ref, rid)
-            return reservation_json(r, store.get_wallet(tx.conn, tx.book_id, ref).currency)
+            return reservation_json(r, store.wallet_currency(tx.conn, tx.book_id, ref))
 
         return run({"ref": ref, "rid": rid}, work)

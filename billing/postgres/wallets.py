@@ -4,7 +4,9 @@
 Concurrency: every write to a wallet locks its `wallets` row first (`for
 update`), then reads the balance and the open holds, so concurrent holds on
 one wallet are decided one after another and never over- or under-grant;
-other wallets' rows are not touched, so they proceed in parallel. Behind that,
+other wallets' rows are not touched, so they proceed in parallel. A hold and a
+capture (the real-time path) do all of it in one round trip each: the
+functions `ab_wallet_hold` and `ab_wallet_capture` (revision 0045). Behind that,
 the wallet's own ledger account has a minimum balance of 0, which the
 database enforces on every posting whatever the caller.
 
@@ -33,6 +35,7 @@ from billing.postgres.events import record_event
 from billing.postgres.ids import parse_id
 from billing.postgres.posting import post_entry
 from billing.wallets import (
+    USAGE,
     WALLET,
     breakage_entry,
     check_capture,
@@ -45,11 +48,12 @@ from billing.wallets import (
     top_up_entry,
     wallet_account,
 )
-from ledger.errors import CurrencyMismatch, NotFound
+from ledger.errors import CurrencyMismatch, LedgerError, NotFound
 from ledger.money import Money, check_currency
 from ledger.money import minor_unit_text as money_text
 from ledger.periods import first_open_day
 from ledger.postgres.books import AccountSpec, closed_periods, create_account
+from ledger.postgres.posting import DIRECTORY, PreparedEntries
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,21 +304,24 @@ def _lapse(conn: psycopg.Connection, book_id: uuid.UUID, wallet: Wallet, today: 
     lapsed_on = lapses_on(wallet.valid_until, today)
     if lapsed_on is None:
         return wallet
-    if wallet.available > 0:
-        closed = closed_periods(conn, book_id)
-        entry = breakage_entry(
-            first_open_day(lapsed_on, closed),
-            wallet.id,
-            str(wallet.customer_id),
-            Money.exact(wallet.available, wallet.currency),
-        )
-        post_entry(conn, book_id, entry)
     if wallet.held == 0:
         conn.execute(
             "update wallets set valid_until = null where book_id = %s and id = %s",
             (book_id, wallet.id),
         )
+    if wallet.available > 0:
+        on = first_open_day(lapsed_on, closed_periods(conn, book_id))
+        return _break(conn, book_id, wallet, on, Money.exact(wallet.available, wallet.currency))[0]
     return _after_change(conn, book_id, get_wallet(conn, book_id, str(wallet.id)))
+
+
+def _break(
+    conn: psycopg.Connection, book_id: uuid.UUID, wallet: Wallet, on: date, money: Money
+) -> tuple[Wallet, uuid.UUID]:
+    """Post `money` of the locked wallet's value to Breakage on `on`; the wallet after it."""
+    entry = breakage_entry(on, wallet.id, str(wallet.customer_id), money)
+    posted = post_entry(conn, book_id, entry)
+    return _after_change(conn, book_id, get_wallet(conn, book_id, str(wallet.id))), posted.id
 
 
 def lapse_expired_value(conn: psycopg.Connection, book_id: uuid.UUID, today: date) -> int:
@@ -340,9 +347,80 @@ def expire_value(
         raise InvalidBillingRequest(
             f"cannot expire {money.amount}: the wallet has {wallet.available} available"
         )
-    entry = breakage_entry(on, wallet.id, str(wallet.customer_id), money)
-    posted = post_entry(conn, book_id, entry)
-    return _after_change(conn, book_id, get_wallet(conn, book_id, ref)), posted.id
+    return _break(conn, book_id, wallet, on, money)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """What a wallet never changes after it is created: its currency, customer and
+    ledger account (the capture function checks them under the lock)."""
+
+    currency: str
+    customer_id: uuid.UUID
+    account_id: uuid.UUID
+
+
+# Per process, like the ledger's account directory: a hold or a capture on a wallet
+# seen before validates its amount and builds its entry with no read.
+_FIXED: dict[tuple[uuid.UUID, uuid.UUID], _Fixed] = {}
+_FIXED_MAX = 100_000
+
+
+def _fixed(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> tuple[uuid.UUID, _Fixed]:
+    wallet_id = parse_id(ref, "wallet")
+    found = _FIXED.get((book_id, wallet_id))
+    if found is None:
+        row = conn.execute(
+            "select currency, customer_id, account_id from wallets where book_id = %s and id = %s",
+            (book_id, wallet_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"wallet {ref!r} does not exist in this book", wallet=ref)
+        if len(_FIXED) >= _FIXED_MAX:
+            _FIXED.clear()
+        found = _FIXED[(book_id, wallet_id)] = _Fixed(*row)
+    return wallet_id, found
+
+
+def wallet_currency(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> str:
+    return _fixed(conn, book_id, ref)[1].currency
+
+
+_HOLD = "select * from ab_wallet_hold(%s, %s, %s, %s, %s, %s, %s, %s)"
+# The capture's journal entry travels as the ledger's insert takes it (PreparedEntries).
+_ENTRY_ARRAYS = (
+    *("ids", "dates", "memos", "metadata", "keys", "hashes", "reverses"),
+    *("entry_ids", "line_nos", "accounts", "amounts", "currencies", "customers"),
+    *("documents", "dimensions"),
+)
+_CAPTURE_ARGS = ("book", "wallet", "reservation", "amount", "account", "currency", "customer")
+_CAPTURE = (
+    "select * from ab_wallet_capture("
+    + ", ".join(f"%({name})s" for name in (*_CAPTURE_ARGS, *_ENTRY_ARRAYS))
+    + ")"
+)
+
+
+def _reservation(wallet_id: uuid.UUID, row: dict[str, Any]) -> Reservation:
+    return Reservation(
+        id=row["r_id"],
+        wallet_id=wallet_id,
+        requested=row["r_requested"],
+        amount=row["r_amount"],
+        captured=row["r_captured"],
+        status=row["r_status"],
+        expires_at=row["r_expires_at"],
+        closed_at=row["r_closed_at"],
+        entry_id=row["r_entry_id"],
+        created_at=row["r_created_at"],
+    )
+
+
+def _announce_low(conn: psycopg.Connection, book_id: uuid.UUID, wallet_id: uuid.UUID) -> None:
+    """The outbox event of a low-balance crossing the function recorded (as _after_change)."""
+    record_event(
+        conn, book_id, "wallet.low_balance", get_wallet(conn, book_id, str(wallet_id)).as_json()
+    )
 
 
 def reserve(
@@ -354,34 +432,47 @@ def reserve(
     *,
     partial: bool = False,
     today: date | None = None,
+    wall_clock_today: date | None = None,
 ) -> Reservation:
-    """Hold value for a session. With `today`, value whose validity ended is not
+    """Hold value for a session, in one round trip (`ab_wallet_hold`). With `today`,
+    or with `wall_clock_today` (the book's simulated date is read instead when it has
+    one, and only for a wallet with a validity), value whose validity ended is not
     available: the hold is refused (402) and the sweep or the next top-up posts the
     lapse (a refused request writes nothing, so it cannot post it itself)."""
     check_ttl(ttl_seconds)
-    wallet = get_wallet(conn, book_id, ref, lock=True)
-    requested = Money.exact(amount, wallet.currency)
-    lapsed_on = None if today is None else lapses_on(wallet.valid_until, today)
-    if lapsed_on is not None:
+    wallet_id, fixed = _fixed(conn, book_id, ref)
+    requested = Money.exact(amount, fixed.currency)
+    params = (
+        book_id,
+        wallet_id,
+        uuid.uuid4(),
+        requested.amount,
+        ttl_seconds,
+        partial,
+        today,
+        wall_clock_today,
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_HOLD, params).fetchone()
+    assert row is not None
+    outcome = row["outcome"]
+    if outcome == "not_found":
+        raise NotFound(f"wallet {ref!r} does not exist in this book", wallet=ref)
+    if outcome == "lapsed":
+        valid_until = row["w_valid_until"]
         raise InsufficientFunds(
-            f"the wallet's value lapsed on {lapsed_on} (valid until {wallet.valid_until}):"
-            " nothing is available until it is topped up",
+            f"the wallet's value lapsed on {lapses_on(valid_until, row['w_today'])}"
+            f" (valid until {valid_until}): nothing is available until it is topped up",
             available="0",
             requested=str(requested.amount),
-            valid_until=str(wallet.valid_until),
+            valid_until=str(valid_until),
         )
-    granted = grant(requested, wallet.available, partial)
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            "insert into wallet_reservations (book_id, id, wallet_id, requested, amount,"
-            " expires_at) values (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))"
-            f" returning {_RESERVATION}",
-            (book_id, uuid.uuid4(), wallet.id, requested.amount, granted.amount, ttl_seconds),
-        ).fetchone()
-    assert row is not None
-    # The wallet is locked: its new state follows from the hold (no second read).
-    _after_change(conn, book_id, replace(wallet, held=wallet.held + granted.amount))
-    return Reservation(**row)
+    if outcome != "held":  # invalid or short: the rule says which problem
+        grant(requested, row["w_available"] or Decimal(0), partial)
+        raise AssertionError(f"ab_wallet_hold refused a grantable hold ({outcome})")
+    if row["fell_low"]:
+        _announce_low(conn, book_id, wallet_id)
+    return _reservation(wallet_id, row)
 
 
 def get_reservation(
@@ -422,28 +513,55 @@ def capture(
     amount: Decimal,
     on: date,
 ) -> Reservation:
-    """Debit the rated amount (at most what is held) and release the rest."""
-    wallet, reservation = _open_reservation(conn, book_id, wallet_ref, ref)
-    money = check_capture(Money.exact(amount, wallet.currency), reservation.amount)
-    entry_id = None
-    if money.amount > 0:
+    """Debit the rated amount (at most what is held) and release the rest, in one
+    round trip (`ab_wallet_capture`, which posts the entry built here)."""
+    wallet_id, fixed = _fixed(conn, book_id, wallet_ref)
+    reservation_id = parse_id(ref, "reservation")
+    params: dict[str, Any] = dict.fromkeys(_ENTRY_ARRAYS)
+    # A bad amount is reported after the reservation's own problems, as before.
+    bad: LedgerError | None = None
+    try:
+        money = Money.exact(amount, fixed.currency)
+    except LedgerError as exc:
+        bad, money = exc, Money(Decimal(0), fixed.currency)
+    if bad is None and money.amount > 0:
         entry = consumption_entry(
-            on, wallet.id, str(wallet.customer_id), money, f"reservation:{reservation.id}"
+            on, wallet_id, str(fixed.customer_id), money, f"reservation:{reservation_id}"
         )
-        entry_id = post_entry(conn, book_id, entry).id
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            "update wallet_reservations set status = 'captured', captured = %s, entry_id = %s,"
-            f" closed_at = now() where book_id = %s and id = %s returning {_RESERVATION}",
-            (money.amount, entry_id, book_id, reservation.id),
-        ).fetchone()
-    assert row is not None
-    # The wallet is locked: the hold closes and the capture leaves the balance.
-    after = replace(
-        wallet, balance=wallet.balance - money.amount, held=wallet.held - reservation.amount
+        accounts = {wallet_account(wallet_id): fixed.account_id}
+        accounts.update(DIRECTORY.resolve(conn, book_id, [USAGE]))
+        params.update(PreparedEntries(book_id, [entry], accounts).params)
+    params.update(
+        book=book_id,
+        wallet=wallet_id,
+        reservation=reservation_id,
+        amount=None if bad is not None else money.amount,
+        account=fixed.account_id,
+        currency=fixed.currency,
+        customer=fixed.customer_id,
     )
-    _after_change(conn, book_id, after)
-    return Reservation(**row)
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_CAPTURE, params).fetchone()
+    assert row is not None
+    outcome = row["outcome"]
+    if outcome == "not_found":
+        raise NotFound(f"wallet {wallet_ref!r} does not exist in this book", wallet=wallet_ref)
+    if outcome == "no_reservation":
+        raise NotFound(f"reservation {ref!r} does not exist on wallet {wallet_ref!r}")
+    if outcome == "not_held":
+        status = row["r_status"]
+        raise DocumentState(
+            f"reservation {ref} is {status}; only a held reservation can be captured or released",
+            status=status,
+        )
+    if bad is not None:
+        raise bad
+    if outcome != "captured":  # invalid or over: the rule says which problem
+        check_capture(money, row["r_amount"])
+        raise AssertionError(f"ab_wallet_capture refused a valid capture ({outcome})")
+    if row["fell_low"]:
+        _announce_low(conn, book_id, wallet_id)
+    return _reservation(wallet_id, row)
 
 
 def release(conn: psycopg.Connection, book_id: uuid.UUID, wallet_ref: str, ref: str) -> Reservation:

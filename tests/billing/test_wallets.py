@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
@@ -17,11 +18,11 @@ from adapters.runtime import Runtime
 from billing.errors import DocumentState, InsufficientFunds, InvalidBillingRequest
 from billing.postgres import wallets as store
 from billing.postgres.posting import post_entry
-from billing.wallets import BREAKAGE, USAGE, grant, wallet_account
+from billing.wallets import BREAKAGE, USAGE, consumption_entry, grant, wallet_account
 from ledger.entries import Posting, build_entry
 from ledger.errors import BalanceLimitExceeded, CurrencyMismatch, NotFound
 from ledger.money import Money
-from ledger.postgres.posting import get_entry
+from ledger.postgres.posting import get_entry, request_hash
 from ledger.postgres.unit_of_work import unit_of_work
 from tests.billing.test_payments import new_customer
 from tests.conftest import BookFixture
@@ -400,3 +401,139 @@ def test_a_top_up_charges_the_customers_tax_on_top_and_usage_posts_net(
         _, expired = store.expire_value(c, book.id, w, DAY, None)
         assert lines(c, book.id, expired) == {(account, D("6.67")), (BREAKAGE, D("-6.67"))}
         uow.commit()
+
+
+class _Counting(psycopg.Cursor[Any]):
+    """Every statement a connection sends, in order (round trips of one execute each)."""
+
+    sent: list[str] = []
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        _Counting.sent.append(str(query))
+        return super().execute(query, params, **kwargs)
+
+
+def test_a_hold_and_a_capture_are_one_round_trip_each(runtime: Runtime, book: BookFixture) -> None:
+    """The real-time path (a switch's authorization): one statement to hold, one to
+    capture, once the process has seen the wallet and the book's Usage account; the
+    book's date is not read for a wallet without a validity."""
+    wallet = new_wallet(runtime, book, top_up="10.00", threshold="1.00")
+    w = str(wallet.id)
+    with unit_of_work(runtime.connection) as uow:
+        c = uow.conn
+        first = store.reserve(c, book.id, w, D("2.00"), 60)  # the process learns the wallet
+        store.capture(c, book.id, w, str(first.id), D("1.00"), DAY)  # and Income:Usage
+        c.cursor_factory = _Counting
+        _Counting.sent = []
+        hold = store.reserve(c, book.id, w, D("0.50"), 60, wall_clock_today=DAY)
+        assert len(_Counting.sent) == 1 and "ab_wallet_hold" in _Counting.sent[0]
+        _Counting.sent = []
+        store.capture(c, book.id, w, str(hold.id), D("0.37"), DAY)
+        assert len(_Counting.sent) == 1 and "ab_wallet_capture" in _Counting.sent[0]
+        c.cursor_factory = psycopg.Cursor
+        after = store.get_wallet(c, book.id, w)
+        assert (after.balance, after.held, after.available) == (D("8.63"), D("0"), D("8.63"))
+        uow.commit()
+
+
+def test_a_capture_posts_the_entry_post_entry_would(runtime: Runtime, book: BookFixture) -> None:
+    """The function inserts the entry the ledger's path builds: same postings, customer,
+    document and dimensions, same request hash; billing's writer mark stays set for the
+    rest of the transaction, and the entry waits to be sealed like any other."""
+    wallet = new_wallet(runtime, book, top_up="10.00")
+    w = str(wallet.id)
+    with unit_of_work(runtime.connection) as uow:
+        c = uow.conn
+        hold = store.reserve(c, book.id, w, D("5.00"), 60)
+        captured = store.capture(c, book.id, w, str(hold.id), D("3.40"), DAY)
+        assert captured.entry_id is not None
+        assert c.execute("select current_setting('activebilling.writer', true)").fetchone() == (
+            "billing",
+        )
+        entry = consumption_entry(
+            DAY,
+            wallet.id,
+            str(wallet.customer_id),
+            Money(D("3.40"), "USD"),
+            f"reservation:{hold.id}",
+        )
+        posted = get_entry(c, book.id, str(captured.entry_id))
+        assert (posted.effective_date, posted.memo, posted.postings) == (
+            entry.effective_date,
+            entry.memo,
+            entry.postings,
+        )
+        assert posted.idempotency_key == f"auto:{captured.entry_id}"
+        stored = c.execute(
+            "select request_hash, (select count(*) from unsealed_entries u"
+            " where u.book_id = e.book_id and u.entry_id = e.id)"
+            " from journal_entries e where book_id = %s and id = %s",
+            (book.id, captured.entry_id),
+        ).fetchone()
+        assert stored == (request_hash(entry), 1)
+        uow.commit()
+
+
+def test_a_wallet_rolled_back_after_the_process_saw_it_is_not_found(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    wallet = new_wallet(runtime, book, top_up="10.00")
+    with unit_of_work(runtime.connection) as uow:
+        customer = new_customer(uow.conn, book.id, tax_rate="0")
+        gone = store.create_wallet(uow.conn, book.id, str(customer.id), "USD")
+        assert store.wallet_currency(uow.conn, book.id, str(gone.id)) == "USD"  # now known
+    hold = in_tx(runtime, lambda c: store.reserve(c, book.id, str(wallet.id), D("1.00"), 60))
+    assert isinstance(hold, store.Reservation)
+    with pytest.raises(NotFound):
+        in_tx(runtime, lambda c: store.reserve(c, book.id, str(gone.id), D("1.00"), 60))
+    with pytest.raises(NotFound):
+        in_tx(runtime, lambda c: store.capture(c, book.id, str(gone.id), str(hold.id), D("1"), DAY))
+    with pytest.raises(NotFound):
+        in_tx(
+            runtime,
+            lambda c: store.capture(c, book.id, str(wallet.id), str(uuid.uuid4()), D("1"), DAY),
+        )
+
+
+def test_a_hold_reads_the_books_simulated_date_before_the_wall_clock(
+    runtime: Runtime, book: BookFixture, database_url: str
+) -> None:
+    """Valid through Mar 30: on a book whose clock says Mar 30 a hold is granted though
+    the wall clock says Apr 2; once the book's clock says Mar 31 it is refused."""
+    wallet = new_wallet(runtime, book)
+    w = str(wallet.id)
+    in_tx(runtime, lambda c: store.top_up(c, book.id, w, D("10.00"), DAY, valid_days=30))
+
+    def set_clock(day: str) -> None:
+        with psycopg.connect(database_url) as owner:
+            owner.execute(
+                "update books set clock_mode = 'simulated', clock_date = %s where id = %s",
+                (day, book.id),
+            )
+
+    def hold(c: psycopg.Connection) -> store.Reservation:
+        return store.reserve(c, book.id, w, D("1.00"), 60, wall_clock_today=date(2026, 4, 2))
+
+    set_clock("2026-03-30")
+    assert isinstance(in_tx(runtime, hold), store.Reservation)
+    set_clock("2026-03-31")
+    with pytest.raises(InsufficientFunds, match="lapsed on 2026-03-31"):
+        in_tx(runtime, hold)
+
+
+def test_the_capture_function_refuses_an_entry_that_does_not_take_the_capture(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    """A raw call that captures 1.00 with no entry (or one for another amount) is
+    refused: the reservation's `captured` always equals what the ledger took."""
+    wallet = new_wallet(runtime, book, top_up="10.00")
+    hold = in_tx(runtime, lambda c: store.reserve(c, book.id, str(wallet.id), D("5.00"), 60))
+    assert isinstance(hold, store.Reservation)
+    call = (
+        "select outcome from ab_wallet_capture(%s, %s, %s, 1.00, %s, 'USD', %s"
+        + ", null" * 15
+        + ")"
+    )
+    args = (book.id, wallet.id, hold.id, wallet.account_id, wallet.customer_id)
+    with pytest.raises(psycopg.errors.CheckViolation, match=r"does not take 1\.00"):
+        in_tx(runtime, lambda c: c.execute(call, args))
