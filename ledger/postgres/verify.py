@@ -35,7 +35,9 @@ def verify_book(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepanc
         conn, book_id, [r[1] for r in entries if r[2] is not None and r[5] and not r[7]]
     )
     chain: list[tuple[int, int, Discrepancy]] = []
-    links = conn.execute(_SEAL_LINKS, {"b": book_id, "genesis": GENESIS_HASH}).fetchall()
+    links: list[tuple[Any, ...]] = []
+    if any(r[0] == "link" for r in rows):  # the exact links, to name what is wrong
+        links = conn.execute(_SEAL_LINKS, {"b": book_id, "genesis": GENESIS_HASH}).fetchall()
     for seq, entry_id, expected, broken in links:
         if seq != expected:
             gap = Discrepancy("seal_chain", f"seq {expected}", f"gap: next is {seq}")
@@ -47,6 +49,8 @@ def verify_book(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepanc
     daily: list[tuple[str, str, Any, Discrepancy]] = []
     for kind, raw_id, seq, prev_hash, stored, present, _, hash_ok, unqueued, *daily_row in rows:
         subject = str(raw_id)
+        if kind == "link":
+            continue
         if kind == "daily":
             currency, day, ours, theirs = daily_row
             detail = f"{currency} on {day}: postings sum to {ours}, projection says {theirs}"
@@ -74,8 +78,8 @@ def verify_book(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepanc
 # branch): kind, subject, seq, prev_hash, hash, present, suspect, hash_ok,
 # unqueued, currency, day, postings' sum, projection. PostgreSQL may run the
 # branches at once (a Parallel Append gives each to one process): the
-# entries in two halves of the book's id range, and the daily balances. Only
-# rows that need a look come back.
+# entries in two halves of the book's id range, the daily balances and the
+# seal links. Only rows that need a look come back.
 #
 # An entry branch reads each posting once, grouped by entry, and answers
 # three checks:
@@ -83,7 +87,7 @@ def verify_book(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepanc
 #   postings is balanced; the few others are re-checked per currency after;
 # - seal: each seal's hash is recomputed from its entry's canonical JSON and
 #   the seal's own prev_hash; that prev_hash is the hash of the seal before
-#   is `_SEAL_LINKS`' check (gapless seq, in key order). The two together
+#   is `_LINKS`' check (gapless seq, each seal against seq - 1). The two together
 #   are the chain, and no entry waits for its predecessor. A seal whose entry
 #   is gone shows up on the seal side of the full join;
 # - sealing: an entry with no seal must be queued for the sealer.
@@ -149,9 +153,10 @@ select 'entry'::text, coalesce(e.id, s.entry_id), s.seq, s.prev_hash, s.hash,
     or not hash_ok
 """
 
-# The chain's links, over the seals alone in key order (a window function
-# keeps this statement out of a parallel plan, and it is cheap): gapless
-# sequence numbers, each prev_hash the hash of the seal before.
+# The chain's links, over the seals alone in key order: gapless sequence
+# numbers, each prev_hash the hash of the seal before. A window function keeps
+# a statement out of a parallel plan, so this runs only to name the faults
+# that `_LINKS` found.
 _SEAL_LINKS = """
 select seq, entry_id::text, expected_seq, prev_hash <> previous
   from (select seq, entry_id, prev_hash,
@@ -160,6 +165,27 @@ select seq, entry_id::text, expected_seq, prev_hash <> previous
           from seals where book_id = %(b)s
         window w as (order by seq)) linked
  where seq <> expected_seq or prev_hash <> previous
+"""
+
+# The links found wrong without a window function, so that they are a branch
+# of the parallel statement: a seal other than seq 1 whose seq - 1 is missing,
+# a prev_hash that is not the hash of seq - 1 (the genesis hash for seq 1),
+# and a count of seals that is not the last seq. Nothing comes back exactly
+# when `_SEAL_LINKS` finds nothing: every seq but 1 has its predecessor, so
+# the seqs run from 1 without a gap, and as many seals as the last seq leave
+# no room for a duplicate (or a NULL) seq.
+_LINKS = """
+select 'link'::text, s.entry_id, s.seq, null::text, null::text, null::boolean, null::boolean,
+       null::boolean, null::boolean, null::text, null::date, null::numeric, null::numeric
+  from (select seq, entry_id, prev_hash from seals where book_id = %(b)s) s
+  left join (select seq + 1 as next, hash from seals where book_id = %(b)s) p on p.next = s.seq
+ where (p.next is null and s.seq is distinct from 1)
+    or s.prev_hash <> coalesce(p.hash, %(genesis)s)
+union all
+select 'link'::text, null::uuid, null::bigint, null::text, null::text, null::boolean,
+       null::boolean, null::boolean, null::boolean, null::text, null::date, count(*), max(seq)
+  from seals where book_id = %(b)s
+having count(*) <> coalesce(max(seq), 0)
 """
 
 # The daily balances projection against the postings, day by day.
@@ -182,6 +208,7 @@ _CHECKS = " union all ".join(
         ("first_half", _ENTRY_HALF.format(range="< %(mid)s")),
         ("second_half", _ENTRY_HALF.format(range=">= %(mid)s")),
         ("daily", _DAILY),
+        ("links", _LINKS),
     )
 )
 
@@ -201,7 +228,9 @@ def _checks(conn: psycopg.Connection, book_id: uuid.UUID) -> list[tuple[Any, ...
         ).fetchone()
         middle = row[0] if row else None
     with planner_settings(conn, _PLAN):
-        return conn.execute(_CHECKS, {"b": book_id, "mid": middle or _NIL}).fetchall()
+        return conn.execute(
+            _CHECKS, {"b": book_id, "mid": middle or _NIL, "genesis": GENESIS_HASH}
+        ).fetchall()
 
 
 # Every branch reads all of its tables: hash joins, not a nested loop over

@@ -32,6 +32,7 @@ from ledger.postgres.verify import (
     planner_settings,
     verify_book,
 )
+from ledger.sealing import GENESIS_HASH, link_hash
 from tests.conftest import APP_ROLE, BookFixture, make_book
 
 DAY = date(2026, 3, 10)
@@ -633,7 +634,10 @@ def test_both_halves_of_the_book_are_checked_in_a_parallel_plan_too(
         conn.execute("set parallel_tuple_cost = 0")
         with planner_settings(conn, _PLAN):
             plan = "\n".join(
-                r[0] for r in conn.execute("explain " + _CHECKS, {"b": book.id, "mid": ids[3]})
+                r[0]
+                for r in conn.execute(
+                    "explain " + _CHECKS, {"b": book.id, "mid": ids[3], "genesis": GENESIS_HASH}
+                )
             )
         parallel = verify_book(conn, book.id)
         seqs = dict(conn.execute("select entry_id, seq from seals where book_id = %s", (book.id,)))
@@ -711,3 +715,52 @@ def test_every_field_of_the_canonical_document_is_checked_in_sql(
         found = verify_book(conn, book.id)
     assert {r[1] for r in rows if r[7] is False} == victims
     assert {uuid.UUID(d.subject) for d in found if d.check == "seal_chain"} == victims
+
+
+def test_the_parallel_link_check_still_finds_each_kind_of_tampering(
+    runtime: Runtime, book: BookFixture, sealed: list[PostedEntry], owner_conn: psycopg.Connection
+) -> None:
+    """The seal links are a branch of the parallel statement (no window function):
+    a posting changed behind the triggers, a relinked seal whose own hash is
+    right, and an unbalanced entry are each still named, serial and parallel."""
+    changed, relinked, unbalanced = (p.id for p in sealed)  # seqs 1, 2, 3
+    tamper(
+        owner_conn,
+        "update postings set amount = amount + sign(amount) * 5"
+        " where book_id = %s and entry_id = %s",
+        book.id,
+        changed,
+    )
+    with runtime.connection() as conn:
+        canonical = load_canonical_entries(conn, book.id, [relinked])[relinked]
+    forged = "a" * 64
+    tamper(
+        owner_conn,
+        "update seals set prev_hash = %s, hash = %s where book_id = %s and seq = 2",
+        forged,
+        link_hash(forged, canonical),
+        book.id,
+    )
+    tamper(
+        owner_conn,
+        "update postings set amount = amount + 0.01"
+        " where book_id = %s and entry_id = %s and line_no = 1",
+        book.id,
+        unbalanced,
+    )
+    with runtime.connection() as conn:
+        rows = _checks(conn, book.id)
+        serial = verify_book(conn, book.id)
+        conn.execute("set parallel_setup_cost = 0")
+        conn.execute("set parallel_tuple_cost = 0")
+        parallel = verify_book(conn, book.id)
+    assert sorted(r[2] for r in rows if r[0] == "link") == [2, 3]
+    assert serial == parallel
+    assert [(d.check, d.subject, d.detail) for d in serial if d.check != "daily_balances"] == [
+        ("balanced", str(unbalanced), "postings: 2; sums per currency: USD 0.01"),
+        ("seal_chain", str(changed), f"entry {changed} (seq 1) differs from what was sealed"),
+        ("seal_chain", str(relinked), "seq 2 does not name its predecessor"),
+        ("seal_chain", str(sealed[2].id), "seq 3 does not name its predecessor"),
+        ("seal_chain", str(unbalanced), f"entry {unbalanced} (seq 3) differs from what was sealed"),
+    ]
+    assert {d.subject for d in serial if d.check == "daily_balances"}
