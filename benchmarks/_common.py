@@ -156,9 +156,7 @@ def analyze(db: BenchDatabase) -> None:
     plans stay cached per session until statistics change (see README).
     """
     with db.connect(autocommit=True) as owner:
-        owner.execute(
-            "vacuum analyze journal_entries, postings, account_balances, unsealed_entries"
-        )
+        owner.execute("vacuum analyze journal_entries, postings, account_balances, seal_queue")
 
 
 def warm_up(db: BenchDatabase, book_id: uuid.UUID, entries: int, when: date) -> None:

@@ -31,7 +31,7 @@ from ledger.entries import JournalEntry
 from ledger.postgres.posting import AccountDirectory, post_entries
 
 # Tables the posting path reads by key: no autovacuum may analyze them mid-run.
-LEDGER_TABLES = ("journal_entries", "postings", "accounts", "account_balances", "unsealed_entries")
+LEDGER_TABLES = ("journal_entries", "postings", "accounts", "account_balances", "seal_queue")
 
 
 def run_one_session(

@@ -63,23 +63,32 @@ def load_canonical_entries(
     return {row[0]: entry_canonical_bytes(row[1:]) for row in rows}
 
 
-def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> int:
-    """Seal up to BATCH queued entries in one transaction; returns how many."""
+def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> tuple[int, bool]:
+    """Seal the oldest queued statements' entries (about BATCH, at least one
+    statement's) in one transaction; returns how many, and whether more wait."""
     with conn.transaction():
         lock = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
         got = conn.execute(
             f"select {lock}(hashtextextended(%s, 0))::text", (_lock_key(book_id),)
         ).fetchone()
         if not wait and got is not None and got[0] != "true":
-            return 0
+            return 0, False
+        # One row per posting statement, its entries in the order it wrote them.
         queued = conn.execute(
-            "select entry_id from unsealed_entries where book_id = %s"
-            " order by queued_at, entry_id limit %s",
+            "select id, entry_ids from seal_queue where book_id = %s order by id limit %s",
             (book_id, BATCH),
         ).fetchall()
         if not queued:
-            return 0
-        ids = [row[0] for row in queued]
+            return 0, False
+        rows: list[int] = []
+        ids: list[uuid.UUID] = []
+        for row_id, entry_ids in queued:
+            if ids and len(ids) + len(entry_ids) > BATCH:
+                break
+            rows.append(row_id)
+            ids.extend(entry_ids)
+        more = len(rows) < len(queued) or len(queued) == BATCH
+        conn.execute("delete from seal_queue where book_id = %s and id = any(%s)", (book_id, rows))
         # An entry sealed behind the sealer's back (a forged seal) leaves the
         # queue without a second seal; `verify` reports the forged one.
         already = {
@@ -90,13 +99,9 @@ def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> i
             )
         }
         if already:
-            conn.execute(
-                "delete from unsealed_entries where book_id = %s and entry_id = any(%s)",
-                (book_id, list(already)),
-            )
             ids = [i for i in ids if i not in already]
             if not ids:
-                return len(already)
+                return len(already), more
         last = conn.execute(
             "select seq, hash from seals where book_id = %s order by seq desc limit 1", (book_id,)
         ).fetchone()
@@ -117,11 +122,7 @@ def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> i
             " select %s, * from unnest(%s::bigint[], %s::uuid[], %s::text[], %s::text[])",
             (book_id, seqs, ids, prevs, hashes),
         )
-        conn.execute(
-            "delete from unsealed_entries where book_id = %s and entry_id = any(%s)",
-            (book_id, ids),
-        )
-    return len(ids) + len(already)
+    return len(ids) + len(already), more
 
 
 def seal_pending(
@@ -135,14 +136,14 @@ def seal_pending(
     total = 0
     with connect() as conn:
         while True:
-            n = seal_batch(conn, book_id, wait=wait)
+            n, more = seal_batch(conn, book_id, wait=wait)
             total += n
-            if n < BATCH:
+            if not more:
                 return total
 
 
 def books_with_pending_seals(conn: psycopg.Connection) -> list[uuid.UUID]:
-    return [r[0] for r in conn.execute("select distinct book_id from unsealed_entries")]
+    return [r[0] for r in conn.execute("select distinct book_id from seal_queue")]
 
 
 def seal_head(conn: psycopg.Connection, book_id: uuid.UUID) -> tuple[int, str] | None:

@@ -16,7 +16,7 @@ from sqlalchemy import (
     Column,
     Date,
     ForeignKey,
-    ForeignKeyConstraint,
+    Identity,
     Index,
     MetaData,
     Numeric,
@@ -234,20 +234,18 @@ seals = Table(
     Column("sealed_at", TIMESTAMPTZ, nullable=False, server_default=text("clock_timestamp()")),
     PrimaryKeyConstraint("book_id", "seq"),
     UniqueConstraint("book_id", "entry_id"),
-    ForeignKeyConstraint(
-        ["book_id", "entry_id"], ["journal_entries.book_id", "journal_entries.id"]
-    ),
+    # The entry exists: checked once per statement by a trigger (0045), not per row.
     CheckConstraint("seq > 0", name="seq_positive"),
 )
 
-# Committed entries waiting for the sealer.
-unsealed_entries = Table(
-    "unsealed_entries",
+# Committed entries waiting for the sealer: one row per statement that posted
+# them (the view `unsealed_entries` has a row per entry).
+seal_queue = Table(
+    "seal_queue",
     metadata,
     Column("book_id", Uuid, nullable=False),
-    Column("entry_id", Uuid, nullable=False),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
+    Column("entry_ids", ARRAY(Uuid), nullable=False),
     Column("queued_at", TIMESTAMPTZ, nullable=False, server_default=text("clock_timestamp()")),
-    PrimaryKeyConstraint("book_id", "entry_id"),
-    # The sealer takes the queue in this order, a batch at a time, without sorting it.
-    Index(None, "book_id", "queued_at", "entry_id"),
+    PrimaryKeyConstraint("book_id", "id"),
 )

@@ -89,10 +89,11 @@ def tamper(owner_conn: psycopg.Connection, statement: str, *params: object) -> i
 
 
 def unpoison(conn: psycopg.Connection, book_id: uuid.UUID, entry_id: uuid.UUID) -> None:
-    """Take a forged-sealed entry off the sealing queue, so that sealing every
-    book (Runtime.seal_all, used by other tests) does not trip over it."""
+    """Take a forged-sealed entry (and the rest of its statement) off the sealing
+    queue, so that sealing every book (Runtime.seal_all, used by other tests)
+    does not trip over it."""
     conn.execute(
-        "delete from unsealed_entries where book_id = %s and entry_id = %s", (book_id, entry_id)
+        "delete from seal_queue where book_id = %s and %s = any(entry_ids)", (book_id, entry_id)
     )
 
 
@@ -208,17 +209,20 @@ def test_a_forged_seal_by_the_app_role_is_caught(
 def test_an_entry_dropped_from_the_sealing_queue_is_reported(
     runtime: Runtime, book: BookFixture, app_conn: psycopg.Connection
 ) -> None:
-    """The role may delete from unsealed_entries (the sealer does); an entry
-    removed behind the sealer's back is neither sealed nor queued."""
+    """The role may delete from seal_queue (the sealer does); entries removed
+    behind the sealer's back are neither sealed nor queued. The queue holds a
+    row per posting statement, so the statement's three entries go together."""
     posted = post_three(runtime, book.id)
     removed = app_conn.execute(
-        "delete from unsealed_entries where book_id = %s and entry_id = %s",
+        "delete from seal_queue where book_id = %s and %s = any(entry_ids)",
         (book.id, posted[0].id),
     ).rowcount
     assert removed == 1
-    assert seal_pending(runtime.connection, book.id) == 2
+    assert seal_pending(runtime.connection, book.id) == 0
     found = verify(runtime, book.id)
-    assert [(d.check, d.subject) for d in found] == [("sealed", str(posted[0].id))]
+    assert sorted((d.check, d.subject) for d in found) == sorted(
+        ("sealed", str(p.id)) for p in posted
+    )
 
 
 def test_a_tampered_daily_balance_is_reported(
@@ -324,16 +328,16 @@ def test_cli_verify_reports_an_entry_dropped_from_the_queue(
 ) -> None:
     posted = post_three(runtime, book.id)
     app_conn.execute(
-        "delete from unsealed_entries where book_id = %s and entry_id = %s",
+        "delete from seal_queue where book_id = %s and %s = any(entry_ids)",
         (book.id, posted[2].id),
     )
     result = run_cli(database_url, "verify", "--book", str(book.id), "--format", "json")
     assert result.returncode == 1, result.stderr
     document = json.loads(result.stdout)
-    assert document["newly_sealed"] == 2  # the CLI seals the book's queue before checking
-    assert [(d["check"], d["subject"]) for d in document["discrepancies"]] == [
-        ("sealed", str(posted[2].id))
-    ]
+    assert document["newly_sealed"] == 0  # the CLI seals the book's queue before checking
+    assert sorted((d["check"], d["subject"]) for d in document["discrepancies"]) == sorted(
+        ("sealed", str(p.id)) for p in posted
+    )
 
 
 def _forge_seal(runtime: Runtime, book_id: uuid.UUID, app_conn: psycopg.Connection) -> uuid.UUID:
