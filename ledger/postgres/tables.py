@@ -234,7 +234,7 @@ seals = Table(
     Column("sealed_at", TIMESTAMPTZ, nullable=False, server_default=text("clock_timestamp()")),
     PrimaryKeyConstraint("book_id", "seq"),
     UniqueConstraint("book_id", "entry_id"),
-    # The entry exists: checked once per statement by a trigger (0045), not per row.
+    # The entry exists: checked once per statement by a trigger (0046), not per row.
     CheckConstraint("seq > 0", name="seq_positive"),
 )
 

@@ -1,5 +1,5 @@
 """What one posting statement leaves for the sealer, and the checks that moved
-in revision 0045: a statement's entries are queued as one `seal_queue` row (in
+in revision 0046: a statement's entries are queued as one `seal_queue` row (in
 the order written), an entry without postings is still refused on every path,
 and a seal's entry and chain are still checked once per sealing statement."""
 

@@ -23,8 +23,8 @@ triggers, ~25 ms more in the sealer. This revision:
 
 Every check and its error (SQLSTATE, constraint name, message) is unchanged.
 
-Revision ID: 0045
-Revises: 0044
+Revision ID: 0046
+Revises: 0045
 Create Date: 2026-12-01 07:00:00.000000
 """
 
@@ -32,8 +32,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0045"
-down_revision: str | None = "0044"
+revision: str = "0046"
+down_revision: str | None = "0045"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
