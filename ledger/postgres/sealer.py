@@ -63,8 +63,48 @@ def load_canonical_entries(
     return {row[0]: entry_canonical_bytes(row[1:]) for row in rows}
 
 
+# The queue's head with what sealing it needs, in one round trip: each queued
+# entry (queue order) with its canonical columns and whether a seal names it
+# already, and on every row the chain's last (seq, hash) (an InitPlan: read once).
+_QUEUE = f"""
+with queued as (
+    select entry_id, queued_at from unsealed_entries
+     where book_id = %(book)s order by queued_at, entry_id limit %(limit)s
+), last as (
+    select seq, hash from seals where book_id = %(book)s order by seq desc limit 1
+)
+select s.entry_id is not null, (select seq from last), (select hash from last),
+       {ENTRY_COLUMNS}
+  from queued q
+  join journal_entries e on e.book_id = %(book)s and e.id = q.entry_id
+  left join seals s on s.book_id = %(book)s and s.entry_id = q.entry_id
+ order by q.queued_at, q.entry_id
+"""
+
+# The seals and the queue's release in one statement; the arrays come as literals
+# (str.join) rather than lists psycopg adapts element by element.
+_SEAL = """
+with sealed as (
+    insert into seals (book_id, seq, entry_id, prev_hash, hash)
+    select %(book)s, * from unnest(%(seqs)s::bigint[], %(ids)s::uuid[],
+                                  %(prevs)s::text[], %(hashes)s::text[])
+)
+delete from unsealed_entries where book_id = %(book)s and entry_id = any(%(done)s::uuid[])
+"""
+
+
+def _array(items: Sequence[str]) -> str:
+    """An array literal of items that need no quoting (uuids, numbers, hex digests)."""
+    return "{" + ",".join(items) + "}"
+
+
 def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> int:
-    """Seal up to BATCH queued entries in one transaction; returns how many."""
+    """Seal up to BATCH queued entries in one transaction; returns how many.
+
+    Four round trips (BEGIN, the lock, the queue with its entries, the seals with
+    the queue's release) and COMMIT. The lock has a statement of its own: a
+    statement's snapshot is taken before it waits, so reading the queue in the
+    lock's statement could miss what the sealer before us committed."""
     with conn.transaction():
         lock = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
         got = conn.execute(
@@ -72,56 +112,39 @@ def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> i
         ).fetchone()
         if not wait and got is not None and got[0] != "true":
             return 0
-        queued = conn.execute(
-            "select entry_id from unsealed_entries where book_id = %s"
-            " order by queued_at, entry_id limit %s",
-            (book_id, BATCH),
-        ).fetchall()
-        if not queued:
+        rows = conn.execute(_QUEUE, {"book": book_id, "limit": BATCH}).fetchall()
+        if not rows:
             return 0
-        ids = [row[0] for row in queued]
+        seq, previous = (rows[0][1], rows[0][2]) if rows[0][1] is not None else (0, GENESIS_HASH)
         # An entry sealed behind the sealer's back (a forged seal) leaves the
         # queue without a second seal; `verify` reports the forged one.
-        already = {
-            row[0]
-            for row in conn.execute(
-                "select entry_id from seals where book_id = %s and entry_id = any(%s)",
-                (book_id, ids),
-            )
-        }
-        if already:
-            conn.execute(
-                "delete from unsealed_entries where book_id = %s and entry_id = any(%s)",
-                (book_id, list(already)),
-            )
-            ids = [i for i in ids if i not in already]
-            if not ids:
-                return len(already)
-        last = conn.execute(
-            "select seq, hash from seals where book_id = %s order by seq desc limit 1", (book_id,)
-        ).fetchone()
-        seq, previous = (last[0], last[1]) if last else (0, GENESIS_HASH)
-        entries = load_canonical_entries(conn, book_id, ids)
-        seqs: list[int] = []
+        done = [row[3] for row in rows]  # e.id::text, ENTRY_COLUMNS' first
+        ids: list[str] = []
+        seqs: list[str] = []
         prevs: list[str] = []
         hashes: list[str] = []
-        for entry_id in ids:
+        for row in rows:
+            if row[0]:
+                continue
             seq += 1
-            digest = link_hash(previous, entries[entry_id])
-            seqs.append(seq)
+            digest = link_hash(previous, entry_canonical_bytes(row[3:]))
+            ids.append(row[3])
+            seqs.append(str(seq))
             prevs.append(previous)
             hashes.append(digest)
             previous = digest
         conn.execute(
-            "insert into seals (book_id, seq, entry_id, prev_hash, hash)"
-            " select %s, * from unnest(%s::bigint[], %s::uuid[], %s::text[], %s::text[])",
-            (book_id, seqs, ids, prevs, hashes),
+            _SEAL,
+            {
+                "book": book_id,
+                "seqs": _array(seqs),
+                "ids": _array(ids),
+                "prevs": _array(prevs),
+                "hashes": _array(hashes),
+                "done": _array(done),
+            },
         )
-        conn.execute(
-            "delete from unsealed_entries where book_id = %s and entry_id = any(%s)",
-            (book_id, ids),
-        )
-    return len(ids) + len(already)
+    return len(rows)
 
 
 def seal_pending(
