@@ -292,6 +292,70 @@ def http_server(
         log.close()
 
 
+def server_pid(base: str) -> int | None:
+    """The pid of the `activebilling serve` listening at `base` (its cmdline names the port)."""
+    port = base.rsplit(":", 1)[1]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in argv and b"--port" in argv and port.encode() in argv:
+            return int(entry.name)
+    return None
+
+
+def session_cpu(sid: int) -> dict[tuple[int, int], tuple[str, float]]:
+    """CPU seconds (user + system) of every thread of the processes in session `sid`
+    (serve and its workers: http_server starts it in a session of its own), by
+    (pid, tid): the thread's name and its seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[tuple[int, int], tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3]) != sid:
+                continue
+            tasks = list((entry / "task").iterdir())
+        except (OSError, IndexError, ValueError):
+            continue
+        for task in tasks:
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat.rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / tick
+            found[(int(entry.name), int(task.name))] = (name, seconds)
+    return found
+
+
+def cpu_per_item(
+    before: dict[tuple[int, int], tuple[str, float]],
+    after: dict[tuple[int, int], tuple[str, float]],
+    items: int,
+    sid: int,
+) -> dict[str, float]:
+    """µs of CPU per item between two session_cpu snapshots: the workers' main threads
+    (their event loops), their other threads by name, and the supervisor."""
+    spent: dict[str, float] = {}
+    for (pid, tid), (name, seconds) in after.items():
+        delta = seconds - before.get((pid, tid), (name, 0.0))[1]
+        if pid == sid:
+            group = "supervisor"
+        elif pid == tid:
+            group = "workers_main_threads"
+        else:
+            group = f"workers_thread:{name}"
+        spent[group] = spent.get(group, 0.0) + delta
+    spent["total"] = sum(spent.values())
+    return {k: round(v * 1e6 / max(items, 1), 1) for k, v in sorted(spent.items())}
+
+
 # --- figures ---------------------------------------------------------------------------
 
 

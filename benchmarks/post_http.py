@@ -37,12 +37,15 @@ from benchmarks._common import (
     HOT_ACCOUNT,
     BenchDatabase,
     bench_database,
+    cpu_per_item,
     create_bench_book,
     emit,
     http_server,
     percentile,
     ratio,
     run_pgbench,
+    server_pid,
+    session_cpu,
     warm_up,
 )
 
@@ -380,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         book, key = create_bench_book(db)
         warm_up(db, book.id, args.warmup, datetime.now(UTC).date())
         with http_server(db, workers=args.workers, server=args.server) as base:
+            sid = server_pid(base)
+            cpu_before = session_cpu(sid) if sid is not None else {}
             if use_wrk:
                 http = run_wrk(
                     base,
@@ -400,6 +405,12 @@ def main(argv: list[str] | None = None) -> int:
                     days=args.days,
                 )
             time.sleep(1.0)  # let requests cut off at the end finish their commit
+            if sid is not None:
+                # The server's CPU per entry, robust to other load on the machine
+                # (pgbench's ratio is not): µs by thread group, from /proc.
+                http["server_cpu_us_per_entry"] = cpu_per_item(
+                    cpu_before, session_cpu(sid), http["created_201"], sid
+                )
         check = check_database(db, book.id)
         pgbench = run_pgbench(
             db,

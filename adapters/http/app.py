@@ -19,6 +19,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from adapters.console.pages import console_handlers, template_config
 from adapters.database import DatabaseSettings
+from adapters.http import direct_post
 from adapters.http.add_ons_api import AddOnsController
 from adapters.http.auth import KeyCache, bearer_key
 from adapters.http.book_api import BookController
@@ -258,7 +259,9 @@ class ServiceApp(Litestar):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        await with_operations(self.state, super().__call__, scope, receive, send)
+        # The usual posting is answered without Litestar's routing (direct_post).
+        direct = direct_post.answer if scope["path"] == direct_post.PATH else None
+        await with_operations(self.state, super().__call__, scope, receive, send, direct)
 
 
 def create_app(

@@ -52,8 +52,13 @@ def request_key(request: Request[Any, Any, Any]) -> str | None:
 
 
 def fingerprint(request: Request[Any, Any, Any], payload: Any) -> str:
+    return request_fingerprint(request.method, request.url.path, payload)
+
+
+def request_fingerprint(method: str, path: str, payload: Any) -> str:
+    """What an Idempotency-Key's request is compared by: method, path and body."""
     return hashlib.sha256(
-        request.method.encode() + b" " + request.url.path.encode() + b"\n" + encode(payload)
+        method.encode() + b" " + path.encode() + b"\n" + encode(payload)
     ).hexdigest()
 
 

@@ -24,13 +24,13 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from litestar import Request, Response
+from litestar import Response
 from psycopg import AsyncConnection
 from psycopg import errors as pg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.http.commands import JSON, fingerprint
+from adapters.http.commands import JSON, request_fingerprint
 from adapters.keys import Principal
 from billing.manual_entries import references
 from ledger.entries import JournalEntry
@@ -83,7 +83,7 @@ def _head_and_tail(posted: entry_store.PostedEntry, entry_json: EntryJson) -> tu
 
 async def post_entry_once(
     pool: AsyncConnectionPool,
-    request: Request[Any, Any, Any],
+    path: str,
     principal: Principal,
     payload: Any,
     entry: JournalEntry,
@@ -98,7 +98,7 @@ async def post_entry_once(
         # account lookup (once per process and account) commits by itself too.
         await conn.set_autocommit(True)
         try:
-            row = await _post(conn, request, principal, payload, entry, key, entry_json)
+            row = await _post(conn, path, principal, payload, entry, key, entry_json)
         finally:
             # Idle: back to the pool's default. Otherwise (a statement cut off,
             # a broken connection) the pool discards the connection anyway.
@@ -111,7 +111,7 @@ async def post_entry_once(
 
 async def _post(
     conn: AsyncConnection,
-    request: Request[Any, Any, Any],
+    path: str,
     principal: Principal,
     payload: Any,
     entry: JournalEntry,
@@ -143,8 +143,8 @@ async def _post(
     statement = _POST
     if key is not None:
         statement = _POST_AND_STORE
-        digest = fingerprint(request, payload)
-        params.update(http_key=key, fingerprint=digest, path=request.url.path)
+        digest = request_fingerprint("POST", path, payload)
+        params.update(http_key=key, fingerprint=digest, path=path)
     try:
         with translated():
             cur = await conn.execute(statement, params)

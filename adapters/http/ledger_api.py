@@ -41,6 +41,12 @@ from ledger.postgres import queries
 
 MAX_BATCH = 1000
 
+# Set in the request's scope state by adapters.http.direct_post, which tried the
+# one-round-trip statement before the route: it declined (go the general way),
+# or it raised (raise it here, for the app's exception handlers).
+HOT_PATH_DECLINED = "hot_path_declined"
+HOT_PATH_ERROR = "hot_path_error"
+
 
 class PostingIn(msgspec.Struct, forbid_unknown_fields=True):
     account: str
@@ -226,7 +232,11 @@ class LedgerController(Controller):
         require(principal, Permission.POST_JOURNAL)
         state = request.app.state
         key = request_key(request)
-        if data.effective_date is not None:
+        tried = request.scope["state"]
+        failed = tried.pop(HOT_PATH_ERROR, None)
+        if failed is not None:
+            raise failed
+        if data.effective_date is not None and not tried.pop(HOT_PATH_DECLINED, False):
             # One round trip (adapters/http/hot_path.py) when nothing needs reading
             # first; a request it cannot answer alone goes the general way below,
             # which says what is wrong (and a used key is a 409 before any 422).
@@ -236,7 +246,7 @@ class LedgerController(Controller):
                 entry = None
             if entry is not None and needs_no_reads(entry):
                 answered = await post_entry_once(
-                    state.async_pool, request, principal, data, entry, key, entry_json
+                    state.async_pool, request.url.path, principal, data, entry, key, entry_json
                 )
                 if answered is not None:
                     return answered

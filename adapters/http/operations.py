@@ -229,9 +229,17 @@ def _new_prefix() -> None:  # a forked worker must not repeat its parent's ids
 os.register_at_fork(after_in_child=_new_prefix)
 
 
-async def with_operations(state: Any, inner: Any, scope: Any, receive: Any, send: Any) -> None:
+async def with_operations(
+    state: Any, inner: Any, scope: Any, receive: Any, send: Any, direct: Any = None
+) -> None:
     """Run one HTTP request through `inner` (the app) with its id, metrics, access log
-    line and audit row. Wraps the whole app, not a route: a 404 is counted too."""
+    line and audit row. Wraps the whole app, not a route: a 404 is counted too.
+
+    `direct(state, scope, receive, send)`, when given, may answer first (None), else
+    returns the receive `inner` reads the request from (adapters.http.direct_post).
+    It is called here, not by a wrapper of `inner`: a frame more under the route
+    would lower the nesting a JSON body may have before the decoder's recursion
+    limit (tests/integration/test_hostile_input.py)."""
     headers = dict(scope.get("headers") or ())
     given = headers.get(b"x-request-id", b"").decode("latin-1")
     request_id = given if given and _SANE_ID.fullmatch(given) else _new_request_id()
@@ -257,6 +265,10 @@ async def with_operations(state: Any, inner: Any, scope: Any, receive: Any, send
         await send(message)
 
     try:
+        if direct is not None and method == "POST":
+            receive = await direct(state, scope, receive, send_with_id)
+            if receive is None:
+                return
         await inner(scope, receive, send_with_id)
     finally:
         REQUEST_ID.reset(token)

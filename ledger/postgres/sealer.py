@@ -63,9 +63,60 @@ def load_canonical_entries(
     return {row[0]: entry_canonical_bytes(row[1:]) for row in rows}
 
 
+# The queue's head with what sealing it needs, in one round trip. The oldest
+# queued statements, whole, up to BATCH entries (at least one statement, however
+# large); each of their entries in the order written, with its canonical columns
+# and whether a seal names it already; on every row the chain's last (seq, hash)
+# and whether statements are left behind (InitPlans: read once).
+_QUEUE = f"""
+with queued as (
+    select id, entry_ids, sum(cardinality(entry_ids)) over (order by id) as running
+      from seal_queue where book_id = %(book)s order by id limit %(limit)s
+), picked as (
+    select id, entry_ids from queued
+     where running <= %(limit)s or id = (select min(id) from queued)
+), queued_entries as (
+    select p.id as queue_id, u.entry_id, u.ord
+      from picked p, unnest(p.entry_ids) with ordinality as u(entry_id, ord)
+), last as (
+    select seq, hash from seals where book_id = %(book)s order by seq desc limit 1
+)
+select q.queue_id, s.entry_id is not null, (select seq from last), (select hash from last),
+       (select count(*) from queued) > (select count(*) from picked)
+           or (select count(*) from queued) = %(limit)s,
+       {ENTRY_COLUMNS}
+  from queued_entries q
+  join journal_entries e on e.book_id = %(book)s and e.id = q.entry_id
+  left join seals s on s.book_id = %(book)s and s.entry_id = q.entry_id
+ order by q.queue_id, q.ord
+"""
+_LEAD = 5  # columns before ENTRY_COLUMNS in _QUEUE's rows
+
+# The seals and the queue's release in one statement; the arrays come as literals
+# (str.join) rather than lists psycopg adapts element by element.
+_SEAL = """
+with sealed as (
+    insert into seals (book_id, seq, entry_id, prev_hash, hash)
+    select %(book)s, * from unnest(%(seqs)s::bigint[], %(ids)s::uuid[],
+                                  %(prevs)s::text[], %(hashes)s::text[])
+)
+delete from seal_queue where book_id = %(book)s and id = any(%(done)s::bigint[])
+"""
+
+
+def _array(items: Sequence[str]) -> str:
+    """An array literal of items that need no quoting (uuids, numbers, hex digests)."""
+    return "{" + ",".join(items) + "}"
+
+
 def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> tuple[int, bool]:
     """Seal the oldest queued statements' entries (about BATCH, at least one
-    statement's) in one transaction; returns how many, and whether more wait."""
+    statement's) in one transaction; returns how many, and whether more wait.
+
+    Four round trips (BEGIN, the lock, the queue with its entries, the seals with
+    the queue's release) and COMMIT. The lock has a statement of its own: a
+    statement's snapshot is taken before it waits, so reading the queue in the
+    lock's statement could miss what the sealer before us committed."""
     with conn.transaction():
         lock = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
         got = conn.execute(
@@ -73,56 +124,40 @@ def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> t
         ).fetchone()
         if not wait and got is not None and got[0] != "true":
             return 0, False
-        # One row per posting statement, its entries in the order it wrote them.
-        queued = conn.execute(
-            "select id, entry_ids from seal_queue where book_id = %s order by id limit %s",
-            (book_id, BATCH),
-        ).fetchall()
-        if not queued:
+        rows = conn.execute(_QUEUE, {"book": book_id, "limit": BATCH}).fetchall()
+        if not rows:
             return 0, False
-        rows: list[int] = []
-        ids: list[uuid.UUID] = []
-        for row_id, entry_ids in queued:
-            if ids and len(ids) + len(entry_ids) > BATCH:
-                break
-            rows.append(row_id)
-            ids.extend(entry_ids)
-        more = len(rows) < len(queued) or len(queued) == BATCH
-        conn.execute("delete from seal_queue where book_id = %s and id = any(%s)", (book_id, rows))
-        # An entry sealed behind the sealer's back (a forged seal) leaves the
-        # queue without a second seal; `verify` reports the forged one.
-        already = {
-            row[0]
-            for row in conn.execute(
-                "select entry_id from seals where book_id = %s and entry_id = any(%s)",
-                (book_id, ids),
-            )
-        }
-        if already:
-            ids = [i for i in ids if i not in already]
-            if not ids:
-                return len(already), more
-        last = conn.execute(
-            "select seq, hash from seals where book_id = %s order by seq desc limit 1", (book_id,)
-        ).fetchone()
-        seq, previous = (last[0], last[1]) if last else (0, GENESIS_HASH)
-        entries = load_canonical_entries(conn, book_id, ids)
-        seqs: list[int] = []
+        seq, previous = (rows[0][2], rows[0][3]) if rows[0][2] is not None else (0, GENESIS_HASH)
+        more = bool(rows[0][4])
+        done = sorted({str(row[0]) for row in rows})
+        ids: list[str] = []
+        seqs: list[str] = []
         prevs: list[str] = []
         hashes: list[str] = []
-        for entry_id in ids:
+        for row in rows:
+            # An entry sealed behind the sealer's back (a forged seal) leaves the
+            # queue without a second seal; `verify` reports the forged one.
+            if row[1]:
+                continue
             seq += 1
-            digest = link_hash(previous, entries[entry_id])
-            seqs.append(seq)
+            digest = link_hash(previous, entry_canonical_bytes(row[_LEAD:]))
+            ids.append(row[_LEAD])  # e.id::text, ENTRY_COLUMNS' first
+            seqs.append(str(seq))
             prevs.append(previous)
             hashes.append(digest)
             previous = digest
         conn.execute(
-            "insert into seals (book_id, seq, entry_id, prev_hash, hash)"
-            " select %s, * from unnest(%s::bigint[], %s::uuid[], %s::text[], %s::text[])",
-            (book_id, seqs, ids, prevs, hashes),
+            _SEAL,
+            {
+                "book": book_id,
+                "seqs": _array(seqs),
+                "ids": _array(ids),
+                "prevs": _array(prevs),
+                "hashes": _array(hashes),
+                "done": _array(done),
+            },
         )
-    return len(ids) + len(already), more
+    return len(rows), more
 
 
 def seal_pending(

@@ -182,6 +182,34 @@ def test_a_sealer_that_may_not_wait_gives_way(
         assert_gapless_chain(conn, book.id, 1)
 
 
+def test_a_queued_entry_sealed_behind_the_sealers_back_leaves_the_queue_unsealed_again(
+    runtime: Runtime, book: BookFixture, app_connect: Callable[[], psycopg.Connection]
+) -> None:
+    """seal_batch reads the queue, the chain's head and each entry in one statement:
+    an entry a seal already names (forged) is dropped from the queue, not sealed
+    twice, and the entries after it extend the chain from that seal."""
+    with unit_of_work(runtime.connection) as uow:
+        first = post_entry(uow.conn, book.id, entry("1.00"))
+        second = post_entry(uow.conn, book.id, entry("2.00"))
+        uow.commit()
+    conn = app_connect()
+    conn.execute(
+        "insert into seals (book_id, seq, entry_id, prev_hash, hash) values (%s, 1, %s, %s, %s)",
+        (book.id, first.id, GENESIS_HASH, "f" * 64),
+    )
+    conn.commit()
+    assert seal_pending(runtime.connection, book.id) == 2
+    seals = chain(conn, book.id)
+    assert [(seq, entry_id, prev) for seq, entry_id, prev, _ in seals] == [
+        (1, first.id, GENESIS_HASH),
+        (2, second.id, "f" * 64),
+    ]
+    queued = conn.execute(
+        "select count(*) from unsealed_entries where book_id = %s", (book.id,)
+    ).fetchone()
+    assert queued == (0,)
+
+
 @pytest.mark.slow
 def test_reader_follows_concurrent_writers_with_staggered_commits(
     runtime: Runtime, book: BookFixture, app_connect: Callable[[], psycopg.Connection]
