@@ -112,7 +112,13 @@ def _dun_invoice(
     settings: dict[str, Any],
     counts: dict[str, int],
     charge_after: list[uuid.UUID],
+    subscription_id: uuid.UUID | None = None,
 ) -> None:
+    if subscription_id is not None:  # it may be suspended: locked before the customer, as
+        conn.execute(  # a billing run locks it (then its customer, a credit holder)
+            "select 1 from subscriptions where book_id = %s and id = %s for update",
+            (book_id, subscription_id),
+        )
     lock_customer(conn, book_id, customer_id)
     lock_invoices(conn, book_id, [invoice_id])
     invoice = get_invoice(conn, book_id, str(invoice_id))
@@ -208,6 +214,7 @@ def run_dunning(
                     settings,
                     mine,
                     charge_after,
+                    candidate.subscription_id,
                 )
                 conn.commit()
             except LedgerError as exc:  # e.g. a write-off into a closed period: reported

@@ -87,9 +87,16 @@ crm_deliveries = Table(
     Column("last_error", Text),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     Column("finished_at", TIMESTAMPTZ),
+    # The lease of a delivery being written (migration 0047, adapters/leases.py).
+    Column("lease_until", TIMESTAMPTZ),
+    Column("leased_at", TIMESTAMPTZ),
+    Column("lease_pid", Integer),
+    Column("lease_token", Uuid),
     PrimaryKeyConstraint("book_id", "id"),
     ForeignKeyConstraint(["book_id", "event_id"], ["events.book_id", "events.id"]),
-    CheckConstraint("status in ('pending', 'succeeded', 'unchanged', 'failed')", name="status"),
+    CheckConstraint(
+        "status in ('pending', 'sending', 'succeeded', 'unchanged', 'failed')", name="status"
+    ),
     Index("ix_crm_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
     Index(
         "ix_crm_deliveries_pending_record",
@@ -98,6 +105,7 @@ crm_deliveries = Table(
         "record_id",
         postgresql_where=text("status = 'pending'"),
     ),
+    Index("ix_crm_deliveries_sending", "lease_until", postgresql_where=text("status = 'sending'")),
 )
 
 crm_sync_log = Table(

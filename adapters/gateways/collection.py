@@ -57,7 +57,7 @@ from billing.payment_methods import card_expired
 from billing.payments import plan_dispute_loss
 from billing.postgres.credit_notes import lock_customer, lock_invoices
 from billing.postgres.customers import credit_balance, get_customer
-from billing.postgres.dunning import next_action_json, steps_json
+from billing.postgres.dunning import lock_suspended, next_action_json, steps_json
 from billing.postgres.events import record_event
 from billing.postgres.ids import parse_id
 from billing.postgres.invoices import invoice_id_of, receivable_amounts
@@ -147,13 +147,15 @@ def _due(conn: psycopg.Connection, book_id: uuid.UUID, invoice_id: uuid.UUID) ->
 def _lock(
     conn: psycopg.Connection, book_id: uuid.UUID, invoice_ref: str
 ) -> tuple[dict[str, Any], Decimal]:
-    """Customer row, then invoice row, locked; the invoice and what it still owes."""
+    """The customer's suspended subscriptions (a payment resumes them: `lock_suspended`),
+    customer row, then invoice row, locked; the invoice and what it still owes."""
     invoice_id = invoice_id_of(conn, book_id, invoice_ref)
     row = conn.execute(
         "select customer_id from invoices where book_id = %s and id = %s", (book_id, invoice_id)
     ).fetchone()
     if row is None:
         raise NotFound(f"invoice {invoice_ref!r} does not exist in this book")
+    lock_suspended(conn, book_id, row[0])
     lock_customer(conn, book_id, row[0])
     with conn.cursor(row_factory=dict_row) as cur:
         invoice = cur.execute(

@@ -121,20 +121,27 @@ def _audit_in_transaction(
     with the change (an invoice, a payment, a billing run) or not at all, so a crash
     after the commit cannot lose it. Refusals and replays are logged after the
     response (adapters.http.operations), as they change nothing."""
+    conn.execute(_AUDIT, _audit_row(request, principal, key, status, result))
+
+
+def _audit_row(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    key: str | None,
+    status: int,
+    result: Any,
+) -> tuple[Any, ...]:
     made = result.get("id") if status == 201 and isinstance(result, dict) else None
-    conn.execute(
-        _AUDIT,
-        (
-            principal.book_id,
-            principal.key_id,
-            principal.role.value,
-            request.method,
-            request.url.path,
-            status,
-            key,
-            request.scope.get("state", {}).get("request_id") or "",
-            [made] if isinstance(made, str) else [],
-        ),
+    return (
+        principal.book_id,
+        principal.key_id,
+        principal.role.value,
+        request.method,
+        request.url.path,
+        status,
+        key,
+        request.scope.get("state", {}).get("request_id") or "",
+        [made] if isinstance(made, str) else [],
     )
 
 
@@ -145,30 +152,23 @@ async def run_command_async(
     payload: Any,
     work: AsyncWork,
 ) -> Response[bytes]:
-    """run_command on the event loop: the same unit of work, without a thread hop."""
+    """run_command on the event loop: the same unit of work (its audit row in its
+    transaction), without a thread hop."""
     key = request_key(request)
-    if key is None:
-        status, body = await run_unit_async(pool, work)
-        return Response(content=body, status_code=status, media_type=JSON)
     async with async_unit_of_work(pool.connection) as uow:
-        digest = fingerprint(request, payload)
-        stored = await _claim_async(uow.conn, principal, key, digest, request)
-        if stored is not None:
-            return _replayed(stored)
+        if key is not None:
+            digest = fingerprint(request, payload)
+            stored = await _claim_async(uow.conn, principal, key, digest, request)
+            if stored is not None:
+                return _replayed(stored)
         status, result = await work(uow.conn)
         body = encode(result)
-        await uow.conn.execute(_STORE, (status, body, principal.book_id, key))
+        if key is not None:
+            await uow.conn.execute(_STORE, (status, body, principal.book_id, key))
+        await uow.conn.execute(_AUDIT, _audit_row(request, principal, key, status, result))
         await uow.commit()
+    request.scope.setdefault("state", {})["audited"] = True
     return Response(content=body, status_code=status, media_type=JSON)
-
-
-async def run_unit_async(pool: AsyncConnectionPool, work: AsyncWork) -> tuple[int, bytes]:
-    """The unit of work of a command without an Idempotency-Key: (status, JSON body)."""
-    async with async_unit_of_work(pool.connection) as uow:
-        status, result = await work(uow.conn)
-        body = encode(result)
-        await uow.commit()
-    return status, body
 
 
 _CLAIM = (

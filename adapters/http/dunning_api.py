@@ -22,7 +22,7 @@ from adapters.messages.smtp import list_messages
 from adapters.runtime import Runtime
 from ledger.postgres.books import get_book
 
-STATUSES = ("queued", "sent", "failed")
+STATUSES = ("queued", "sending", "sent", "failed")
 
 
 class DunningRunIn(msgspec.Struct, forbid_unknown_fields=True):

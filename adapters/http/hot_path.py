@@ -2,8 +2,8 @@
 
 The general way (adapters.http.commands.run_command_async) costs five: BEGIN,
 claim the Idempotency-Key, insert the entry, store the response, COMMIT. Here
-one autocommitted statement inserts the entry and its postings and stores the
-response under the key; the triggers finish every check of the ledger inside
+one autocommitted statement inserts the entry and its postings, its audit row,
+and stores the response under the key; the triggers finish every check of the ledger inside
 that statement (revision 0028_hotpath), so its end is the commit.
 
 The response is known before the statement but for `recorded_at` (the
@@ -52,9 +52,20 @@ RECORDED_AT = (
 )
 
 _ANSWER = f", answer as (select %(head)s || {RECORDED_AT} || %(tail)s as body from inserted i)"
-_POST = "with" + entry_store.STRICT_INSERT_CTES + _ANSWER + " select body from answer"
+# The audit row, in the entry's statement (so its transaction), as run_command writes
+# it: no entry without its audit row, and no extra round trip.
+_AUDITED = (
+    ", audited as (insert into audit_log (book_id, at, key_id, role, method, path, status,"
+    " idempotency_key, request_id, created) select %(book)s, now(), %(key_id)s, %(role)s,"
+    " 'POST', %(path)s, 201, %(http_key)s, %(request_id)s, array[i.id::text] from inserted i)"
+)
+_POST = "with" + entry_store.STRICT_INSERT_CTES + _ANSWER + _AUDITED + " select body from answer"
 _POST_AND_STORE = (
-    "with" + entry_store.STRICT_INSERT_CTES + _ANSWER + ", stored as (insert into idempotency_keys"
+    "with"
+    + entry_store.STRICT_INSERT_CTES
+    + _ANSWER
+    + _AUDITED
+    + ", stored as (insert into idempotency_keys"
     " (book_id, key, request_hash, method, path, status_code, response_body)"
     " select %(book)s, %(http_key)s, %(fingerprint)s, 'POST', %(path)s, 201,"
     " convert_to(body, 'UTF8') from answer)"
@@ -89,6 +100,7 @@ async def post_entry_once(
     entry: JournalEntry,
     key: str | None,
     entry_json: EntryJson,
+    request_state: dict[str, Any],
 ) -> Response[bytes] | None:
     """Post `entry` in one statement: its 201 response, or None when the general
     way must answer (nothing was written): the key was already used, or an
@@ -98,7 +110,7 @@ async def post_entry_once(
         # account lookup (once per process and account) commits by itself too.
         await conn.set_autocommit(True)
         try:
-            row = await _post(conn, path, principal, payload, entry, key, entry_json)
+            row = await _post(conn, path, principal, payload, entry, key, entry_json, request_state)
         finally:
             # Idle: back to the pool's default. Otherwise (a statement cut off,
             # a broken connection) the pool discards the connection anyway.
@@ -106,6 +118,7 @@ async def post_entry_once(
                 await conn.set_autocommit(False)
     if row is None:
         return None
+    request_state["audited"] = True  # written by the statement: the after-response writer skips it
     return Response(content=row[0].encode(), status_code=201, media_type=JSON)
 
 
@@ -117,6 +130,7 @@ async def _post(
     entry: JournalEntry,
     key: str | None,
     entry_json: EntryJson,
+    request_state: dict[str, Any],
 ) -> tuple[str] | None:
     """The stored body, or None (see post_entry_once)."""
     book_id = principal.book_id
@@ -139,12 +153,20 @@ async def _post(
         postings=entry.postings,
     )
     head, tail = _head_and_tail(posted, entry_json)
-    params: dict[str, Any] = {**prepared.params, "head": head, "tail": tail}
+    params: dict[str, Any] = {
+        **prepared.params,
+        "head": head,
+        "tail": tail,
+        "key_id": principal.key_id,
+        "role": principal.role.value,
+        "path": path,
+        "http_key": key,
+        "request_id": request_state.get("request_id") or "",
+    }
     statement = _POST
     if key is not None:
         statement = _POST_AND_STORE
-        digest = request_fingerprint("POST", path, payload)
-        params.update(http_key=key, fingerprint=digest, path=path)
+        params["fingerprint"] = request_fingerprint("POST", path, payload)
     try:
         with translated():
             cur = await conn.execute(statement, params)

@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-import psycopg
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
@@ -20,10 +19,10 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from adapters.audit import audit_json, audit_rows, parse_filter
 from adapters.http.auth import KeyCache
 from adapters.http.billing_fields import MAX_PAGE
-from adapters.http.commands import require, run_command
+from adapters.http.commands import require
 from adapters.http.cursors import decode_sort_key, encode_sort_key
 from adapters.http.problems import ApiError
-from adapters.http.routes import Reader, json_response
+from adapters.http.routes import Reader, Run, Tx, command, json_response
 from adapters.keys import (
     GRANTS,
     Permission,
@@ -60,84 +59,50 @@ class ApiKeysController(Controller):
             keys = list_keys(conn, principal.book_id)
         return json_response({"data": [k.json() for k in keys]})
 
-    @post("/", operation_id="createApiKey", summary="Create an API key", sync_to_thread=True)
-    def create(
-        self,
-        data: JSONBody[ApiKeyIn],
-        request: Request[Any, Any, Any],
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.MANAGE_KEYS)
+    @command("/", "createApiKey", Permission.MANAGE_KEYS)
+    def create(self, data: JSONBody[ApiKeyIn], run: Run) -> Response[bytes]:
         role = parse_role(data.role)
-        if not GRANTS[role] <= GRANTS[principal.role]:  # no key may hand out more than it has
-            raise ApiError(403, "forbidden", f"the {principal.role} role may not grant {role}")
+        if not GRANTS[role] <= GRANTS[run.principal.role]:  # no key hands out more than it has
+            raise ApiError(403, "forbidden", f"the {run.principal.role} role may not grant {role}")
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            key_id, secret = create_key(conn, principal.book_id, role, data.label)
-            made = next(k for k in list_keys(conn, principal.book_id) if k.key_id == key_id)
-            return 201, {**made.json(), "id": str(key_id), "api_key": secret}
+        def work(tx: Tx) -> dict[str, Any]:
+            key_id, secret = create_key(tx.conn, tx.book_id, role, data.label)
+            made = next(k for k in list_keys(tx.conn, tx.book_id) if k.key_id == key_id)
+            return {**made.json(), "id": str(key_id), "api_key": secret}
 
-        payload = {"role": data.role, "label": data.label}
-        return run_command(runtime, request, principal, payload, work)
+        return run({"role": data.role, "label": data.label}, work)
 
-    @post(
-        "/{key_id:str}/rotate",
-        operation_id="rotateApiKey",
-        summary="Replace an API key by a new one (the old one refused now or after a grace)",
-        sync_to_thread=True,
-    )
+    @command("/{key_id:str}/rotate", "rotateApiKey", Permission.MANAGE_KEYS)
     def rotate(
-        self,
-        key_id: FromPath[str],
-        request: Request[Any, Any, Any],
-        state: State,
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-        data: JSONBody[RotateIn | None] = None,
+        self, key_id: FromPath[str], state: State, run: Run, data: JSONBody[RotateIn | None] = None
     ) -> Response[bytes]:
-        require(principal, Permission.MANAGE_KEYS)
+        """Replace an API key by a new one (the old one refused now or after a grace)."""
         grace = data.grace_seconds if data is not None else 0
         cache: KeyCache = state.key_cache
         rotated: list[Any] = []
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            rotation = rotate_key(conn, principal.book_id, key_id, grace)
+        def work(tx: Tx) -> dict[str, Any]:
+            rotation = rotate_key(tx.conn, tx.book_id, key_id, grace)
             rotated.append(rotation.old.key_id)
-            return 201, {**rotation.json(), "id": str(rotation.new.key_id)}
+            return {**rotation.json(), "id": str(rotation.new.key_id)}
 
-        payload = {"rotate": key_id, "grace_seconds": grace}
-        response = run_command(runtime, request, principal, payload, work)
+        response = run({"rotate": key_id, "grace_seconds": grace}, work)
         if grace == 0:
             for found in rotated:  # committed: this process refuses the old key from now on
                 cache.forget(found)
         return response
 
-    @delete(
-        "/{key_id:str}",
-        operation_id="revokeApiKey",
-        summary="Revoke an API key",
-        sync_to_thread=True,
-        status_code=200,
-    )
-    def revoke(
-        self,
-        key_id: FromPath[str],
-        request: Request[Any, Any, Any],
-        state: State,
-        principal: NamedDependency[Principal],
-        runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
-        require(principal, Permission.MANAGE_KEYS)
+    @command("/{key_id:str}", "revokeApiKey", Permission.MANAGE_KEYS, status=200, method="DELETE")
+    def revoke(self, key_id: FromPath[str], state: State, run: Run) -> Response[bytes]:
         cache: KeyCache = state.key_cache
         revoked: list[Any] = []
 
-        def work(conn: psycopg.Connection) -> tuple[int, Any]:
-            key = revoke_key(conn, principal.book_id, key_id)
+        def work(tx: Tx) -> dict[str, Any]:
+            key = revoke_key(tx.conn, tx.book_id, key_id)
             revoked.append(key.key_id)
-            return 200, key.json()
+            return key.json()
 
-        response = run_command(runtime, request, principal, {"revoke": key_id}, work)
+        response = run({"revoke": key_id}, work)
         for found in revoked:  # committed: this process refuses the key from now on
             cache.forget(found)
         return response

@@ -246,7 +246,14 @@ class LedgerController(Controller):
                 entry = None
             if entry is not None and needs_no_reads(entry):
                 answered = await post_entry_once(
-                    state.async_pool, request.url.path, principal, data, entry, key, entry_json
+                    state.async_pool,
+                    request.url.path,
+                    principal,
+                    data,
+                    entry,
+                    key,
+                    entry_json,
+                    tried,
                 )
                 if answered is not None:
                     return answered

@@ -2,15 +2,19 @@
 committed, for books that configure `smtp` (host, port, from, optional
 username/password, starttls).
 
-One message at a time, in its own transaction: the row is claimed with
-`FOR UPDATE SKIP LOCKED`, so two senders (the server's worker and a CLI
-`messages send`) never send the same message; it is sent, its status set
+A message is leased, never locked, while it is sent (adapters/leases.py,
+migration 0047): one short transaction claims a batch of due messages
+(`status = 'sending'` under a lease) and commits; they are sent one by one
+outside any transaction, so a slow or hanging mail server holds no database
+transaction or lock; the batch's results are recorded in one short transaction
 (`sent`, or back to `queued` with a later `next_attempt_at`, or `failed` once
-the retries are used up), then committed. The row lock is held while sending,
-so a message id is never sent twice by concurrent senders; a sender killed
-between the SMTP answer and its commit sends that one again (at least once),
-and the `Message-ID` header, derived from the message id, lets a mailbox
-de-duplicate it. "Now" is the injected clock.
+the retries are used up). Two senders (the server's worker and a CLI
+`messages send`) never send a message another holds under a live lease. A
+sender that dies between the SMTP answer and its record, or whose lease runs out
+mid-send (each SMTP step may take up to the timeout), leaves the message to be
+sent again (at least once: SMTP has no idempotency key); the `Message-ID`
+header, derived from the message id, is the same on every copy, so a mailbox or
+its reader de-duplicates it. "Now" is the injected clock.
 """
 
 from __future__ import annotations
@@ -22,30 +26,52 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from adapters.polling import PollingWorker
+from adapters.leases import CLEARED, OURS, LeasedSender, claimable, lease_each_book, release_unsent
 
 log = logging.getLogger("activebilling.messages")
 
 RETRY_SECONDS = (60, 300, 1800, 7200, 21600)  # then the message is `failed`
 TIMEOUT_SECONDS = 10.0
 
-_CLAIM = """
-select m.book_id, m.id, m.recipient, m.subject, m.body, m.attempts, b.settings->'smtp' as smtp
+BATCH = 20  # messages leased per claim, sent one by one
+LEASE_MARGIN_SECONDS = 30.0
+
+_DUE = f"""
+select m.book_id, m.id
   from messages m
   join books b on b.id = m.book_id
- where m.status = 'queued' and m.next_attempt_at <= %(now)s
+ where m.status in ('queued', 'sending') and {claimable("m", "queued")}
    and b.settings ? 'smtp'
    and (%(books)s::uuid[] is null or m.book_id = any (%(books)s))
  order by m.next_attempt_at, m.created_at
- limit 1
- for update of m skip locked
+ limit %(batch)s
 """
+
+_DETAILS = """
+select m.book_id, m.id, m.recipient, m.subject, m.body, m.attempts, m.lease_token,
+       b.settings->'smtp' as smtp
+  from messages m
+  join books b on b.id = m.book_id
+ where m.book_id = %s and m.id = any (%s)
+ order by m.next_attempt_at, m.created_at
+"""
+
+_RECORD = f"""
+update messages d
+   set status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
+       last_error = v.error, sent_at = coalesce(v.sent, d.sent_at), {CLEARED}
+  from unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::int[], %s::timestamptz[],
+              %s::text[], %s::timestamptz[])
+       as v(book, id, token, status, attempts, next_at, error, sent)
+ where d.book_id = v.book and d.id = v.id and {OURS.format(d="d", token="v.token")}
+"""
+
+Result = str | None  # the error, None when sent
 
 
 def utc_now() -> datetime:
@@ -63,7 +89,9 @@ def build_email(row: dict[str, Any]) -> EmailMessage:
     mail["From"] = smtp["from"]
     mail["To"] = row["recipient"]
     mail["Subject"] = row["subject"]
-    mail["Message-ID"] = make_msgid(idstring=str(row["id"]), domain="activebilling")
+    # The same on every copy of the message (a resend after a lapsed lease): a mailbox
+    # de-duplicates by it. (make_msgid adds the time and a random part: not the same.)
+    mail["Message-ID"] = f"<{row['id']}@activebilling>"
     mail["X-ActiveBilling-Message"] = str(row["id"])
     mail.set_content(row["body"])
     return mail
@@ -81,7 +109,7 @@ def send_smtp(smtp: dict[str, Any], mail: EmailMessage, timeout: float) -> None:
 Send = Callable[[dict[str, Any], EmailMessage, float], None]
 
 
-class MessageSender(PollingWorker):
+class MessageSender(LeasedSender[Result]):
     """Sends due messages; `send_one` is one step, `start` runs it in a thread."""
 
     what = "e-mail messages"
@@ -95,56 +123,64 @@ class MessageSender(PollingWorker):
         send: Send = send_smtp,
         books: Sequence[uuid.UUID] | None = None,
         timeout: float = TIMEOUT_SECONDS,
+        batch: int = BATCH,
     ) -> None:
         self.connection = connection
         self.clock = clock
         self.send = send
         self.books = None if books is None else list(books)
         self.timeout = timeout
+        self.batch = batch
         super().__init__()
 
     def send_one(self) -> bool:
         """Send one due message; False when none is due."""
-        now = self.clock()
-        with self.connection() as conn:
-            with conn.cursor(row_factory=dict_row) as cur:
-                row = cur.execute(_CLAIM, {"now": now, "books": self.books}).fetchone()
-            if row is None:
-                conn.rollback()
-                return False
-            error = None
-            try:
-                self.send(row["smtp"], build_email(row), self.timeout)
-            except (OSError, smtplib.SMTPException, KeyError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {exc}"[:500]
-            self._record(conn, row, now, error)
-            conn.commit()
-        return True
-
-    def _record(
-        self, conn: psycopg.Connection, row: dict[str, Any], now: datetime, error: str | None
-    ) -> None:
-        attempts = row["attempts"] + 1
-        if error is None:
-            status, next_at = "sent", now
-        else:
-            delay = next_delay(attempts)
-            status = "queued" if delay is not None else "failed"
-            next_at = now + timedelta(seconds=delay or 0)
-            log.warning("message %s: %s", row["id"], error)
-        conn.execute(
-            "update messages set status = %s, attempts = %s, next_attempt_at = %s,"
-            " last_error = %s, sent_at = case when %s = 'sent' then %s else sent_at end"
-            " where book_id = %s and id = %s",
-            (status, attempts, next_at, error, status, now, row["book_id"], row["id"]),
-        )
+        return self.send_due(limit=1) == 1
 
     def send_due(self, limit: int = 10_000) -> int:
         """Send every due message (up to `limit`); how many were attempted."""
-        done = 0
-        while done < limit and not self.stopping() and self.send_one():
-            done += 1
-        return done
+        return self.drain(limit)
+
+    def claim(self, size: int) -> list[dict[str, Any]]:
+        """Lease up to `size` due messages in one committed transaction."""
+        now = self.clock()
+        with self.connection() as conn:
+            due = conn.execute(_DUE, {"now": now, "books": self.books, "batch": size}).fetchall()
+            seconds = size * self.timeout + LEASE_MARGIN_SECONDS
+            rows = lease_each_book(
+                conn, "messages", due, seconds, _DETAILS, now=now, waiting="queued"
+            )
+            conn.commit()
+        return rows
+
+    def send_row(self, row: dict[str, Any]) -> Result:
+        """Send one message; no database here."""
+        try:
+            self.send(row["smtp"], build_email(row), self.timeout)
+        except (OSError, smtplib.SMTPException, KeyError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("message %s: %s", row["id"], error)
+            return error
+        return None
+
+    def record(self, batch: list[dict[str, Any]], results: list[Result]) -> None:
+        """The attempts' outcomes in one transaction (only where the lease is still ours);
+        the messages not tried go back to queued."""
+        now = self.clock()
+        states = []
+        for row, error in zip(batch, results, strict=False):
+            attempts = row["attempts"] + 1
+            delay = None if error is None else next_delay(attempts)
+            status = "sent" if error is None else "queued" if delay is not None else "failed"
+            states.append(
+                (row["book_id"], row["id"], row["lease_token"], status, attempts,
+                 now + timedelta(seconds=delay or 0), error, None if error else now)
+            )  # fmt: skip
+        with self.connection() as conn:
+            columns = [list(c) for c in zip(*states, strict=True)] or [[]] * 8
+            conn.execute(_RECORD, columns)
+            release_unsent(conn, "messages", batch[len(results) :], waiting="queued")
+            conn.commit()
 
     def run_round(self) -> object:
         return self.send_due()

@@ -22,7 +22,6 @@ injected clock (leases use the database's clock, shared by every server).
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import uuid
@@ -38,6 +37,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from adapters.leases import CLEARED, OURS, claimable, lease, release
 from adapters.polling import PollingWorker
 from adapters.webhooks.store import Resolve, refused_address, resolve_host
 from billing.postgres.events import Event
@@ -62,15 +62,7 @@ BATCH = 20  # deliveries leased to one endpoint per claim, sent in order
 PER_ENDPOINT = 2
 LEASE_MARGIN_SECONDS = 30.0
 
-# A row may be claimed: pending and due, or sending under a dead lease (ran out, or
-# its backend is gone; a backend started later reuses the pid. Another login's
-# backend_start is hidden from the app role: then the pid alone keeps the lease).
-_CLAIMABLE = """
-  ({d}.status = 'pending' and {d}.next_attempt_at <= %(now)s
-   or {d}.status = 'sending' and ({d}.lease_until <= clock_timestamp()
-     or not exists (select 1 from pg_stat_activity a where a.pid = {d}.lease_pid
-                     and (a.backend_start is null or a.backend_start <= {d}.leased_at))))
-"""
+_CLAIMABLE = claimable("{d}")
 
 # The endpoints with the oldest due deliveries (from the first rows due only:
 # which endpoint goes first is fairness, not correctness). Two parts, so each
@@ -116,20 +108,6 @@ select d.id
  limit %(batch)s
 """
 
-_LOCK = f"""
-select id from webhook_deliveries d
- where book_id = %(book)s and id = any (%(ids)s) and {_CLAIMABLE.format(d="d")}
- for update skip locked
-"""
-
-_LEASE = """
-update webhook_deliveries
-   set status = 'sending', lease_token = %(token)s, lease_pid = pg_backend_pid(),
-       leased_at = clock_timestamp(),
-       lease_until = clock_timestamp() + %(lease)s * interval '1 second'
- where book_id = %(book)s and id = any (%(ids)s)
-"""
-
 _DETAILS = """
 select d.book_id, d.id, d.endpoint_id, d.attempts, d.lease_token, w.url, w.secret,
        w.allow_private_network, e.id as event_id, e.sequence, e.type, e.object_id,
@@ -141,23 +119,15 @@ select d.book_id, d.id, d.endpoint_id, d.attempts, d.lease_token, w.url, w.secre
  order by d.event_sequence, d.id
 """
 
-_LEASE_CLEARED = "lease_until = null, leased_at = null, lease_pid = null, lease_token = null"
-
 # A result counts only while the lease is ours (else another worker re-claimed it).
 _RECORD = f"""
 update webhook_deliveries d
    set status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
-       finished_at = v.finished, {_LEASE_CLEARED}
+       finished_at = v.finished, {CLEARED}
   from unnest(%s::uuid[], %s::text[], %s::int[], %s::timestamptz[], %s::timestamptz[],
               %s::uuid[]) as v(id, status, attempts, next_at, finished, token)
- where d.book_id = %s and d.id = v.id and d.status = 'sending' and d.lease_token = v.token
+ where d.book_id = %s and d.id = v.id and {OURS.format(d="d", token="v.token")}
 returning d.id
-"""
-
-_RELEASE = f"""
-update webhook_deliveries d set status = 'pending', {_LEASE_CLEARED}
-  from unnest(%s::uuid[], %s::uuid[]) as v(id, token)
- where d.book_id = %s and d.id = v.id and d.status = 'sending' and d.lease_token = v.token
 """
 
 Result = tuple[datetime, int | None, str | None]  # attempted at, response code, error
@@ -275,14 +245,12 @@ class WebhookWorker(PollingWorker):
                             prepare=False,  # a generic plan sorts every open row first
                         )
                     ]
-                    locked = {r["id"] for r in cur.execute(_LOCK, {**key, "ids": ids})}
-                    prefix = list(itertools.takewhile(locked.__contains__, ids))
+                    seconds = len(ids) * self.timeout + LEASE_MARGIN_SECONDS
+                    table, book = "webhook_deliveries", target["book_id"]
+                    prefix, _ = lease(conn, table, book, ids, seconds, now=now, in_order=True)
                     if not prefix:
                         continue
-                    lease = len(prefix) * self.timeout + LEASE_MARGIN_SECONDS
-                    key = {"book": target["book_id"], "ids": prefix}
-                    cur.execute(_LEASE, {**key, "token": uuid.uuid4(), "lease": lease})
-                    rows = cur.execute(_DETAILS, key).fetchall()
+                    rows = cur.execute(_DETAILS, {"book": book, "ids": prefix}).fetchall()
                     batches.append(Batch(target["book_id"], target["endpoint_id"], rows))
             conn.commit()
         return batches
@@ -366,14 +334,9 @@ class WebhookWorker(PollingWorker):
             columns = [list(c) for c in zip(*states, strict=True)] or [[]] * 6
             ours = {r[0] for r in conn.execute(_RECORD, (*columns, batch.book_id))}
             if len(batch.rows) > len(results):
-                conn.execute(
-                    _RELEASE,
-                    (
-                        [r["id"] for r in batch.rows[len(results) :]],
-                        [r["lease_token"] for r in batch.rows[len(results) :]],
-                        batch.book_id,
-                    ),
-                )
+                unsent = batch.rows[len(results) :]
+                ids, tokens = [r["id"] for r in unsent], [r["lease_token"] for r in unsent]
+                release(conn, "webhook_deliveries", batch.book_id, ids, tokens)
             counted = [res for row, res in zip(sent, results, strict=True) if row["id"] in ours]
             if any(error is None for _, _, error in counted):
                 conn.execute(

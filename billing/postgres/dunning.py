@@ -60,6 +60,7 @@ __all__ = [
     "charge_late_fee",
     "done_steps",
     "facts_of",
+    "lock_suspended",
     "mark_step",
     "next_action_json",
     "queue_message",
@@ -78,17 +79,19 @@ Render = Callable[[str, Mapping[str, Any]], tuple[str, str]]
 class Candidate:
     invoice_id: uuid.UUID
     customer_id: uuid.UUID
+    subscription_id: uuid.UUID | None = None
 
 
 def candidates(conn: psycopg.Connection, book_id: uuid.UUID, as_of: date) -> list[Candidate]:
     """Open invoices issued by `as_of` with something still due, oldest due first."""
     rows = conn.execute(
-        "select id, customer_id from invoices where book_id = %s and status = 'open'"
+        "select id, customer_id, subscription_id from invoices where book_id = %s"
+        " and status = 'open'"
         " and due_date is not null and issue_date <= %s order by due_date, id",
         (book_id, as_of),
     ).fetchall()
     due = receivable_amounts(conn, book_id, [r[0] for r in rows])
-    return [Candidate(r[0], r[1]) for r in rows if due.get(r[0], (Decimal(0),))[0] > 0]
+    return [Candidate(*r) for r in rows if due.get(r[0], (Decimal(0),))[0] > 0]
 
 
 def done_steps(conn: psycopg.Connection, book_id: uuid.UUID, invoice_id: uuid.UUID) -> set[str]:
@@ -267,16 +270,30 @@ select i.id from invoices i
 """
 
 
+_SUSPENDED = (
+    "select id, suspended_on, next_period_start, billing_anchor, interval, interval_count"
+    " from subscriptions where book_id = %s and suspended_on is not null"
+    " and (%s::uuid is null or customer_id = %s) order by id for update"
+)
+
+
+def lock_suspended(conn: psycopg.Connection, book_id: uuid.UUID, customer_id: uuid.UUID) -> None:
+    """Lock the customer's suspended subscriptions, for `resume_settled`, before the
+    customer is locked: a billing run locks the subscriptions it bills, then their
+    customers (credit holders); the other order deadlocks with it."""
+    conn.execute(_SUSPENDED, (book_id, customer_id, customer_id))
+
+
 def resume_settled(
     conn: psycopg.Connection, book_id: uuid.UUID, customer_id: uuid.UUID | None, today: date
 ) -> list[uuid.UUID]:
     """Resume the suspended subscriptions (of one customer, or all) that nothing past
-    due holds any more (module docstring); the ids resumed."""
+    due holds any more (module docstring); the ids resumed. For one customer, whose
+    row the caller holds, those locked by `lock_suspended` before it: one suspended
+    since (and locked elsewhere) is not waited for, the next dunning run resumes it."""
     with conn.cursor(row_factory=dict_row) as cur:
         subs = cur.execute(
-            "select id, suspended_on, next_period_start, billing_anchor, interval,"
-            " interval_count from subscriptions where book_id = %s and suspended_on is not null"
-            " and (%s::uuid is null or customer_id = %s) order by id for update",
+            _SUSPENDED + (" skip locked" if customer_id is not None else ""),
             (book_id, customer_id, customer_id),
         ).fetchall()
     resumed: list[uuid.UUID] = []

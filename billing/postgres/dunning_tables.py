@@ -2,8 +2,8 @@
 
 A step row is the once-only mark of a dunning step (its key, e.g.
 `reminder:+7`, unique per invoice); a message row is written in the same
-transaction and sent after commit by adapters/messages (status queued → sent,
-or failed once its retries are used up).
+transaction and sent after commit by adapters/messages (status queued → sending,
+under a lease → sent, or failed once its retries are used up).
 """
 
 from __future__ import annotations
@@ -60,10 +60,15 @@ messages = Table(
     Column("last_error", Text),
     Column("sent_at", TIMESTAMPTZ),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    # The lease of a message being sent (migration 0047, adapters/leases.py).
+    Column("lease_until", TIMESTAMPTZ),
+    Column("leased_at", TIMESTAMPTZ),
+    Column("lease_pid", Integer),
+    Column("lease_token", Uuid),
     PrimaryKeyConstraint("book_id", "id"),
     _book_fk("customers", "customer_id"),
     _book_fk("invoices", "invoice_id"),
     UniqueConstraint("book_id", "invoice_id", "kind"),
-    CheckConstraint("status in ('queued', 'sent', 'failed')", name="status"),
+    CheckConstraint("status in ('queued', 'sending', 'sent', 'failed')", name="status"),
     Index(None, "status", "next_attempt_at"),
 )

@@ -38,7 +38,7 @@ from billing.payments import (
 )
 from billing.postgres.credit_notes import line_states, lock_customer, lock_invoices
 from billing.postgres.customers import credit_balance, get_customer
-from billing.postgres.dunning import resume_settled
+from billing.postgres.dunning import lock_suspended, resume_settled
 from billing.postgres.events import record_event
 from billing.postgres.fx import realized_for_payment
 from billing.postgres.ids import parse_id
@@ -137,6 +137,7 @@ def create_payment(
             (str(invoice_id_of(conn, book_id, ref)), Money.exact(value, currency))
             for ref, value in allocations
         ]
+    lock_suspended(conn, book_id, customer.id)  # subscriptions before the customer
     lock_customer(conn, book_id, customer.id)
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(

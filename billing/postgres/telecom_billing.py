@@ -145,11 +145,10 @@ def unbilled_cdrs(
     book_id: uuid.UUID,
     items: Sequence[RatePlanItem],
     before: date,
-    *,
-    lock: bool = True,
 ) -> dict[uuid.UUID, list[_Cdr]]:
     """Per subscription: its subscriber's rated CDRs not yet invoiced that started before
-    `before` (in the plan's zone), in event-time order, locked (no two invoices take one)."""
+    `before` (in the plan's zone), in event-time order. Not row-locked: the caller holds
+    the subscription; `cdr_invoices`' key refuses a CDR billed twice all the same."""
     if not items:
         return {}
     by_subscriber = {i.subscriber: i for i in items}
@@ -157,10 +156,10 @@ def unbilled_cdrs(
         "select c.subscriber, c.id, c.start, c.event_type, r.zone, r.billed_quantity,"
         " r.included, r.amount from cdrs c"
         " join cdr_ratings r on r.book_id = c.book_id and r.cdr_id = c.id"
-        " where c.book_id = %s and c.subscriber = any(%s) and c.invoice_id is null"
-        " and c.start < %s order by c.subscriber, c.start, c.id"
-        # The CDR rows, whose invoice_id mark_billed sets; ratings are never updated.
-        + (" for update of c" if lock else ""),
+        " where c.book_id = %s and c.subscriber = any(%s) and c.start < %s"
+        " and not exists (select 1 from cdr_invoices b where b.book_id = c.book_id"
+        "                 and b.cdr_id = c.id)"
+        " order by c.subscriber, c.start, c.id",
         (book_id, list(by_subscriber), datetime.combine(before, time(0), UTC) + _WIDEST),
     ).fetchall()
     out: dict[uuid.UUID, list[_Cdr]] = defaultdict(list)
@@ -217,9 +216,9 @@ def mark_billed(
     if not pairs:
         return
     conn.execute(
-        "update cdrs c set invoice_id = u.invoice from unnest(%s::text[], %s::uuid[])"
-        " as u(id, invoice) where c.book_id = %s and c.id = u.id and c.invoice_id is null",
-        ([p[0] for p in pairs], [p[1] for p in pairs], book_id),
+        "insert into cdr_invoices (book_id, cdr_id, invoice_id)"
+        " select %s, u.id, u.invoice from unnest(%s::text[], %s::uuid[]) as u(id, invoice)",
+        (book_id, [p[0] for p in pairs], [p[1] for p in pairs]),
     )
 
 
@@ -243,6 +242,7 @@ def invoice_usage_detail(
             "select c.id, c.start, c.event_type, c.destination, r.zone, r.band, c.quantity,"
             " r.billed_quantity, r.amount, r.currency from cdrs c"
             " join cdr_ratings r on r.book_id = c.book_id and r.cdr_id = c.id"
-            " where c.book_id = %s and c.invoice_id = %s order by c.start, c.id",
+            " join cdr_invoices b on b.book_id = c.book_id and b.cdr_id = c.id"
+            " where c.book_id = %s and b.invoice_id = %s order by c.start, c.id",
             (book_id, invoice_id),
         ).fetchall()

@@ -166,7 +166,6 @@ cdrs = Table(
     # Why the last run could not rate it (readers show it only while it is unrated):
     # the one update a run makes to `cdrs`, for the rare unrateable record.
     Column("rating_error", Text),
-    Column("invoice_id", Uuid),  # the invoice that billed it (migration 0017_usage)
     PrimaryKeyConstraint("book_id", "id"),
     ForeignKeyConstraint(
         ["book_id", "subscriber"],
@@ -175,9 +174,19 @@ cdrs = Table(
     CheckConstraint("event_type in ('voice', 'sms', 'data')", name="event_type"),
     CheckConstraint("quantity >= 0", name="quantity"),
     Index(None, "subscriber", "book_id", "start"),
-    Index(
-        "ix_cdrs_invoice", "book_id", "invoice_id", postgresql_where=text("invoice_id is not null")
-    ),
+)
+
+# The invoice that billed a CDR, one row per billed CDR (migration 0048): inserted by
+# invoicing, deleted only when the invoice is voided (its CDRs are unbilled again).
+# Not a column of `cdrs`: setting it rewrote every CDR once more (never HOT).
+cdr_invoices = Table(
+    "cdr_invoices",
+    metadata,
+    Column("book_id", Uuid, nullable=False),
+    Column("cdr_id", Text, nullable=False),
+    Column("invoice_id", Uuid, nullable=False),
+    PrimaryKeyConstraint("book_id", "cdr_id"),
+    Index(None, "book_id", "invoice_id"),
 )
 
 # The rating sub-ledger: one row per rated CDR, written once by the run that rated it

@@ -99,7 +99,7 @@ def upcoming_invoice(
     if rate_plan is not None:  # the subscriber's rated CDRs not yet invoiced
         first_day = max(sub["start_date"], sub["trial_end"] or sub["start_date"])
         ended = previous_period(plan, first_day, period)
-        found = unbilled_cdrs(conn, book_id, [rate_plan], period.start, lock=False)
+        found = unbilled_cdrs(conn, book_id, [rate_plan], period.start)
         more, _ = cdr_lines(
             found.get(sub["id"], []),
             rate_plan,

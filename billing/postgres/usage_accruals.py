@@ -68,7 +68,7 @@ def unbill_voided(conn: psycopg.Connection, book_id: uuid.UUID, invoice_id: uuid
     """A voided invoice's reversal puts back in Unbilled what it relieved: its CDRs are
     not invoiced any more (the next invoice bills them) and its reliefs are undone."""
     conn.execute(
-        "update cdrs set invoice_id = null where book_id = %s and invoice_id = %s",
+        "delete from cdr_invoices where book_id = %s and invoice_id = %s",
         (book_id, invoice_id),
     )
     conn.execute(

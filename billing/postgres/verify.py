@@ -111,8 +111,9 @@ with derived as (
     select r.currency, r.amount from cdrs c
       join cdr_ratings r on r.book_id = c.book_id and r.cdr_id = c.id
       join telecom_subscribers s on s.book_id = c.book_id and s.subscriber = c.subscriber
-     where c.book_id = %(book)s and c.invoice_id is null
-       and s.wallet_id is null
+     where c.book_id = %(book)s and s.wallet_id is null
+       and not exists (select 1 from cdr_invoices b where b.book_id = c.book_id
+                       and b.cdr_id = c.id)
   ) d group by 1
 ), posted as (
   select p.currency, sum(p.amount) as amount from postings p

@@ -256,9 +256,21 @@ def test_a_voided_invoice_puts_its_cdrs_back_for_the_next_invoice(
     send_cdrs(client, book, [cdr("v1", "2026-02-04T12:00:00+00:00", "61", "+33123456789")])
     rate(client, book, FEB15)
     move_clock(runtime, book.id, FEB15)
+
+    def versions() -> list[Any]:  # the CDR row's physical version
+        with runtime.connection() as conn:
+            return conn.execute(
+                "select ctid, xmin::text from cdrs where book_id = %s", (book.id,)
+            ).fetchall()
+
+    rated = versions()
     bill(runtime, book.id, FEB15)
     _, february = invoices_of(runtime, book.id)
     assert february.lines[-1].amount == D("1.42")
+    # Invoicing links the CDR in cdr_invoices and leaves the row as it was: no second
+    # write of every CDR (it was an update of cdrs.invoice_id, never HOT).
+    assert versions() == rated
+    assert [r[0] for r in detail(client, book, february.id)[1:]] == ["v1"]
     with unit_of_work(runtime.connection) as uow:
         void_invoice(uow.conn, book.id, str(february.id), FEB15)
         uow.commit()
@@ -271,5 +283,7 @@ def test_a_voided_invoice_puts_its_cdrs_back_for_the_next_invoice(
     march = invoices_of(runtime, book.id)[-1]
     assert shape(march)[-1] == ("usage", D(1), D("1.42"), date(2026, 2, 4), MAR15)
     assert [r[0] for r in detail(client, book, march.id)[1:]] == ["v1"]
+    assert detail(client, book, february.id)[1:] == []  # voided: its CDR was unlinked
+    assert versions() == rated
     with runtime.connection() as conn:
         assert verify_everything(conn, book.id) == []

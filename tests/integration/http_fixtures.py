@@ -101,3 +101,17 @@ def assert_problem(response: Any, status: int, code: str | None = None) -> dict[
         assert body.get("code") == code, body
         assert body["type"].endswith("/" + code), body
     return body
+
+
+def sessions_in_transaction(database_url: str) -> int:
+    """Sessions of this database idle in a transaction, as the superuser sees them (the
+    app role does not see other logins' sessions' state)."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "select count(*) from pg_stat_activity where datname = current_database()"
+            " and state like 'idle in transaction%%' and pid <> pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])

@@ -372,6 +372,24 @@ def test_api_revoke_refuses_the_key_at_once_and_is_admin_only(
     assert [k["revoked_at"] is not None for k in listed] == [False, True]
 
 
+def test_key_routes_check_the_role_before_reading_the_body(
+    client: Any,  # noqa: F811
+    runtime: Runtime,
+) -> None:
+    """Key routes are written as the other write routes (`routes.command`): a
+    non-admin's create or rotate is a 403 before its body is parsed."""
+    book = make_book(runtime)
+    operator = auth(new_key(runtime, book.id, Role.OPERATOR))
+    made = client.post("/v1/api-keys", json={"bogus": 1}, headers=operator)
+    assert made.status_code == 403, made.text
+    rotated = client.post(
+        f"/v1/api-keys/{uuid.uuid4()}/rotate", json={"grace_seconds": "x"}, headers=operator
+    )
+    assert rotated.status_code == 403, rotated.text
+    bad = client.post("/v1/api-keys", json={"bogus": 1}, headers=auth(book.admin_key))
+    assert bad.status_code == 400, bad.text
+
+
 def _audit(runtime: Runtime, book: BookFixture, path: str, count: int) -> list[dict[str, Any]]:
     """The book's audit rows under `path`, oldest first, once `count` are there (the HTTP
     writer appends in batches every 0.2 s, after the response)."""

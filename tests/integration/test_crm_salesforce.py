@@ -31,7 +31,7 @@ from tests.integration.crm_helpers import (
     worker,
 )
 from tests.integration.crm_stubs import SalesforceStub, salesforce_stub
-from tests.integration.http_fixtures import assert_problem, open_client
+from tests.integration.http_fixtures import assert_problem, open_client, sessions_in_transaction
 
 ORG = "00D5e000000AbCdEAK"
 TOKEN = "om-token-4f1c2a9e7b"
@@ -331,3 +331,97 @@ def test_an_invoice_falling_overdue_reaches_the_account_on_the_books_next_day(
     assert w.deliver_due() == 1  # refreshed, found unchanged, not written
     assert len(sf.patches) == writes
     assert deliveries(owner_conn, book.id)[-1] == ("unchanged", 1)
+
+
+def test_a_hanging_crm_holds_no_lock_and_a_dead_workers_lease_lapses(
+    client: Any,
+    runtime: Runtime,
+    book: BookFixture,
+    sf: SalesforceStub,
+    owner_conn: psycopg.Connection,
+    database_url: str,
+) -> None:
+    """A write-back is leased and written outside any transaction: while the CRM
+    hangs, no session is idle in transaction, neither the delivery nor its link is
+    row-locked, and another worker writes nothing of that record. A worker that dies
+    after writing leaves the delivery to be written again once its lease lapses; its
+    late result changes nothing."""
+    import threading
+
+    from adapters.crm.factory import adapter_for
+    from adapters.crm.outbound import CrmWorker
+
+    configure(client, book, sf)
+    post(client, book, "/v1/crm/sync", {"provider": "salesforce"}, 200)
+    globex = customer(client, book, GLOBEX)
+    finalize(client, book, draft(client, book, globex["id"], line("Work", "1", "30"))["id"])
+    arrived, release = threading.Event(), threading.Event()
+
+    def hanging(settings: dict[str, Any], provider: str) -> Any:
+        real = adapter_for(settings, provider)
+
+        class Hanging:
+            def update_account(self, record_id: str, values: dict[str, Any]) -> None:
+                arrived.set()
+                release.wait(30)
+                real.update_account(record_id, values)
+
+        return Hanging()
+
+    slow = CrmWorker(runtime.connection, clock=Clock(), books=[book.id], adapters=hanging)
+    done: list[int] = []
+    thread = threading.Thread(target=lambda: done.append(slow.deliver_due()))
+    thread.start()
+    try:
+        assert arrived.wait(30), "the CRM was never called"
+        assert sessions_in_transaction(database_url) == 0
+        with psycopg.connect(database_url) as conn:
+            try:
+                leased = conn.execute(
+                    "select d.status from crm_deliveries d join crm_links l"
+                    " on l.book_id = d.book_id and l.record_id = d.record_id"
+                    " where d.book_id = %s for update nowait",
+                    (book.id,),
+                ).fetchall()
+            except psycopg.errors.LockNotAvailable:
+                raise AssertionError("the delivery being written is row-locked") from None
+            assert leased == [("sending",)]
+            conn.rollback()
+        # A newer event of the same record waits for the write in flight.
+        post(client, book, "/v1/payments",
+             {"customer": globex["id"], "amount": "30.00", "currency": "USD",
+              "method": "bank_transfer"})  # fmt: skip
+        assert worker(runtime, book).deliver_due() == 0 and sf.patches == []
+    finally:
+        release.set()
+        thread.join()
+    assert sf.patches[0].body["ActiveBilling_Balance_Due__c"] == "30.00"
+    assert done == [3]  # then the payment's two events, one after the other
+    assert deliveries(owner_conn, book.id) == [("succeeded", 1), ("succeeded", 1), ("unchanged", 1)]
+    assert sf.accounts[GLOBEX]["ActiveBilling_Balance_Due__c"] == "0.00"
+    writes = len(sf.patches)
+
+    # A worker dies after its write: the lease holds, then lapses, and the write is
+    # made again (the same values: a repeat changes nothing in the CRM).
+    owner_conn.execute("update crm_links set pushed = '{}'::jsonb where book_id = %s", (book.id,))
+    owner_conn.execute(
+        "insert into crm_deliveries (book_id, id, provider, record_id, customer_id)"
+        " select book_id, gen_random_uuid(), provider, record_id, customer_id from crm_links"
+        " where book_id = %s and record_id = %s",
+        (book.id, GLOBEX),
+    )
+    owner_conn.commit()
+    dead = worker(runtime, book)
+    [row] = dead.claim(5)
+    assert dead.send_row(row).status == "succeeded" and len(sf.patches) == writes + 1
+    successor = worker(runtime, book)
+    assert successor.drain(10) == 0  # the lease holds (its backend is alive)
+    owner_conn.execute(
+        "update crm_deliveries set lease_until = clock_timestamp() - interval '1 s'"
+        " where book_id = %s and status = 'sending'",
+        (book.id,),
+    )
+    owner_conn.commit()
+    assert successor.drain(10) == 1 and len(sf.patches) == writes + 2
+    dead.record([row], [dead.send_row(row)])  # its late result: not ours any more
+    assert deliveries(owner_conn, book.id)[-1] == ("succeeded", 1)

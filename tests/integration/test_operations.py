@@ -154,6 +154,48 @@ def test_mutations_are_in_the_audit_log_which_is_append_only(
         conn.execute("update audit_log set status = 200 where book_id = %s", (book.id,))
 
 
+def test_a_journal_entry_commits_with_its_audit_row(
+    client: Any, runtime: Runtime, book: BookFixture
+) -> None:
+    """No entry without its audit row: both ways of `POST /v1/journal-entries` (one
+    statement for a dated entry, the general unit of work for one without a date)
+    write the row with the entry, as run_command does, not after the response. With
+    the after-response writer gone (the process dies right after the commit), both
+    rows are there."""
+    h = auth(book.admin_key)
+    writer = client.app.state.audit
+    client.app.state.audit = None  # the after-response writer writes nothing
+    try:
+        hot = client.post("/v1/journal-entries", json=entry_body(), headers=h)
+        undated = {k: v for k, v in entry_body(memo="today").items() if k != "effective_date"}
+        general = client.post(
+            "/v1/journal-entries", json=undated, headers={**h, "Idempotency-Key": "k-undated"}
+        )
+    finally:
+        client.app.state.audit = writer
+    assert (hot.status_code, general.status_code) == (201, 201), general.text
+    with runtime.connection() as conn:
+        rows = conn.execute(
+            "select method, path, status, idempotency_key, request_id, created, role, key_id"
+            " from audit_log where book_id = %s order by id",
+            (book.id,),
+        ).fetchall()
+        admin = conn.execute(
+            "select id from api_keys where book_id = %s and role = 'admin'", (book.id,)
+        ).fetchone()
+    assert admin is not None
+    assert rows == [
+        ("POST", "/v1/journal-entries", 201, None, hot.headers["x-request-id"],
+         [hot.json()["id"]], "admin", admin[0]),
+        ("POST", "/v1/journal-entries", 201, "k-undated", general.headers["x-request-id"],
+         [general.json()["id"]], "admin", admin[0]),
+    ]  # fmt: skip
+    time.sleep(0.5)  # the writer (batches every 0.2 s) adds no second row for either
+    with runtime.connection() as conn:
+        count = conn.execute("select count(*) from audit_log where book_id = %s", (book.id,))
+        assert count.fetchone() == (2,)
+
+
 def test_the_audit_log_names_key_role_request_and_created_and_takes_filters(
     client: Any,
     runtime: Runtime,

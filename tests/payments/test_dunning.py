@@ -498,3 +498,117 @@ def test_a_card_customers_late_fee_is_charged_and_retried_like_any_invoice(
         assert entries_of_kind(conn, sim_book.id, "payment_fee") == [
             [(CLEARING, "-0.59"), ("Expenses:Payment-Fees", "0.59")]
         ]
+
+
+def test_a_payment_waits_for_a_billing_run_holding_its_suspended_subscription(
+    client: Any, runtime: Runtime, sim_book: BookFixture
+) -> None:
+    """Subscriptions before customers, in both: a billing run claims a subscription
+    (suspended, with a period due before its suspension) and then locks its customer
+    (a credit holder: `_lock_credit_holders`); a payment of that customer locks the
+    customer's suspended subscriptions before the customer (to resume them). Before,
+    the payment locked the customer, posted, and only then the subscription in
+    `resume_settled`: each waited for the other's lock (deadlock detected)."""
+    import uuid
+    from datetime import date
+    from decimal import Decimal
+
+    from billing.postgres.billing_runs import _claim
+    from billing.postgres.credit_notes import lock_customer
+    from billing.postgres.payments import create_payment
+
+    key = sim_book.admin_key
+    customer = create_customer(client, key, payment_terms_days=10, tax_rate="0.00")
+    sub = _subscription(client, key, customer["id"])
+    assert _bill(client, key) == 1  # Feb 2 → Mar 2, due Feb 12
+    _clock(client, key, "2026-03-04")
+    book_id, sub_id, customer_id = sim_book.id, uuid.UUID(sub["id"]), uuid.UUID(customer["id"])
+    with runtime.connection() as conn:  # suspended Mar 4 by dunning; Mar 2's period not billed
+        conn.execute(
+            "update subscriptions set suspended_on = '2026-03-04' where book_id = %s and id = %s",
+            (book_id, sub_id),
+        )
+        conn.commit()
+    outcome: list[object] = []
+
+    def pay() -> None:
+        try:
+            with runtime.connection() as conn:
+                create_payment(
+                    conn, book_id, str(customer_id), Decimal("30.00"), "USD", "bank_transfer",
+                    date(2026, 3, 4),
+                )  # fmt: skip
+                conn.commit()
+            outcome.append("paid")
+        except Exception as exc:
+            outcome.append(exc)
+
+    with runtime.connection() as run:
+        claimed = _claim(run, book_id, date(2026, 3, 4), [sub_id], 0, ())
+        assert [r["id"] for r in claimed] == [sub_id]
+        payer = threading.Thread(target=pay)
+        payer.start()
+        _until_one_waits_for_a_lock(runtime)
+        lock_customer(run, book_id, customer_id)  # the run's next lock: no deadlock
+        run.commit()
+    payer.join(30)
+    assert outcome == ["paid"]
+    got = client.get(f"/v1/subscriptions/{sub['id']}", headers=auth(key)).json()
+    assert got["status"] == "active"  # paid up: resumed by the payment
+
+
+def _until_one_waits_for_a_lock(runtime: Runtime) -> None:
+    with runtime.connection() as watch:
+        for _ in range(400):
+            waiting = watch.execute(
+                "select count(*) from pg_stat_activity where datname = current_database()"
+                " and wait_event_type = 'Lock'"
+            ).fetchone()
+            watch.rollback()
+            if waiting == (1,):
+                return
+            threading.Event().wait(0.05)
+    raise AssertionError(f"{waiting} sessions wait for a lock")
+
+
+def test_a_dunning_suspension_waits_for_a_billing_run_holding_the_subscription(
+    client: Any, runtime: Runtime, sim_book: BookFixture
+) -> None:
+    """A dunning run locks the invoice's subscription (it may suspend it) before the
+    customer, as a billing run does; before, it locked the customer, then the
+    subscription to suspend it, while the run held it and waited for the customer."""
+    import uuid
+    from datetime import date
+
+    from adapters.dunning import run_dunning
+    from billing.postgres.billing_runs import _claim
+    from billing.postgres.credit_notes import lock_customer
+
+    key = sim_book.admin_key
+    _settings(client, key, {"dunning": {"suspend_after_days": 20}})
+    customer = create_customer(client, key, payment_terms_days=10, tax_rate="0.00")
+    sub = _subscription(client, key, customer["id"])
+    assert _bill(client, key) == 1  # Feb 2 → Mar 2, due Feb 12: suspended Mar 4
+    _clock(client, key, "2026-03-04")
+    book_id, sub_id, customer_id = sim_book.id, uuid.UUID(sub["id"]), uuid.UUID(customer["id"])
+    outcome: list[object] = []
+
+    def dun() -> None:
+        try:
+            day = date(2026, 3, 4)
+            outcome.append(run_dunning(runtime.connection, book_id, day, day)["suspended"])
+        except Exception as exc:
+            outcome.append(exc)
+
+    with runtime.connection() as run:
+        claimed = _claim(run, book_id, date(2026, 3, 4), [sub_id], 0, ())
+        assert [r["id"] for r in claimed] == [sub_id]  # Mar 2's period is due
+        dunning = threading.Thread(target=dun)
+        dunning.start()
+        _until_one_waits_for_a_lock(runtime)
+        lock_customer(run, book_id, customer_id)  # the run's next lock: no deadlock
+        run.commit()
+    dunning.join(30)
+    assert outcome == [1]
+    got = client.get(f"/v1/subscriptions/{sub['id']}", headers=auth(key)).json()
+    assert got["status"] == "suspended"

@@ -24,7 +24,7 @@ from aiosmtpd.smtp import AuthResult
 from adapters.messages.smtp import RETRY_SECONDS, MessageSender
 from adapters.runtime import Runtime
 from tests.conftest import BookFixture, make_book
-from tests.integration.http_fixtures import auth, open_client
+from tests.integration.http_fixtures import auth, open_client, sessions_in_transaction
 from tests.payments.helpers import create_customer, create_invoice
 
 
@@ -267,3 +267,98 @@ def test_the_sender_logs_in_with_the_write_only_credentials(
         (b"mailer", b"s3cret-password"),
     ]
     assert len(inbox.mails) == 1
+
+
+class SlowInbox(Inbox):
+    """Holds every DATA until `release` is set (a mail server that hangs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        import asyncio
+
+        self.arrived.set()
+        while not self.release.is_set():
+            await asyncio.sleep(0.02)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_hanging_mail_server_holds_no_transaction_and_no_row_lock(
+    client: Any, runtime: Runtime, sim_book: BookFixture, database_url: str
+) -> None:
+    """Messages are leased and sent outside any transaction: while the mail server
+    hangs on one, no session is idle in transaction and its row is not locked."""
+    import psycopg
+
+    inbox, port = SlowInbox(), _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        key = sim_book.admin_key
+        _reminders(client, key, 2)
+        _smtp(client, key, port)
+        sender = MessageSender(runtime.connection, books=[sim_book.id], timeout=30)
+        sent: list[int] = []
+        thread = threading.Thread(target=lambda: sent.append(sender.send_due()))
+        thread.start()
+        try:
+            assert inbox.arrived.wait(30), "the mail server was never dialled"
+            assert sessions_in_transaction(database_url) == 0
+            with psycopg.connect(database_url) as conn:
+                try:
+                    leased = conn.execute(
+                        "select status from messages where book_id = %s for update nowait",
+                        (sim_book.id,),
+                    ).fetchall()
+                except psycopg.errors.LockNotAvailable:
+                    raise AssertionError("the message being sent is row-locked") from None
+                assert leased == [("sending",)] * 2
+                conn.rollback()
+            other = MessageSender(runtime.connection, books=[sim_book.id])
+            assert other.send_due() == 0  # leased by the first sender: not sent twice
+        finally:
+            inbox.release.set()
+            thread.join()
+    finally:
+        controller.stop()
+    assert sent == [2] and len(inbox.mails) == 2
+    listed = client.get("/v1/messages", headers=auth(key)).json()["data"]
+    assert [(m["status"], m["attempts"]) for m in listed] == [("sent", 1)] * 2
+
+
+def test_a_sender_dead_mid_send_is_replaced_once_its_lease_lapses(
+    client: Any, runtime: Runtime, sim_book: BookFixture, smtp_server: tuple[Inbox, int]
+) -> None:
+    """A sender claims and sends but never records (it died): no other sender sends
+    the message while the lease holds; once it lapses the next one sends it again
+    with the same Message-ID (a mailbox de-duplicates it), and the dead sender's late
+    result changes nothing."""
+    inbox, port = smtp_server
+    key = sim_book.admin_key
+    [message] = _reminders(client, key, 1)
+    _smtp(client, key, port)
+    dead = MessageSender(runtime.connection, books=[sim_book.id])
+    [row] = dead.claim(10)
+    assert dead.send_row(row) is None and len(inbox.mails) == 1  # sent, never recorded
+    [shown] = client.get("/v1/messages", headers=auth(key)).json()["data"]
+    assert (shown["status"], shown["attempts"]) == ("sending", 0)
+    successor = MessageSender(runtime.connection, books=[sim_book.id])
+    assert successor.send_due() == 0 and len(inbox.mails) == 1  # the lease holds
+    with runtime.connection() as conn:
+        conn.execute(
+            "update messages set lease_until = clock_timestamp() - interval '1 s'"
+            " where book_id = %s",
+            (sim_book.id,),
+        )
+        conn.commit()
+    assert successor.send_due() == 1
+    first, again = (message_from_bytes(m.content) for m in inbox.mails)
+    assert first["Message-ID"] == again["Message-ID"]
+    assert again["X-ActiveBilling-Message"] == message["id"]
+    dead.record([row], ["TimeoutError: too late"])  # its late result: not ours any more
+    [sent] = client.get("/v1/messages", headers=auth(key)).json()["data"]
+    assert (sent["status"], sent["attempts"], sent["last_error"]) == ("sent", 1, None)
+    assert successor.send_due() == 0 and len(inbox.mails) == 2
