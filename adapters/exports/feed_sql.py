@@ -24,13 +24,13 @@ from typing import Any
 import psycopg
 
 from adapters.exports.feed import CUSTOMER_UUID
-from ledger.postgres.verify import planner_settings
+from ledger.postgres.planner import set_based_read
 
 SQL_FORMATS = ("jsonl", "netsuite", "quickbooks", "sap")
 
 # The page, its entries and their postings, with the cells the layout uses. Each table
 # is read once as a range of its key (the ids between the page's lowest and highest
-# entry id), customers by key once each, and the rest are hash joins: _PLAN below.
+# entry id), customers by key once each, and the rest are hash joins (set_based_read).
 # Cells shared by an entry's lines (date, memo, the line text of lines without a
 # document), an account's or a customer's lines are written once (erp_formats._Pieces):
 # `heads`, `accts` and `labels` hold them, each layout's own (_Layout).
@@ -99,6 +99,8 @@ _SUFFIX = "coalesce(' reversal of ' || e.reverses, '') as suffix"
 # entry's reversal note, else the entry's folded memo.
 _DOCUMENT_TEXT = "coalesce(nullif(ab_fold(p.document) || h.suffix, ''), h.memo_f)"
 _NO_DOCUMENT = "coalesce(p.document, '') = ''"
+# A posting's currency is a code of `currencies` (^[A-Z]{3}$, ck_currencies_code_format;
+# the posting triggers refuse others): a CSV cell and a JSON string as it is.
 # The debit and credit cells with the commas around them, from the amount's text.
 _DEBIT_CREDIT = (
     "case when p.amount > 0 then ',' || p.amount_text || ',,'"
@@ -131,7 +133,7 @@ _LAYOUTS["netsuite"] = _Layout(
     post_cells="",
     render=f"""
 select h.seq, p.line_no as item,
-       h.pre || ab_csv(p.currency) || case when p.currency = %(base)s then ',1,' else ',,' end
+       h.pre || p.currency || case when p.currency = %(base)s then ',1,' else ',,' end
        || a.code_cell || {_DEBIT_CREDIT} || h.memo_cell || ',' || {_LABEL} || ','
        || case when {_NO_DOCUMENT} then h.plain_cell else ab_csv({_DOCUMENT_TEXT}) end
        || E'\\r\\n' as line{_JOIN}
@@ -151,7 +153,7 @@ select h.seq, p.line_no as item,
        h.pre || a.name_cell || {_DEBIT_CREDIT}
        || case when {_NO_DOCUMENT} then h.plain_cell
                else ab_csv(ab_fold(concat_ws(' ', nullif(h.memo, ''), {_DOCUMENT_TEXT}))) end
-       || ',' || {_LABEL} || ',' || ab_csv(p.currency) || E'\\r\\n' as line{_JOIN}
+       || ',' || {_LABEL} || ',' || p.currency || E'\\r\\n' as line{_JOIN}
 """,
 )
 
@@ -169,7 +171,7 @@ select h.seq, -1 as item, h.head as line from heads h
 union all
 select h.seq, p.line_no as item,
        'L,,,,,,,' || lpad(p.item_no::text, 10, '0') || ',' || a.code_cell || ','
-       || ab_csv(p.currency) || ',' || p.amount_text || ','
+       || p.currency || ',' || p.amount_text || ','
        || case when {_NO_DOCUMENT} then h.plain_cell else ab_csv(left({_DOCUMENT_TEXT}, 50)) end
        || E'\\r\\n' as line{_JOIN}
 """,
@@ -211,7 +213,7 @@ select h.seq, p.line_no as item,
        || case when p.amount > 0 then '","credit":null,"currency":'
                when p.amount < 0 then '","credit":"' || substr(p.amount_text, 2) || '","currency":'
                else '","credit":"' || p.amount_text || '","currency":' end
-       || to_json(p.currency)::text
+       || '"' || p.currency || '"'
        || coalesce(c.json_customer, ',"customer":null,"customer_name":null')
        || case when p.amount > 0 then ',"debit":"' || p.amount_text || '","dimensions":'
                else ',"debit":null,"dimensions":' end
@@ -221,8 +223,6 @@ select h.seq, p.line_no as item,
     + _JOIN
     + "\n",
 )
-
-_PLAN = {"enable_nestloop": "off", "jit": "off", "work_mem": "64MB"}  # see read_page
 
 _PAGE = """, totals as (
   select currency, count(*) as lines,
@@ -295,7 +295,7 @@ def read_page(
     # takes the page for one row and probes entries and postings per entry, or nests
     # loops over the CTEs (quadratic). Hash joins of the key ranges cost about a page
     # whatever the estimates; no JIT, which compiling this per page would cost more.
-    with planner_settings(conn, _PLAN), conn.cursor(binary=True) as cur:
+    with set_based_read(conn), conn.cursor(binary=True) as cur:
         row = cur.execute(page_query(fmt), params).fetchone()
     assert row is not None
     body, count, first, last, lines, currencies, debits, credits, unmapped = row
