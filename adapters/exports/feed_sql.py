@@ -1,10 +1,11 @@
 """A journal feed page written by PostgreSQL: one query reads the page and writes its lines.
 
-The layouts of erp_formats (jsonl, netsuite, quickbooks, sap) as SQL text expressions, with
-the helpers of revision 0041 (`ab_fold`, `ab_csv`, `ab_pyjson`) standing in for
-`_text`, csv.writer and json.dumps. The client receives the page's body as one bytea
-value (binary, so no per-line work in Python) with its counts and totals.
-Xero keeps the Python layout (its tracking option is Python's str() of any JSON value).
+The layouts of erp_formats (jsonl, netsuite, quickbooks, xero, sap) as SQL text
+expressions, with the helpers of revision 0041 (`ab_fold`, `ab_csv`, `ab_pyjson`,
+`ab_pyfloat`) standing in for `_text`, csv.writer, json.dumps and str(float). The client
+receives the page's body as one bytea value (binary, so no per-line work in Python) with
+its counts, totals and what erp_formats checks of a batch. One case stays in Python: a
+Xero tracking option that is a JSON object or array (Python's repr of it; Page.composite).
 tests/integration/test_feed_sql.py ties every layout here to erp_formats byte for byte.
 
 The page is the seal range (since, since + limit] (gapless, so bounded on both sides
@@ -16,6 +17,7 @@ entries lie close together in those keys, and one range scan replaces a probe pe
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,7 +28,7 @@ import psycopg
 from adapters.exports.feed import CUSTOMER_UUID
 from ledger.postgres.planner import set_based_read
 
-SQL_FORMATS = ("jsonl", "netsuite", "quickbooks", "sap")
+SQL_FORMATS = ("jsonl", "netsuite", "quickbooks", "xero", "sap")
 
 # The page, its entries and their postings, with the cells the layout uses. Each table
 # is read once as a range of its key (the ids between the page's lowest and highest
@@ -177,6 +179,39 @@ select h.seq, p.line_no as item,
 """,
 )
 
+# Python's str() of a dimension's JSON value (json.loads of its jsonb text), for the
+# scalars: objects and arrays (Python's repr) are left to Python (Page.composite).
+_PY_STR = """case jsonb_typeof(v)
+         when 'string' then v #>> '{}'
+         when 'number' then case when position('.' in v::text) = 0 then v::text
+                                 else ab_pyfloat(v::text) end
+         when 'boolean' then case when v = 'true' then 'True' else 'False' end end"""
+# Xero's tracking option: the customer's label or the dimension's value, folded.
+_XERO_OPTION = f"""case when %(tracking)s = '' then ''
+       when %(dimension)s = 'customer' then {_LABEL}
+       else ab_csv(ab_fold((select {_PY_STR} from (select p.dimensions -> %(dimension)s) d(v))))
+       end"""
+
+_LAYOUTS["xero"] = _Layout(
+    entry_cells=_CSV_ENTRY,
+    head_cells="ab_csv('AB-' || %(tag)s || '-' || e.seq"
+    " || case when e.memo_f = '' then '' else ' ' || e.memo_f end) || ',' || e.day || ','"
+    f" as pre, e.memo_f, {_SUFFIX}, ab_csv({_PLAIN}) as plain_cell",
+    acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) || ','"
+    " || case when a.name like 'Liabilities:Tax%%' then ab_csv(%(tax_line_rate)s)"
+    " else ab_csv(%(tax_rate)s) end as code_cell",
+    label_cells=_CSV_LABEL,
+    post_cells="",
+    render=f"""
+select h.seq, p.line_no as item,
+       h.pre || case when {_NO_DOCUMENT} then h.plain_cell else ab_csv({_DOCUMENT_TEXT}) end
+       || ',' || a.code_cell || ',' || p.amount_text || ','
+       || case when o.option = '' then ',' else ab_csv(%(tracking)s) || ',' || o.option end
+       || E'\\r\\n' as line{_JOIN}
+ cross join lateral (select {_XERO_OPTION} as option offset 0) o
+""",
+)
+
 # datetime.isoformat(): microseconds only when there are some; the offset of the
 # session's time zone, as psycopg gives the datetime.
 _ISO = """replace(to_char(e.recorded_at, 'YYYY-MM-DD"T"HH24:MI:SS.USTZH:TZM'), '.000000', '')"""
@@ -234,12 +269,11 @@ _PAGE = """, totals as (
 )
 select convert_to(coalesce((select string_agg(line, '' order by (seq - %(since)s) * 65537 + item)
                                    from rendered), ''), 'UTF8'),
-       s.entries, s.first, s.last, (select coalesce(sum(lines), 0) from totals),
+       s.entries, s.first, s.last, (select coalesce(sum(lines), 0)::bigint from totals),
        (select coalesce(array_agg(currency order by currency), '{}') from totals),
        (select coalesce(array_agg(debit order by currency), '{}') from totals),
        (select coalesce(array_agg(credit order by currency), '{}') from totals),
-       {unmapped}
-  from stats s
+       {unmapped}, {xero}
 """
 
 
@@ -252,6 +286,12 @@ class Page:
     lines: int
     totals: dict[str, tuple[Decimal, Decimal]]  # currency → (debits, credits)
     unmapped: list[str]  # the names of the page's accounts with no code for the format
+    # Xero's: the names of the accounts of tax lines, the first entry in another currency
+    # than the base one and those currencies, whether a tracking option is an object or
+    # an array (Python writes those pages: Python's repr of them has no SQL twin)
+    taxed: list[str] = dataclasses.field(default_factory=list)
+    foreign: tuple[int, list[str]] | None = None
+    composite: bool = False
 
 
 def page_query(fmt: str) -> str:
@@ -261,11 +301,30 @@ def page_query(fmt: str) -> str:
     if fmt == "quickbooks":
         unmapped = "(select coalesce(array_agg(distinct a.name), '{}') from accts a"
         unmapped += " where a.erp_code is null and a.id in (select account_id from posts))"
+    xero = "'{}'::text[], null::bigint, '{}'::text[], false\n  from stats s"
+    if fmt == "xero":
+        xero = _XERO_CHECKS
     tables = _TABLES
     for name in ("entry_cells", "head_cells", "acct_cells", "label_cells", "post_cells"):
         tables = tables.replace("{" + name + "}", getattr(layout, name))
     rendered = ", rendered as (" + layout.render + ")"
-    return tables + rendered + _PAGE.replace("{unmapped}", unmapped)
+    return tables + rendered + _PAGE.replace("{unmapped}", unmapped).replace("{xero}", xero)
+
+
+# What erp_formats checks of a Xero batch: the accounts of its tax lines, its first entry
+# in another currency than the base one (with those currencies), and whether a tracking
+# option is an object or an array (written by Python: see _PY_STR).
+_XERO_CHECKS = """(select coalesce(array_agg(distinct a.name), '{}') from accts a
+        where a.name like 'Liabilities:Tax%%' and a.id in (select account_id from posts)),
+       f.seq, coalesce(f.currencies, '{}'),
+       %(tracking)s <> '' and %(dimension)s <> 'customer'
+         and exists (select from posts p
+                      where jsonb_typeof(p.dimensions -> %(dimension)s) in ('object', 'array'))
+  from stats s
+  left join (select h.seq, array_agg(distinct p.currency order by p.currency) as currencies
+               from posts p join heads h on h.id = p.entry_id
+              where p.currency <> %(base)s
+              group by h.seq order by h.seq limit 1) f on true"""
 
 
 def read_page(
@@ -290,6 +349,10 @@ def read_page(
         "subsidiary": settings.get("subsidiary", ""),
         "company": settings.get("company_code", ""),
         "doc_type": settings.get("doc_type", ""),
+        "tax_rate": settings.get("tax_rate", ""),
+        "tax_line_rate": settings.get("tax_line_rate", ""),
+        "tracking": settings.get("tracking_name", ""),
+        "dimension": settings.get("tracking_dimension", ""),
     }
     # Without statistics (a fresh book; seals analyzed behind the sealer) the planner
     # takes the page for one row and probes entries and postings per entry, or nests
@@ -298,7 +361,8 @@ def read_page(
     with set_based_read(conn), conn.cursor(binary=True) as cur:
         row = cur.execute(page_query(fmt), params).fetchone()
     assert row is not None
-    body, count, first, last, lines, currencies, debits, credits, unmapped = row
+    body, count, first, last, lines, currencies, debits, credits, unmapped, *xero = row
+    taxed, foreign_seq, foreign, composite = xero
     return Page(
         body=bytes(body),
         count=count,
@@ -307,4 +371,7 @@ def read_page(
         lines=lines,
         totals={c: (d, k) for c, d, k in zip(currencies, debits, credits, strict=True)},
         unmapped=list(unmapped),
+        taxed=list(taxed),
+        foreign=(foreign_seq, list(foreign)) if foreign_seq is not None else None,
+        composite=composite,
     )
