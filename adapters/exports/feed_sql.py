@@ -103,6 +103,7 @@ _DOCUMENT_TEXT = "coalesce(nullif(ab_fold(p.document) || h.suffix, ''), h.memo_f
 _NO_DOCUMENT = "coalesce(p.document, '') = ''"
 # A posting's currency is a code of `currencies` (^[A-Z]{3}$, ck_currencies_code_format;
 # the posting triggers refuse others): a CSV cell and a JSON string as it is.
+
 # The debit and credit cells with the commas around them, from the amount's text.
 _DEBIT_CREDIT = (
     "case when p.amount > 0 then ',' || p.amount_text || ',,'"
