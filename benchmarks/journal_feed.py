@@ -1,6 +1,7 @@
 """The ERP journal feed: rows/s following the whole feed, per format, against COPY.
 
     .venv/bin/python -m benchmarks.journal_feed [--postings 250000] [--limit 10000]
+        [--formats jsonl,netsuite,sap]  (also quickbooks, xero)
 
 The book is built as in `benchmarks.reads` through `post_entries` (batches of 1,000) and
 sealed. Each format is followed from cursor 0 to the end in batches of
@@ -79,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             copy_s = time.perf_counter() - t0
             copy_server_cpu = _spent(server0, backend_cpu(conn))
             conn.rollback()
-            # SAP refuses a file without its company code (erp_formats.check_mapping).
+            # SAP refuses a file without its company code, Xero the book's tax lines
+            # without their tax rate (erp_formats.check_mapping).
             journal_feed.save_mapping(conn, book.id, "sap", {"company_code": "1000"}, {})
+            journal_feed.save_mapping(conn, book.id, "xero", {"tax_line_rate": "No VAT"}, {})
             conn.commit()
             for fmt in args.formats.split(","):
                 since, lines, size, batches = 0, 0, 0, 0

@@ -40,6 +40,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -48,6 +49,7 @@ from typing import Any
 import psycopg
 
 from ledger.currencies import MINOR_UNITS
+from ledger.postgres.planner import set_based_read
 
 CHUNK = 1 << 16  # bytes of text handed out at a time
 ITERSIZE = 8000  # entries (~20,000 postings) fetched per round trip of the cursor
@@ -230,19 +232,19 @@ def export_beancount(
 
     # PostgreSQL writes every transaction; Python only puts the month-end
     # assertions between them (a batch without a month end is joined as it is).
-    export_settings(conn)
-    cursor = conn.cursor(name=f"ab_beancount_{uuid.uuid4().hex[:8]}")
-    cursor.itersize = ITERSIZE
-    cursor.execute(ENTRIES_IN_ORDER, entry_params(book_id, by_id, start, date_to))
-    while rows := cursor.fetchmany(ITERSIZE):
-        if pending is None or rows[-1][0] <= pending:  # no month ends inside: text only
-            yield from writer.add("".join(map(_entry_text, rows)))
-            continue
-        for row in rows:
-            if pending is not None and row[0] > pending:
-                yield from assertions(row[0])
-            yield from writer.add(_entry_text(row))
-    cursor.close()
+    with export_settings(conn):
+        cursor = conn.cursor(name=f"ab_beancount_{uuid.uuid4().hex[:8]}")
+        cursor.itersize = ITERSIZE
+        cursor.execute(ENTRIES_IN_ORDER, entry_params(book_id, by_id, start, date_to))
+        while rows := cursor.fetchmany(ITERSIZE):
+            if pending is None or rows[-1][0] <= pending:  # no month ends inside: text only
+                yield from writer.add("".join(map(_entry_text, rows)))
+                continue
+            for row in rows:
+                if pending is not None and row[0] > pending:
+                    yield from assertions(row[0])
+                yield from writer.add(_entry_text(row))
+        cursor.close()
     if end_limit is not None:
         yield from assertions(date.max)
         if export.date_to is not None and export.date_to != month_end(export.date_to):
@@ -389,21 +391,14 @@ select x.effective_date,
 """
 
 
-def export_settings(conn: psycopg.Connection) -> None:
-    """ENTRIES_IN_ORDER's settings, local to the export's transaction. It sorts
-    entries with their text in memory, not in batches on disk; JIT would compile it
-    for the (overestimated) customer lookups, ~1 s of CPU for nothing; its dates are
-    ISO text (to_char costs ~1 µs a call). No nested loops, and the whole result
-    planned for, not its first rows (it is read through a cursor): on a growing book
-    not yet analyzed the planner took the entries for a few rows and joined them to
-    the grouped postings by a nested loop, rescanning them per entry (5,000 entries:
-    7.5 s; a soak's whole-book export grew to 26 s in three minutes)."""
-    conn.execute(
-        "select set_config('work_mem', '64MB', true), set_config('jit', 'off', true),"
-        " set_config('datestyle', 'ISO, YMD', true),"
-        " set_config('cursor_tuple_fraction', '1', true),"
-        " set_config('enable_nestloop', 'off', true)"
-    )
+def export_settings(conn: psycopg.Connection) -> AbstractContextManager[None]:
+    """ENTRIES_IN_ORDER's settings while its cursor is read: set_based_read's (on a
+    growing book not yet analyzed the planner took the entries for a few rows and joined
+    them to the grouped postings by a nested loop, rescanning them per entry: 5,000
+    entries took 7.5 s, a soak's whole-book export grew to 26 s in three minutes; JIT
+    compiled the overestimated customer lookups, ~1 s of CPU for nothing; the entries
+    with their text are sorted in memory), and ISO dates (to_char costs ~1 µs a call)."""
+    return set_based_read(conn, DateStyle="ISO, YMD")
 
 
 def entry_params(

@@ -465,12 +465,7 @@ def _xero(
     for e in entries:
         foreign = sorted({p.currency for p in e.postings if p.currency != base})
         if foreign:
-            raise UnsupportedCurrency(
-                f"entry seq {e.seq} is in {', '.join(foreign)}: Xero manual journals take only"
-                f" the base currency ({base}); use the netsuite, quickbooks, sap or jsonl format",
-                seq=e.seq,
-                currencies=foreign,
-            )
+            raise not_in_base_currency(e.seq, foreign, base)
         narration = _text(f"{external_id(book_id, e.seq)} {e.memo}")
         day = pieces.date(e.effective_date)
         memo = _text(e.memo)
@@ -493,6 +488,16 @@ def _xero(
                 ]
             )
     return rows
+
+
+def not_in_base_currency(seq: int, foreign: list[str], base: str) -> UnsupportedCurrency:
+    """Xero's refusal of an entry in other currencies than the base one (sorted)."""
+    return UnsupportedCurrency(
+        f"entry seq {seq} is in {', '.join(foreign)}: Xero manual journals take only"
+        f" the base currency ({base}); use the netsuite, quickbooks, sap or jsonl format",
+        seq=seq,
+        currencies=foreign,
+    )
 
 
 def _sap(

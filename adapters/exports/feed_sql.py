@@ -1,10 +1,11 @@
 """A journal feed page written by PostgreSQL: one query reads the page and writes its lines.
 
-The layouts of erp_formats (jsonl, netsuite, quickbooks, sap) as SQL text expressions, with
-the helpers of revision 0041 (`ab_fold`, `ab_csv`, `ab_pyjson`) standing in for
-`_text`, csv.writer and json.dumps. The client receives the page's body as one bytea
-value (binary, so no per-line work in Python) with its counts and totals.
-Xero keeps the Python layout (its tracking option is Python's str() of any JSON value).
+The layouts of erp_formats (jsonl, netsuite, quickbooks, xero, sap) as SQL text
+expressions, with the helpers of revision 0041 (`ab_fold`, `ab_csv`, `ab_pyjson`,
+`ab_pyfloat`) standing in for `_text`, csv.writer, json.dumps and str(float). The client
+receives the page's body as one bytea value (binary, so no per-line work in Python) with
+its counts, totals and what erp_formats checks of a batch. One case stays in Python: a
+Xero tracking option that is a JSON object or array (Python's repr of it; Page.composite).
 tests/integration/test_feed_sql.py ties every layout here to erp_formats byte for byte.
 
 The page is the seal range (since, since + limit] (gapless, so bounded on both sides
@@ -16,6 +17,7 @@ entries lie close together in those keys, and one range scan replaces a probe pe
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,16 +26,19 @@ from typing import Any
 import psycopg
 
 from adapters.exports.feed import CUSTOMER_UUID
-from ledger.postgres.verify import planner_settings
+from ledger.postgres.planner import set_based_read
 
-SQL_FORMATS = ("jsonl", "netsuite", "quickbooks", "sap")
+SQL_FORMATS = ("jsonl", "netsuite", "quickbooks", "xero", "sap")
 
-# The page and its posting lines, with every column the layouts use. Each table is
-# read once as a range of its key (the ids between the page's lowest and highest
-# entry id), customers by key once each, and the rest are hash joins: _PLAN below.
+# The page, its entries and their postings, with the cells the layout uses. Each table
+# is read once as a range of its key (the ids between the page's lowest and highest
+# entry id), customers by key once each, and the rest are hash joins (set_based_read).
 # Cells shared by an entry's lines (date, memo, the line text of lines without a
-# document), an account's or a customer's lines are written once (erp_formats._Pieces).
-_LINES = f"""
+# document), an account's or a customer's lines are written once (erp_formats._Pieces):
+# `heads`, `accts` and `labels` hold them, each layout's own (_Layout).
+# `e` computes what several cells use once (`offset 0`: not pulled up, which would
+# repeat the expressions in every cell that uses them).
+_TABLES = f"""
 with page as materialized (
   select seq, hash, entry_id from seals
    where book_id = %(book)s and seq > %(since)s and seq <= %(since)s::bigint + %(limit)s
@@ -42,178 +47,235 @@ with page as materialized (
   select (select entry_id from page order by entry_id limit 1) lo,
          (select entry_id from page order by entry_id desc limit 1) hi
 ), heads as materialized (
-  select g.seq, g.hash, e.id, e.effective_date, e.recorded_at, e.memo, e.metadata,
-         e.reverses_entry_id as reverses, f.memo_f, f.plain,
-         coalesce(' reversal of ' || e.reverses_entry_id, '') as suffix,
-         'AB-' || %(tag)s || '-' || g.seq as ext,
-         to_char(e.effective_date, %(date_format)s) as day,
-         {{head_cells}}
-    from journal_entries e join page g on g.entry_id = e.id
-   cross join lateral (
-     -- erp_formats._line for a line without a document: the reversal note, else the memo
-     select m.memo_f, coalesce('reversal of ' || e.reverses_entry_id, m.memo_f) as plain
-       from (select ab_fold(e.memo) as memo_f) m
-   ) f
-   where e.book_id = %(book)s
-     and e.id >= (select lo from span) and e.id <= (select hi from span)
+  select e.seq, e.id, {{head_cells}}
+    from (select g.seq, g.hash, e.id, e.effective_date, e.recorded_at, e.memo, e.metadata,
+                 e.reverses_entry_id as reverses{{entry_cells}}
+            from journal_entries e join page g on g.entry_id = e.id
+           where e.book_id = %(book)s
+             and e.id >= (select lo from span) and e.id <= (select hi from span)
+          offset 0) e
 ), posts as materialized (
-  select p.entry_id, p.line_no, p.account_id, p.amount, p.currency, p.customer_id,
-         p.document, p.dimensions
-    from postings p
-   where p.book_id = %(book)s
-     and p.entry_id >= (select lo from span) and p.entry_id <= (select hi from span)
+  -- the page's postings: the range of the key, less the interleaved entries of other
+  -- pages (the window numbers an entry's lines over the range, in the key's order)
+  select * from (
+    select p.entry_id, p.line_no, p.account_id, p.amount, p.currency, p.customer_id,
+           p.document, p.dimensions, p.amount::text as amount_text{{post_cells}}
+      from postings p
+     where p.book_id = %(book)s
+       and p.entry_id >= (select lo from span) and p.entry_id <= (select hi from span)
+    window w as (partition by p.entry_id order by p.line_no)
+  ) p where p.entry_id in (select entry_id from page)
 ), labels as materialized (
   -- each customer id of the page once: its customer's name (a primary-key lookup in a
   -- subplan: no join to plan) and what the name columns show
-  select customer_id, name, ab_csv(ab_fold(coalesce(nullif(name, ''), customer_id))) as label,
-         to_json(customer_id)::text as customer_json, to_json(name)::text as name_json
+  select customer_id, {{label_cells}}
     from (select u.customer_id,
                  (select c.name from customers c where c.book_id = %(book)s and c.id = u.id) name
             from (select p.customer_id, {CUSTOMER_UUID} as id
-                    from (select distinct customer_id from posts
-                           where customer_id is not null and entry_id in (select id from heads)
+                    from (select distinct customer_id from posts where customer_id is not null
                          ) p) u
           offset 0) n
 ), accts as materialized (
-  select a.id, a.name, a.code, m.erp_code,
-         ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) as code_cell,
-         ab_csv(coalesce(m.erp_code, a.name)) as name_cell,
-         to_json(a.name)::text as account_json, coalesce(to_json(a.code)::text, 'null') code_json
+  select a.id, a.name, m.erp_code, {{acct_cells}}
     from accounts a
     left join erp_account_mappings m
       on m.book_id = %(book)s and m.erp_format = %(fmt)s and m.account_id = a.id
    where a.book_id = %(book)s
-), lines as materialized (
-  select {{line_heads}}, p.line_no, p.amount, p.currency, p.customer_id, p.document, p.dimensions,
-         a.name as account, a.code, a.erp_code, a.code_cell, a.name_cell, a.account_json,
-         a.code_json, c.name as customer_name, coalesce(c.label, '') as label, c.customer_json,
-         c.name_json
-    from posts p
-    join heads h on h.id = p.entry_id
-    join accts a on a.id = p.account_id
-    left join labels c on c.customer_id = p.customer_id
 )"""
 
-# Per entry, by layout: the cells of lines without a document.
-# What lines take of their entry: JSON Lines only the key (its entry's object is
-# written around the aggregated lines), the CSV layouts the cells they repeat.
-_LINE_HEADS = {
-    "jsonl": "h.seq",
-    "netsuite": "h.seq, h.ext, h.day, h.memo_f, h.suffix, h.memo_cell, h.plain_cell",
-    "quickbooks": "h.seq, h.ext, h.day, h.memo, h.memo_f, h.suffix, h.plain_cell",
-    "sap": "h.seq, h.memo_f, h.suffix, h.plain_cell",
-}
+# The page's lines: each posting of the page with its entry, account and customer.
+_JOIN = """
+  from posts p
+  join heads h on h.id = p.entry_id
+  join accts a on a.id = p.account_id
+  left join labels c on c.customer_id = p.customer_id"""
 
-_HEAD_CELLS = {
-    "netsuite": "ab_csv(f.memo_f) as memo_cell, ab_csv(f.plain) as plain_cell",
-    "quickbooks": "null as memo_cell,"
-    " ab_csv(ab_fold(concat_ws(' ', nullif(e.memo, ''), f.plain))) as plain_cell",
-    "sap": "null as memo_cell, ab_csv(left(f.plain, 50)) as plain_cell",
-}
-
-_PLAN = {"enable_nestloop": "off", "jit": "off"}  # see read_page
-
+# What the CSV layouts compute once per entry: the folded memo and the date cell.
+_CSV_ENTRY = (
+    ", ab_fold(e.memo) as memo_f, to_char(e.effective_date::timestamp, %(date_format)s) as day"
+)
+# erp_formats._line for a line without a document: the reversal note, else the memo.
+_PLAIN = "coalesce('reversal of ' || e.reverses, e.memo_f)"
+_SUFFIX = "coalesce(' reversal of ' || e.reverses, '') as suffix"
 # A line's text with a document (erp_formats._line): the folded document and the
 # entry's reversal note, else the entry's folded memo.
-_DOCUMENT_TEXT = "coalesce(nullif(ab_fold(l.document) || l.suffix, ''), l.memo_f)"
-_NO_DOCUMENT = "coalesce(l.document, '') = ''"
-_DEBIT = "case when l.amount > 0 then l.amount::text else '' end"
-_CREDIT = "case when l.amount > 0 then '' else (-l.amount)::text end"
+_DOCUMENT_TEXT = "coalesce(nullif(ab_fold(p.document) || h.suffix, ''), h.memo_f)"
+_NO_DOCUMENT = "coalesce(p.document, '') = ''"
+# A posting's currency is a code of `currencies` (^[A-Z]{3}$, ck_currencies_code_format;
+# the posting triggers refuse others): a CSV cell and a JSON string as it is.
+
+# The debit and credit cells with the commas around them, from the amount's text.
+_DEBIT_CREDIT = (
+    "case when p.amount > 0 then ',' || p.amount_text || ',,'"
+    " when p.amount < 0 then ',,' || substr(p.amount_text, 2) || ','"
+    " else ',,' || p.amount_text || ',' end"
+)
+_CSV_LABEL = "ab_csv(ab_fold(coalesce(nullif(name, ''), customer_id))) as label"
+_LABEL = "coalesce(c.label, '')"
 
 
-def _nullable(expr: str) -> str:
-    return f"coalesce(to_json({expr})::text, 'null')"
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    entry_cells: str  # what heads' cells use more than once, computed once an entry
+    head_cells: str  # an entry's cells
+    acct_cells: str  # an account's
+    label_cells: str  # a customer id's
+    post_cells: str  # a posting's (window w: its entry's lines in line order)
+    render: str  # the rows (seq, item, line) of the page's text
 
 
-_JSON_LINE = f"""'{{"account":' || l.account_json || ',"account_code":' || l.code_json
-  || ',"amount":"' || l.amount::text
-  || '","credit":' || case when l.amount > 0 then 'null' else '"' || (-l.amount)::text || '"' end
-  || ',"currency":' || to_json(l.currency)::text
-  || ',"customer":' || coalesce(l.customer_json, 'null')
-  || ',"customer_name":' || coalesce(l.name_json, 'null')
-  || ',"debit":' || case when l.amount > 0 then '"' || l.amount::text || '"' else 'null' end
-  || ',"dimensions":'
-  || case when l.dimensions = '{{}}' then '{{}}' else ab_pyjson(l.dimensions) end
-  || ',"document":' || {_nullable("l.document")}
-  || ',"line_no":' || l.line_no || '}}'"""
+_LAYOUTS: dict[str, _Layout] = {}
+
+_LAYOUTS["netsuite"] = _Layout(
+    entry_cells=_CSV_ENTRY,
+    head_cells="'AB-' || %(tag)s || '-' || e.seq || ',' || e.day || ',' || ab_csv(%(subsidiary)s)"
+    f" || ',' as pre, ab_csv(e.memo_f) as memo_cell, ab_csv({_PLAIN}) as plain_cell,"
+    f" e.memo_f, {_SUFFIX}",
+    acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) as code_cell",
+    label_cells=_CSV_LABEL,
+    post_cells="",
+    render=f"""
+select h.seq, p.line_no as item,
+       h.pre || p.currency || case when p.currency = %(base)s then ',1,' else ',,' end
+       || a.code_cell || {_DEBIT_CREDIT} || h.memo_cell || ',' || {_LABEL} || ','
+       || case when {_NO_DOCUMENT} then h.plain_cell else ab_csv({_DOCUMENT_TEXT}) end
+       || E'\\r\\n' as line{_JOIN}
+""",
+)
+
+_LAYOUTS["quickbooks"] = _Layout(
+    entry_cells=_CSV_ENTRY,
+    head_cells="'AB-' || %(tag)s || '-' || e.seq || ',' || e.day || ',' as pre, e.memo,"
+    f" e.memo_f, {_SUFFIX},"
+    f" ab_csv(ab_fold(concat_ws(' ', nullif(e.memo, ''), {_PLAIN}))) as plain_cell",
+    acct_cells="ab_csv(coalesce(m.erp_code, a.name)) as name_cell",
+    label_cells=_CSV_LABEL,
+    post_cells="",
+    render=f"""
+select h.seq, p.line_no as item,
+       h.pre || a.name_cell || {_DEBIT_CREDIT}
+       || case when {_NO_DOCUMENT} then h.plain_cell
+               else ab_csv(ab_fold(concat_ws(' ', nullif(h.memo, ''), {_DOCUMENT_TEXT}))) end
+       || ',' || {_LABEL} || ',' || p.currency || E'\\r\\n' as line{_JOIN}
+""",
+)
+
+_LAYOUTS["sap"] = _Layout(
+    entry_cells=_CSV_ENTRY,
+    head_cells="'H,' || ab_csv(%(company)s) || ',' || e.day || ',' || e.day || ','"
+    " || ab_csv(%(doc_type)s) || ',' || left('AB-' || e.seq, 16) || ','"
+    " || left('AB-' || %(tag)s || '-' || e.seq, 25) || E',,,,,\\r\\n' as head,"
+    f" e.memo_f, {_SUFFIX}, ab_csv(left({_PLAIN}, 50)) as plain_cell",
+    acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) as code_cell",
+    label_cells="null as label",
+    post_cells=", row_number() over w as item_no",
+    render=f"""
+select h.seq, -1 as item, h.head as line from heads h
+union all
+select h.seq, p.line_no as item,
+       'L,,,,,,,' || lpad(p.item_no::text, 10, '0') || ',' || a.code_cell || ','
+       || p.currency || ',' || p.amount_text || ','
+       || case when {_NO_DOCUMENT} then h.plain_cell else ab_csv(left({_DOCUMENT_TEXT}, 50)) end
+       || E'\\r\\n' as line{_JOIN}
+""",
+)
+
+# Python's str() of a dimension's JSON value (json.loads of its jsonb text), for the
+# scalars: objects and arrays (Python's repr) are left to Python (Page.composite).
+_PY_STR = """case jsonb_typeof(v)
+         when 'string' then v #>> '{}'
+         when 'number' then case when position('.' in v::text) = 0 then v::text
+                                 else ab_pyfloat(v::text) end
+         when 'boolean' then case when v = 'true' then 'True' else 'False' end end"""
+# Xero's tracking option: the customer's label or the dimension's value, folded.
+_XERO_OPTION = f"""case when %(tracking)s = '' then ''
+       when %(dimension)s = 'customer' then {_LABEL}
+       else ab_csv(ab_fold((select {_PY_STR} from (select p.dimensions -> %(dimension)s) d(v))))
+       end"""
+
+_LAYOUTS["xero"] = _Layout(
+    entry_cells=_CSV_ENTRY,
+    head_cells="ab_csv('AB-' || %(tag)s || '-' || e.seq"
+    " || case when e.memo_f = '' then '' else ' ' || e.memo_f end) || ',' || e.day || ','"
+    f" as pre, e.memo_f, {_SUFFIX}, ab_csv({_PLAIN}) as plain_cell",
+    acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) || ','"
+    " || case when a.name like 'Liabilities:Tax%%' then ab_csv(%(tax_line_rate)s)"
+    " else ab_csv(%(tax_rate)s) end as code_cell",
+    label_cells=_CSV_LABEL,
+    post_cells="",
+    render=f"""
+select h.seq, p.line_no as item,
+       h.pre || case when {_NO_DOCUMENT} then h.plain_cell else ab_csv({_DOCUMENT_TEXT}) end
+       || ',' || a.code_cell || ',' || p.amount_text || ','
+       || case when o.option = '' then ',' else ab_csv(%(tracking)s) || ',' || o.option end
+       || E'\\r\\n' as line{_JOIN}
+ cross join lateral (select {_XERO_OPTION} as option offset 0) o
+""",
+)
 
 # datetime.isoformat(): microseconds only when there are some; the offset of the
 # session's time zone, as psycopg gives the datetime.
-_ISO = """to_char(e.recorded_at, 'YYYY-MM-DD"T"HH24:MI:SS')
-  || case when date_trunc('second', e.recorded_at) = e.recorded_at then ''
-          else to_char(e.recorded_at, '.US') end
-  || to_char(e.recorded_at, 'TZH:TZM')"""
+_ISO = """replace(to_char(e.recorded_at, 'YYYY-MM-DD"T"HH24:MI:SS.USTZH:TZM'), '.000000', '')"""
 
-# An entry's JSON Lines object around its lines (keys sorted, as msgspec's encoder writes).
-_HEAD_CELLS["jsonl"] = f"""'{{"effective_date":"' || to_char(e.effective_date, 'YYYY-MM-DD')
-         || '","entry_id":"' || e.id || '","external_id":"AB-' || %(tag)s || '-' || g.seq
+# JSON Lines: an entry's object (keys sorted, as msgspec's encoder writes them) is its
+# head, its lines joined by commas and its tail: rows of their own, so that the page is
+# one sequence of rows in (seq, item) order.
+_LAYOUTS["jsonl"] = _Layout(
+    entry_cells="",
+    head_cells="""'{"effective_date":' || to_json(e.effective_date)::text
+         || ',"entry_id":"' || e.id || '","external_id":"AB-' || %(tag)s || '-' || e.seq
          || '","lines":[' as json_head,
          '],"memo":' || to_json(e.memo)::text
          || ',"metadata":'
-         || case when e.metadata = '{{}}' then '{{}}' else ab_pyjson(e.metadata) end
-         || ',"recorded_at":"' || {_ISO}
-         || '","reverses":' || coalesce('"' || e.reverses_entry_id || '"', 'null')
-         || ',"seal_hash":' || to_json(g.hash)::text || ',"seq":' || g.seq || '}}' || E'\\n'
-         as json_tail"""
-
-_RENDER = {
-    "jsonl": f"""
-select h.seq, 0 as item, h.json_head || j.lines || h.json_tail as line
-  from heads h
-  join (select l.seq, string_agg({_JSON_LINE}, ',' order by l.line_no) as lines
-          from lines l group by l.seq) j on j.seq = h.seq
-""",
-    "netsuite": f"""
-select l.seq, l.line_no as item,
-       l.ext || ',' || l.day || ',' || ab_csv(%(subsidiary)s)
-       || ',' || ab_csv(l.currency) || ',' || case when l.currency = %(base)s then '1' else '' end
-       || ',' || l.code_cell || ',' || {_DEBIT} || ',' || {_CREDIT}
-       || ',' || l.memo_cell || ',' || l.label || ','
-       || case when {_NO_DOCUMENT} then l.plain_cell else ab_csv({_DOCUMENT_TEXT}) end
-       || E'\\r\\n' as line
-  from lines l
-""",
-    "quickbooks": f"""
-select l.seq, l.line_no as item,
-       l.ext || ',' || l.day || ',' || l.name_cell || ',' || {_DEBIT} || ',' || {_CREDIT} || ','
-       || case when {_NO_DOCUMENT} then l.plain_cell
-               else ab_csv(ab_fold(concat_ws(' ', nullif(l.memo, ''), {_DOCUMENT_TEXT}))) end
-       || ',' || l.label || ',' || ab_csv(l.currency) || E'\\r\\n' as line
-  from lines l
-""",
-    "sap": f"""
-select l.seq, -1 as item,
-       'H,' || ab_csv(%(company)s) || ',' || l.day || ',' || l.day || ',' || ab_csv(%(doc_type)s)
-       || ',' || left('AB-' || l.seq, 16) || ',' || left(l.ext, 25) || E',,,,,\\r\\n' as line
-  from heads l
+         || case when e.metadata = '{}' then '{}' else ab_pyjson(e.metadata) end
+         || ',"recorded_at":"' || """
+    + _ISO
+    + """
+         || '","reverses":' || coalesce('"' || e.reverses || '"', 'null')
+         || ',"seal_hash":' || to_json(e.hash)::text || ',"seq":' || e.seq || E'}\\n'
+         as json_tail""",
+    acct_cells="""'{"account":' || to_json(a.name)::text || ',"account_code":'
+         || coalesce(to_json(a.code)::text, 'null') || ',"amount":"' as json_pre""",
+    label_cells="""',"customer":' || to_json(customer_id)::text || ',"customer_name":'
+         || coalesce(to_json(name)::text, 'null') as json_customer""",
+    post_cells=", row_number() over w = 1 as first",
+    render="""
+select seq, -1 as item, json_head as line from heads
 union all
-select l.seq, l.line_no as item,
-       'L,,,,,,,' || lpad((row_number() over (partition by l.seq order by l.line_no))::text,
-                          10, '0')
-       || ',' || l.code_cell || ',' || ab_csv(l.currency) || ',' || l.amount::text || ','
-       || case when {_NO_DOCUMENT} then l.plain_cell else ab_csv(left({_DOCUMENT_TEXT}, 50)) end
-       || E'\\r\\n' as line
-  from lines l
-""",
-}
+select seq, 32768 as item, json_tail as line from heads
+union all
+select h.seq, p.line_no as item,
+       case when p.first then '' else ',' end || a.json_pre || p.amount_text
+       || case when p.amount > 0 then '","credit":null,"currency":'
+               when p.amount < 0 then '","credit":"' || substr(p.amount_text, 2) || '","currency":'
+               else '","credit":"' || p.amount_text || '","currency":' end
+       || '"' || p.currency || '"'
+       || coalesce(c.json_customer, ',"customer":null,"customer_name":null')
+       || case when p.amount > 0 then ',"debit":"' || p.amount_text || '","dimensions":'
+               else ',"debit":null,"dimensions":' end
+       || case when p.dimensions = '{}' then '{}' else ab_pyjson(p.dimensions) end
+       || ',"document":' || coalesce(to_json(p.document)::text, 'null')
+       || ',"line_no":' || p.line_no || '}' as line"""
+    + _JOIN
+    + "\n",
+)
 
-_PAGE = """
-select convert_to(coalesce((select string_agg(line, '' order by seq, item) from rendered), ''),
-                  'UTF8'),
-       (select count(*) from heads), (select min(seq) from heads), (select max(seq) from heads),
-       (select count(*) from lines),
+_PAGE = """, totals as (
+  select currency, count(*) as lines,
+         coalesce(sum(amount) filter (where amount > 0), 0) as debit,
+         coalesce(sum(-amount) filter (where amount <= 0), 0) as credit
+    from posts group by currency
+), stats as (
+  select count(*) as entries, min(seq) as first, max(seq) as last from heads
+)
+select convert_to(coalesce((select string_agg(line, '' order by (seq - %(since)s) * 65537 + item)
+                                   from rendered), ''), 'UTF8'),
+       s.entries, s.first, s.last, (select coalesce(sum(lines), 0)::bigint from totals),
        (select coalesce(array_agg(currency order by currency), '{}') from totals),
        (select coalesce(array_agg(debit order by currency), '{}') from totals),
        (select coalesce(array_agg(credit order by currency), '{}') from totals),
-       {unmapped}
+       {unmapped}, {xero}
 """
-
-_TOTALS = """, totals as (
-  select currency,
-         coalesce(sum(amount) filter (where amount > 0), 0) as debit,
-         coalesce(sum(-amount) filter (where amount <= 0), 0) as credit
-    from lines group by currency
-)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,18 +287,45 @@ class Page:
     lines: int
     totals: dict[str, tuple[Decimal, Decimal]]  # currency → (debits, credits)
     unmapped: list[str]  # the names of the page's accounts with no code for the format
+    # Xero's: the names of the accounts of tax lines, the first entry in another currency
+    # than the base one and those currencies, whether a tracking option is an object or
+    # an array (Python writes those pages: Python's repr of them has no SQL twin)
+    taxed: list[str] = dataclasses.field(default_factory=list)
+    foreign: tuple[int, list[str]] | None = None
+    composite: bool = False
 
 
 def page_query(fmt: str) -> str:
+    layout = _LAYOUTS[fmt]
     # only QuickBooks warns of unmapped accounts (erp_formats.mapping_warnings)
     unmapped = "'{}'::text[]"
     if fmt == "quickbooks":
-        unmapped = "(select coalesce(array_agg(distinct account), '{}') from lines"
-        unmapped += " where erp_code is null)"
-    lines = _LINES.replace("{head_cells}", _HEAD_CELLS[fmt])
-    lines = lines.replace("{line_heads}", _LINE_HEADS[fmt])
-    rendered = ", rendered as (" + _RENDER[fmt] + ")"
-    return lines + _TOTALS + rendered + _PAGE.replace("{unmapped}", unmapped)
+        unmapped = "(select coalesce(array_agg(distinct a.name), '{}') from accts a"
+        unmapped += " where a.erp_code is null and a.id in (select account_id from posts))"
+    xero = "'{}'::text[], null::bigint, '{}'::text[], false\n  from stats s"
+    if fmt == "xero":
+        xero = _XERO_CHECKS
+    tables = _TABLES
+    for name in ("entry_cells", "head_cells", "acct_cells", "label_cells", "post_cells"):
+        tables = tables.replace("{" + name + "}", getattr(layout, name))
+    rendered = ", rendered as (" + layout.render + ")"
+    return tables + rendered + _PAGE.replace("{unmapped}", unmapped).replace("{xero}", xero)
+
+
+# What erp_formats checks of a Xero batch: the accounts of its tax lines, its first entry
+# in another currency than the base one (with those currencies), and whether a tracking
+# option is an object or an array (written by Python: see _PY_STR).
+_XERO_CHECKS = """(select coalesce(array_agg(distinct a.name), '{}') from accts a
+        where a.name like 'Liabilities:Tax%%' and a.id in (select account_id from posts)),
+       f.seq, coalesce(f.currencies, '{}'),
+       %(tracking)s <> '' and %(dimension)s <> 'customer'
+         and exists (select from posts p
+                      where jsonb_typeof(p.dimensions -> %(dimension)s) in ('object', 'array'))
+  from stats s
+  left join (select h.seq, array_agg(distinct p.currency order by p.currency) as currencies
+               from posts p join heads h on h.id = p.entry_id
+              where p.currency <> %(base)s
+              group by h.seq order by h.seq limit 1) f on true"""
 
 
 def read_page(
@@ -261,15 +350,20 @@ def read_page(
         "subsidiary": settings.get("subsidiary", ""),
         "company": settings.get("company_code", ""),
         "doc_type": settings.get("doc_type", ""),
+        "tax_rate": settings.get("tax_rate", ""),
+        "tax_line_rate": settings.get("tax_line_rate", ""),
+        "tracking": settings.get("tracking_name", ""),
+        "dimension": settings.get("tracking_dimension", ""),
     }
     # Without statistics (a fresh book; seals analyzed behind the sealer) the planner
     # takes the page for one row and probes entries and postings per entry, or nests
     # loops over the CTEs (quadratic). Hash joins of the key ranges cost about a page
     # whatever the estimates; no JIT, which compiling this per page would cost more.
-    with planner_settings(conn, _PLAN), conn.cursor(binary=True) as cur:
+    with set_based_read(conn), conn.cursor(binary=True) as cur:
         row = cur.execute(page_query(fmt), params).fetchone()
     assert row is not None
-    body, count, first, last, lines, currencies, debits, credits, unmapped = row
+    body, count, first, last, lines, currencies, debits, credits, unmapped, *xero = row
+    taxed, foreign_seq, foreign, composite = xero
     return Page(
         body=bytes(body),
         count=count,
@@ -278,4 +372,7 @@ def read_page(
         lines=lines,
         totals={c: (d, k) for c, d, k in zip(currencies, debits, credits, strict=True)},
         unmapped=list(unmapped),
+        taxed=list(taxed),
+        foreign=(foreign_seq, list(foreign)) if foreign_seq is not None else None,
+        composite=composite,
     )

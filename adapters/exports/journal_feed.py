@@ -35,6 +35,7 @@ from adapters.exports.erp_formats import (
     effective_settings,
     header,
     mapping_warnings,
+    not_in_base_currency,
     render,
 )
 from adapters.exports.errors import InvalidCursor, InvalidMapping, UnknownFormat
@@ -277,9 +278,7 @@ def build_batch(
     base = conn.execute("select base_currency from books where id = %s", (book_id,)).fetchone()
     base_currency = base[0] if base else ""
     mapping = load_mapping(conn, book_id, fmt)
-    if fmt in feed_sql.SQL_FORMATS:
-        return _build_in_sql(conn, book_id, fmt, since, limit, base_currency, mapping)
-    return build_in_python(conn, book_id, fmt, since, limit, base_currency, mapping)
+    return _build_in_sql(conn, book_id, fmt, since, limit, base_currency, mapping)
 
 
 def build_in_python(
@@ -291,8 +290,10 @@ def build_in_python(
     base_currency: str,
     mapping: ErpMapping,
 ) -> Batch:
-    """The batch from erp_formats' Python layouts: Xero's, and the reference that
-    tests/integration/test_feed_sql.py holds the SQL layouts to, byte for byte."""
+    """The batch from erp_formats' Python layouts: the reference that
+    tests/integration/test_feed_sql.py holds the SQL layouts to, byte for byte (and
+    Xero's page whose tracking option is a JSON object or array, written as Python's
+    repr of it)."""
     entries = read_entries(conn, book_id, since, limit)
     warnings = check_mapping(fmt, entries, mapping)
     body = render(fmt, book_id, base_currency, entries, mapping)
@@ -346,9 +347,13 @@ def _build_in_sql(
         if fmt == "sap"
         else _TO_CHAR.get(settings.get("date_format", ""), ""),
     )
+    if page.composite:  # a Xero tracking option that is an object or an array
+        return build_in_python(conn, book_id, fmt, since, limit, base_currency, mapping)
     warnings = mapping_warnings(
-        fmt, mapping, any_entries=page.count > 0, taxed=(), unmapped=page.unmapped
+        fmt, mapping, any_entries=page.count > 0, taxed=page.taxed, unmapped=page.unmapped
     )
+    if page.foreign is not None:  # Xero: refused after the mapping, as check_mapping then render
+        raise not_in_base_currency(*page.foreign, base_currency)
     return Batch(
         format=fmt,
         since=since,

@@ -9,13 +9,12 @@ or altered seal chain, entries neither sealed nor queued, and projections
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from ledger.postgres.planner import SET_BASED_READ, planner_settings
 from ledger.postgres.sealer import load_canonical_entries, seal_head
 from ledger.sealing import GENESIS_HASH, link_hash
 
@@ -239,36 +238,12 @@ def _checks(conn: psycopg.Connection, book_id: uuid.UUID) -> list[tuple[Any, ...
 # branches rather than a Gather under each branch, which leaves the grouping
 # and hashing to one process.
 _PLAN = {
-    "enable_nestloop": "off",
-    "work_mem": "64MB",
+    **SET_BASED_READ,
     "min_parallel_table_scan_size": "1TB",
     "min_parallel_index_scan_size": "1TB",
     # `date::text` is the ISO date the sealer writes only in this style.
     "DateStyle": "ISO",
-    # Past ~400k postings the plan's cost crosses jit_above_cost; compiling
-    # (in each parallel process) did not make these expressions any cheaper.
-    "jit": "off",
 }
-
-
-@contextmanager
-def planner_settings(conn: psycopg.Connection, values: dict[str, str]) -> Iterator[None]:
-    """Planner settings for one statement, within the caller's transaction."""
-    names = list(values)
-    row = conn.execute(
-        "select array_agg(current_setting(n) order by i),"
-        "       array_agg(set_config(n, v, true) order by i)"
-        "  from unnest(%s::text[], %s::text[]) with ordinality as s(n, v, i)",
-        (names, [values[n] for n in names]),
-    ).fetchone()
-    yield
-    # Not on an error: the transaction is then aborted, and its rollback
-    # undoes the local settings anyway.
-    if row is not None:
-        conn.execute(
-            "select set_config(n, v, true) from unnest(%s::text[], %s::text[]) as s(n, v)",
-            (names, row[0]),
-        )
 
 
 def _unbalanced(

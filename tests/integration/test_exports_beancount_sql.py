@@ -137,10 +137,10 @@ def _rows(conn: psycopg.Connection, book: BookFixture, raw: bool) -> list[tuple[
         "select id, name from accounts where book_id = %s", (book.id,)
     ).fetchall()
     by_id = {a: _Account(a, beancount_account(name), [], date.min, None) for a, name in accounts}
-    export_settings(conn)
-    return conn.execute(
-        ENTRIES_IN_ORDER, entry_params(book.id, by_id, None, date.max, raw=raw)
-    ).fetchall()
+    with export_settings(conn):
+        return conn.execute(
+            ENTRIES_IN_ORDER, entry_params(book.id, by_id, None, date.max, raw=raw)
+        ).fetchall()
 
 
 def test_sql_transactions_are_pythons(runtime: Runtime, book: BookFixture) -> None:

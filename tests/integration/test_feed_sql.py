@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -18,8 +19,10 @@ import psycopg
 import pytest
 
 from adapters.exports import feed_sql, journal_feed
+from adapters.exports.errors import MissingMapping
 from adapters.runtime import Runtime
 from ledger.entries import Posting, build_entry
+from ledger.errors import LedgerError
 from ledger.money import Money
 from ledger.postgres.books import AccountSpec, create_account
 from ledger.postgres.posting import post_entries, reverse_entry
@@ -162,6 +165,7 @@ def test_sql_layouts_write_the_python_bytes(
             for new, old in pages:
                 assert new.body == old.body, (fmt, zone, new.since)
                 assert new == old
+                assert type(new.lines) is int  # the manifest is JSON (Decimal(4) == 4)
         conn.rollback()
 
 
@@ -232,5 +236,94 @@ def test_ab_fold_and_ab_csv_are_str_split_and_csv_writer(runtime: Runtime) -> No
             assert cell + "\r\n" == out.getvalue()
 
 
-def test_the_sql_formats_are_the_feeds_formats_but_xero() -> None:
-    assert set(feed_sql.SQL_FORMATS) == set(journal_feed.FORMATS) - {"xero"}
+def test_every_format_is_written_in_sql() -> None:
+    assert set(feed_sql.SQL_FORMATS) == set(journal_feed.FORMATS)
+
+
+def _outcome(build: Callable[..., journal_feed.Batch], *args: Any) -> Any:
+    """The batch, or the refusal as the API reports it (its type, message and fields)."""
+    try:
+        return build(*args)
+    except LedgerError as error:
+        return (type(error), error.message, error.fields)
+
+
+# Xero: tracking by customer (the default dimension) and by every kind of dimension value
+# the awkward book holds (strings, ints, floats, objects and arrays, none).
+XERO: list[dict[str, str]] = [
+    {},
+    {"tracking_name": 'Client, "C"', "date_format": "YYYY-MM-DD", "tax_rate": "GST, 10%"},
+    *(
+        {"tracking_name": "Dim", "tracking_dimension": name}
+        for name in [
+            *("région", "project", "n", "tiny", "big", "e", "f", "pi", "neg", "k"),
+            *("e9", "nested", "", "Z", "missing"),
+        ]
+    ),
+]
+
+
+@pytest.mark.parametrize("settings", XERO)
+def test_sql_xero_writes_the_python_bytes_or_refuses_alike(
+    runtime: Runtime, awkward: BookFixture, settings: dict[str, str]
+) -> None:
+    """Every page of 1 and of 7 entries: the same bytes, or the same refusal (the awkward
+    book's entries in EUR, JPY and KWD are not in its base currency)."""
+    journal_feed.seal_then_build(runtime.connection, awkward.id, "jsonl", 0, 1)
+    book = awkward.id
+    with runtime.connection() as conn:
+        journal_feed.save_mapping(conn, book, "xero", settings, {"Income:Licences": "200"})
+        base = conn.execute("select base_currency from books where id = %s", (book,)).fetchone()
+        assert base is not None
+        mapping = journal_feed.load_mapping(conn, book, "xero")
+        written = refused = 0
+        for zone, limit in [("UTC", 1), ("Asia/Kolkata", 7)]:
+            conn.execute("select set_config('TimeZone', %s, true)", (zone,))
+            for since in range(0, 68, limit):
+                page = (conn, book, "xero", since, limit)
+                new = _outcome(journal_feed.build_batch, *page)
+                old = _outcome(journal_feed.build_in_python, *page, base[0], mapping)
+                assert new == old, (settings, since, limit)
+                written += isinstance(new, journal_feed.Batch) and new.count > 0
+                refused += not isinstance(new, journal_feed.Batch)
+        conn.rollback()
+    assert written > 10 and refused > 10
+
+
+def test_sql_xero_tax_lines_take_the_tax_line_rate_or_are_refused(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    with unit_of_work(runtime.connection) as uow:
+        _account(uow.conn, book.id, "Liabilities:Tax:GST", "2200")
+        post_entries(
+            uow.conn,
+            book.id,
+            [
+                build_entry(
+                    date(2026, 3, 1),
+                    "sale, taxed",
+                    [
+                        Posting("Assets:Bank:Operating", Money.exact("11.00", "USD")),
+                        Posting("Income:Services", Money.exact("-10.00", "USD")),
+                        Posting("Liabilities:Tax:GST", Money.exact("-1.00", "USD")),
+                    ],
+                )
+            ],
+        )
+        uow.commit()
+    journal_feed.seal_then_build(runtime.connection, book.id, "jsonl", 0, 1)
+    with runtime.connection() as conn:
+        base = conn.execute("select base_currency from books where id = %s", (book.id,)).fetchone()
+        assert base is not None
+        for settings in [{}, {"tax_line_rate": "No VAT"}]:
+            journal_feed.save_mapping(conn, book.id, "xero", settings, {})
+            mapping = journal_feed.load_mapping(conn, book.id, "xero")
+            page = (conn, book.id, "xero", 0, 10)
+            new = _outcome(journal_feed.build_batch, *page)
+            old = _outcome(journal_feed.build_in_python, *page, base[0], mapping)
+            assert new == old
+            if settings:
+                assert b",2200,No VAT,-1.00,," in new.body
+            else:
+                assert new[0] is MissingMapping
+        conn.rollback()

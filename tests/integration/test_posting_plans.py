@@ -33,9 +33,9 @@ from adapters.exports.journal_feed import _READ_POSTINGS as READ_FEED_POSTINGS
 from adapters.services import create_book_with_chart
 from ledger.entries import JournalEntry, Posting, build_entry
 from ledger.money import Money
+from ledger.postgres.planner import set_based_read
 from ledger.postgres.posting import AccountDirectory, post_entries
 from ledger.postgres.sealer import seal_pending
-from ledger.postgres.verify import planner_settings
 from tests.conftest import APP_ROLE, migrated_database
 
 GROWTH = 1000
@@ -271,11 +271,11 @@ def test_exports_look_customers_up_by_key_before_any_analyze(
         # Under its own settings the export joins entries to their grouped postings by
         # hash: planned on this never-analyzed book it took the entries for a few rows
         # and rescanned the grouped postings once per entry (a soak's export: 26 s).
-        export_settings(conn)
-        row = conn.execute(
-            "explain (format json) declare c cursor for " + ENTRIES_IN_ORDER,
-            entry_params(book.id, {}, None, date.max),
-        ).fetchone()
+        with export_settings(conn):
+            row = conn.execute(
+                "explain (format json) declare c cursor for " + ENTRIES_IN_ORDER,
+                entry_params(book.id, {}, None, date.max),
+            ).fetchone()
         assert row is not None
         assert "Nested Loop" not in node_types(row[0][0]["Plan"])
         conn.rollback()
@@ -333,7 +333,7 @@ def test_a_feed_page_reads_ranges_before_any_analyze(server_url: str, template: 
             "base": "USD", "date_format": "MM/DD/YYYY", "subsidiary": "", "company": "",
             "doc_type": "",
         }  # fmt: skip
-        with planner_settings(conn, feed_sql._PLAN):
+        with set_based_read(conn):
             row = conn.execute(
                 "explain (analyze, timing off, format json) " + feed_sql.page_query("netsuite"),
                 params,

@@ -21,6 +21,7 @@ import pytest
 from adapters.runtime import Runtime
 from ledger.entries import Posting, build_entry
 from ledger.money import Money
+from ledger.postgres.planner import planner_settings
 from ledger.postgres.posting import PostedEntry, post_entries
 from ledger.postgres.sealer import load_canonical_entries, seal_pending
 from ledger.postgres.unit_of_work import unit_of_work
@@ -29,7 +30,6 @@ from ledger.postgres.verify import (
     _PLAN,
     Discrepancy,
     _checks,
-    planner_settings,
     verify_book,
 )
 from ledger.sealing import GENESIS_HASH, link_hash
