@@ -32,6 +32,7 @@ __all__ = [
     "check_json",
     "check_text",
     "decode_json",
+    "needs_decoding",
     "nesting_levels_within",
 ]
 
@@ -168,6 +169,17 @@ def nesting_levels_within(raw: bytes, levels: int) -> bool:
             return True
         brackets = brackets.replace(b"{}", b"")  # one level: the containers holding none
     return not brackets
+
+
+def needs_decoding(raw: bytes) -> bool:
+    """Whether JSON `raw` could break a limit that only its decoded document can
+    name: it spells a NUL (an unescaped one is not JSON), nests too deep (measured
+    on the bytes), or is large and names `metadata`. Else nothing needs decoding."""
+    return (
+        NUL_ESCAPE in raw
+        or not nesting_levels_within(raw, MAX_DEPTH)
+        or (len(raw) > MAX_METADATA_BYTES and b'"metadata"' in raw)
+    )
 
 
 def check_decoded(document: Any, raw: bytes, root: str = "$") -> None:
