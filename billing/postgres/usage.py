@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -302,7 +302,7 @@ def _checked(raw: list[Any], first_day: date, today: date) -> _Columns | None:
     except msgspec.ValidationError:
         return None
     encode = msgspec.json.encode
-    return _columns_of(events, first_day, today, lambda p: encode(p).decode())
+    return _columns_of(events, first_day, today, [encode(e.properties).decode() for e in events])
 
 
 # A number with a fraction or exponent, or an escape, in properties sent as JSON
@@ -312,9 +312,8 @@ def _checked(raw: list[Any], first_day: date, today: date) -> _Columns | None:
 _REWRITE = re.compile(rb"[0-9][.eE]|\\")
 
 
-def _object_text(raw: msgspec.Raw) -> str | None:
+def _object_text(text: bytes) -> str | None:
     """Properties sent as JSON text: their text when they are an object, else None."""
-    text = bytes(raw)
     if text[:1] != b"{":  # msgspec.Raw starts at the value's first character
         return None
     try:
@@ -327,49 +326,48 @@ def _object_text(raw: msgspec.Raw) -> str | None:
 
 def checked_json(events: list[EventJson], first_day: date, today: date) -> _Columns | None:
     """`_checked` for events decoded by `decode_batch`."""
-    return _columns_of(events, first_day, today, _object_text)
+    raw = [bytes(e.properties) for e in events]
+    text = {r: _object_text(r) for r in set(raw)}  # a batch repeats its properties often
+    return _columns_of(events, first_day, today, [text[r] for r in raw])
 
 
 def _columns_of(
     events: Sequence[_EventIn] | Sequence[EventJson],
     first_day: date,
     today: date,
-    properties_text: Callable[[Any], str | None],
+    properties: list[str | None],
 ) -> _Columns | None:
     """The columns of events of the right shape, or None when one breaks a rule.
-    The checks are `parse_event`'s, without an object per event."""
-    earliest, latest = first_moment(first_day), latest_moment(today)
-    quantities: dict[str | int, str | None] = {}  # a batch repeats few quantities
-    moments: dict[str, datetime | None] = {}
-    out = _Columns([], [], [], [], [], [])
-    for e in events:
-        if len(e.id) > MAX_ID_LENGTH or not e.id.strip() or not e.customer.strip():
-            return None
-        if not metric_name(e.metric):
-            return None
-        if e.quantity in quantities:
-            quantity = quantities[e.quantity]
-        else:
-            exact = event_quantity(e.quantity)
-            quantity = quantities[e.quantity] = None if exact is None else str(exact)
-        if e.timestamp in moments:
-            moment = moments[e.timestamp]
-        else:
-            moment = moments[e.timestamp] = event_moment(e.timestamp)
-        if quantity is None or moment is None or not earliest <= moment <= latest:
-            return None
-        properties = properties_text(e.properties)
-        if properties is None:
-            return None
-        out.ids.append(e.id)
-        out.customers.append(e.customer)
-        out.metrics.append(e.metric)
-        out.quantities.append(quantity)
-        out.times.append(moment)
-        out.properties.append(properties)
-    if len(set(out.ids)) != len(out.ids):
+    The checks are `parse_event`'s, made once per distinct value: a batch names
+    few customers, metrics, quantities and timestamps, each many times."""
+    ids = [e.id for e in events]
+    texts = [p for p in properties if p is not None]
+    if (
+        len(set(ids)) != len(ids)
+        or max(map(len, ids), default=0) > MAX_ID_LENGTH
+        or not all(map(str.strip, ids))
+        or len(texts) < len(properties)
+    ):
         return None
-    return out
+    customers = [e.customer for e in events]
+    metrics = [e.metric for e in events]
+    if not all(map(str.strip, set(customers))) or not all(map(metric_name, set(metrics))):
+        return None
+    earliest, latest = first_moment(first_day), latest_moment(today)
+    sent = {e.timestamp for e in events}
+    moment = {t: m for t in sent if (m := event_moment(t)) and earliest <= m <= latest}
+    amounts = {q: event_quantity(q) for q in {e.quantity for e in events}}
+    quantity = {q: str(exact) for q, exact in amounts.items() if exact is not None}
+    if len(moment) < len(sent) or len(quantity) < len(amounts):
+        return None
+    return _Columns(
+        ids,
+        customers,
+        metrics,
+        [quantity[e.quantity] for e in events],
+        [moment[e.timestamp] for e in events],
+        texts,
+    )
 
 
 def _known_metrics(conn: psycopg.Connection, book_id: uuid.UUID, metrics: set[str]) -> set[str]:
