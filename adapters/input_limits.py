@@ -159,7 +159,9 @@ def nesting_levels_within(raw: bytes, levels: int) -> bool:
     operations (each a C loop), not by visiting values: drop escaped backslashes
     and quotes, keep only brackets and quotes, drop what lies between quotes (the
     strings), then strip innermost `{}` pairs once per level."""
-    text = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    if b"\\" in raw:  # a memchr; the replaces cost 3 ms on a 1.3 MB body even finding none
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = raw.translate(None, _NOT_STRUCTURE)
     # Adjacent quotes close one string and open the next (or enclose no
     # bracket): dropping them first leaves few strings for the split.
     text = text.replace(b'""', b"")
