@@ -1,12 +1,15 @@
 """Usage events and meters in PostgreSQL (rules: billing.usage).
 
-Ingestion: a batch whose events are all good is checked in one msgspec pass
-and one loop that builds its columns (`_checked`); any bad event sends it down
-`parse_event`'s path, event by event, which names each refusal. The batch's
-distinct customers (id or external_id) and metrics are resolved by one small
-query each, then one `INSERT … SELECT FROM unnest(…)` stores the events, sent
-as binary arrays, one per column (no per-event JSON for the server to parse,
-no per-event lookups): a good batch first without ON CONFLICT (in a savepoint;
+Ingestion: a request body is decoded straight into typed events (`decode_batch`:
+gc-untracked Structs, properties kept as their JSON text), a list of plain JSON
+values is converted to them (`_checked`); a batch whose events are all good is
+checked once per distinct value and becomes columns (`_columns_of`); any bad
+event sends it down `parse_event`'s path, event by event, which names each
+refusal. The batch's distinct customers (id or external_id) and metrics are
+resolved by one small query each, then one `INSERT … SELECT FROM unnest(…)`
+stores the events, sent one parameter per column (text columns joined into one
+string, customers and times as binary arrays; no per-event lookups): a good
+batch first without ON CONFLICT (in a savepoint;
 a stored id makes it go again with it), else `ON CONFLICT (book_id, id) DO
 NOTHING`. Only when some were not inserted does a second
 statement compare them with the stored event of their id (the same content: a
