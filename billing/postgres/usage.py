@@ -7,9 +7,8 @@ checked once per distinct value and becomes columns (`_columns_of`); any bad
 event sends it down `parse_event`'s path, event by event, which names each
 refusal. The batch's distinct customers (id or external_id) and metrics are
 resolved by one small query each, then one `INSERT … SELECT FROM unnest(…)`
-stores the events, sent one parameter per column (text columns joined into one
-string, customers and times as binary arrays; no per-event lookups): a good
-batch first without ON CONFLICT (in a savepoint;
+stores the events, sent as binary arrays, one per column (no per-event lookups):
+a good batch first without ON CONFLICT (in a savepoint;
 a stored id makes it go again with it), else `ON CONFLICT (book_id, id) DO
 NOTHING`. Only when some were not inserted does a second
 statement compare them with the stored event of their id (the same content: a
@@ -124,54 +123,43 @@ select m.metric from unnest(%(metrics)b::text[]) as m(metric)
 # order for every batch, so overlapping batches cannot deadlock. Quantities come
 # as their decimal text (numeric's input reads it exactly; a Decimal's binary
 # dump cost three times a string's), properties as JSON text.
-_ARRAYS = """unnest(%(ids)b::text[], %(customers)b::uuid[], %(metrics)b::text[],
-              %(quantities)b::text[], %(times)b::timestamptz[], %(properties)b::text[])"""
-# A checked batch sends its text columns as one string each, joined by U+001F
-# (which no metric, quantity or JSON text holds; `_joined` checks the ids), split
-# by string_to_array in C: dumping 10,000 strings as an array cost the worker 2 ms
-# a column, joining them 0.1 ms, and the server the same either way. Customers and
-# times stay binary arrays: parsing their text cost the server what it saved here.
-_SEPARATOR = "\x1f"
-_JOINED = """unnest(string_to_array(%(ids)s, E'\\x1f'),
-              %(customers)b::uuid[],
-              string_to_array(%(metrics)s, E'\\x1f'),
-              string_to_array(%(quantities)s, E'\\x1f'),
-              %(times)b::timestamptz[],
-              string_to_array(%(properties)s, E'\\x1f'))"""
-
 _INSERT = """
 insert into usage_events (book_id, id, customer_id, metric, quantity, occurred_at, properties)
 select %(book)s, t.id, t.customer_id, t.metric, t.quantity::numeric, t.occurred_at,
        t.properties::jsonb
-  from {source} as t(id, customer_id, metric, quantity, occurred_at, properties)
+  from unnest(%(ids)b::text[], %(customers)b::uuid[], %(metrics)b::text[],
+              %(quantities)b::text[], %(times)b::timestamptz[], %(properties)b::text[])
+       as t(id, customer_id, metric, quantity, occurred_at, properties)
  order by t.id collate "C"  -- bytewise: the same order, without the locale's slow compare
 on conflict (book_id, id) do nothing
 returning id
 """
-_INSERT_JOINED = _INSERT.format(source=_JOINED)
-_INSERT = _INSERT.format(source=_ARRAYS)
 
 # A batch of new events (the usual case) goes in without ON CONFLICT: its
 # speculative insertion (an extra WAL record per row) took a quarter of the
 # statement. An id already stored, or being stored by a concurrent batch, fails it
 # with a unique violation (at once when it sorts first, as a resent batch's does),
 # and the batch goes in again by `_INSERT` — as one lock order, no deadlock either.
-_INSERT_NEW = f"""
+_INSERT_NEW = """
 insert into usage_events (book_id, id, customer_id, metric, quantity, occurred_at, properties)
 select %(book)s, t.id, t.customer_id, t.metric, t.quantity::numeric, t.occurred_at,
        t.properties::jsonb
-  from {_JOINED} as t(id, customer_id, metric, quantity, occurred_at, properties)
+  from unnest(%(ids)b::text[], %(customers)b::uuid[], %(metrics)b::text[],
+              %(quantities)b::text[], %(times)b::timestamptz[], %(properties)b::text[])
+       as t(id, customer_id, metric, quantity, occurred_at, properties)
  order by t.id collate "C"
 """
 
 # Only the events not inserted are compared, by key, with what is stored: the
 # same content is a duplicate, other content a conflict. A fresh statement,
 # so an event a concurrent batch committed while this one waited is seen too.
-_SAME = f"""
+_SAME = """
 select t.id, e.customer_id = t.customer_id and e.metric = t.metric
        and e.quantity = t.quantity::numeric and e.occurred_at = t.occurred_at
        and e.properties = t.properties::jsonb
-  from {_ARRAYS} as t(id, customer_id, metric, quantity, occurred_at, properties)
+  from unnest(%(ids)b::text[], %(customers)b::uuid[], %(metrics)b::text[],
+              %(quantities)b::text[], %(times)b::timestamptz[], %(properties)b::text[])
+       as t(id, customer_id, metric, quantity, occurred_at, properties)
   join usage_events e on e.book_id = %(book)s and e.id = t.id
 """
 
@@ -390,25 +378,6 @@ def _known_metrics(conn: psycopg.Connection, book_id: uuid.UUID, metrics: set[st
     }
 
 
-def _joined(
-    book_id: uuid.UUID, batch: _Columns, customers: dict[str, uuid.UUID]
-) -> dict[str, Any] | None:
-    """The parameters of `_JOINED`, or None when an id holds the separator."""
-    join = _SEPARATOR.join
-    ids = join(batch.ids)
-    if ids.count(_SEPARATOR) != len(batch.ids) - 1:
-        return None
-    return {
-        "book": book_id,
-        "ids": ids,
-        "customers": [customers[c] for c in batch.customers],
-        "metrics": join(batch.metrics),
-        "quantities": join(batch.quantities),
-        "times": batch.times,
-        "properties": join(batch.properties),
-    }
-
-
 def _ingest_checked(
     conn: psycopg.Connection, book_id: uuid.UUID, batch: _Columns
 ) -> IngestResult | None:
@@ -419,29 +388,27 @@ def _ingest_checked(
         return None
     if len(_known_metrics(conn, book_id, set(batch.metrics))) < len(set(batch.metrics)):
         return None
-    joined = _joined(book_id, batch, customers)
-    if joined is None:  # an id holding the separator
-        return None
+    columns: dict[str, Any] = {
+        "book": book_id,
+        "ids": batch.ids,
+        "customers": [customers[c] for c in batch.customers],
+        "metrics": batch.metrics,
+        "quantities": batch.quantities,
+        "times": batch.times,
+        "properties": batch.properties,
+    }
     duplicates: list[str] = []
     rejected: list[Rejection] = []
     with conn.cursor(binary=True) as cur:
         try:
             with conn.transaction():  # a savepoint: a unique violation undoes only this
-                cur.execute(_INSERT_NEW, joined)
+                cur.execute(_INSERT_NEW, columns)
             inserted = set(batch.ids)
         except psycopg.errors.UniqueViolation:
-            inserted = {row[0] for row in cur.execute(_INSERT_JOINED, joined)}
+            inserted = {row[0] for row in cur.execute(_INSERT, columns)}
         if len(inserted) < len(batch.ids):  # stored before: the same (a duplicate) or not
-            columns: dict[str, Any] = {
-                "ids": batch.ids,
-                "customers": [customers[c] for c in batch.customers],
-                "metrics": batch.metrics,
-                "quantities": batch.quantities,
-                "times": batch.times,
-                "properties": batch.properties,
-            }
             stored = [n for n, i in enumerate(batch.ids) if i not in inserted]
-            again = {k: [v[n] for n in stored] for k, v in columns.items()}
+            again = {k: [v[n] for n in stored] for k, v in columns.items() if k != "book"}
             same: dict[str, bool] = dict(cur.execute(_SAME, {"book": book_id, **again}).fetchall())
             for n in stored:
                 _answer(batch.ids[n], bool(same.get(batch.ids[n])), duplicates, rejected)

@@ -231,14 +231,3 @@ def test_an_idempotency_key_replays_the_same_events_sent_with_other_spacing(
     assert (again.status_code, again.headers.get("idempotent-replayed")) == (200, "true")
     assert again.json() == first.json()
     assert other.status_code == 409
-
-
-def test_an_id_holding_the_column_separator_is_stored_as_sent(runtime: Runtime) -> None:
-    book, _ = _book(runtime)
-    batch = [_event(1, id="a\x1fb"), _event(2)]
-    assert usage_store._checked(batch, FIRST, TODAY) is not None
-    answer = _send_body(runtime, book, json.dumps(batch).encode())
-    assert answer is None  # not joined: the event-by-event path stores it
-    result = _send(runtime, book, batch)
-    assert (result.accepted, result.rejected) == (2, [])
-    assert [r[0] for r in _stored(runtime, book)] == ["a\x1fb", "ev-2"]
