@@ -32,6 +32,7 @@ __all__ = [
     "check_json",
     "check_text",
     "decode_json",
+    "needs_decoding",
     "nesting_levels_within",
 ]
 
@@ -158,7 +159,9 @@ def nesting_levels_within(raw: bytes, levels: int) -> bool:
     operations (each a C loop), not by visiting values: drop escaped backslashes
     and quotes, keep only brackets and quotes, drop what lies between quotes (the
     strings), then strip innermost `{}` pairs once per level."""
-    text = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    if b"\\" in raw:  # a memchr; the replaces cost 3 ms on a 1.3 MB body even finding none
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = raw.translate(None, _NOT_STRUCTURE)
     # Adjacent quotes close one string and open the next (or enclose no
     # bracket): dropping them first leaves few strings for the split.
     text = text.replace(b'""', b"")
@@ -168,6 +171,17 @@ def nesting_levels_within(raw: bytes, levels: int) -> bool:
             return True
         brackets = brackets.replace(b"{}", b"")  # one level: the containers holding none
     return not brackets
+
+
+def needs_decoding(raw: bytes) -> bool:
+    """Whether JSON `raw` could break a limit that only its decoded document can
+    name: it spells a NUL (an unescaped one is not JSON), nests too deep (measured
+    on the bytes), or is large and names `metadata`. Else nothing needs decoding."""
+    return (
+        NUL_ESCAPE in raw
+        or not nesting_levels_within(raw, MAX_DEPTH)
+        or (len(raw) > MAX_METADATA_BYTES and b'"metadata"' in raw)
+    )
 
 
 def check_decoded(document: Any, raw: bytes, root: str = "$") -> None:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -354,6 +354,49 @@ def cpu_per_item(
         spent[group] = spent.get(group, 0.0) + delta
     spent["total"] = sum(spent.values())
     return {k: round(v * 1e6 / max(items, 1), 1) for k, v in sorted(spent.items())}
+
+
+def server_pgid(base: str) -> int:
+    """The process group of the server listening on base's port (master + workers)."""
+    port = int(base.rsplit(":", 1)[1])
+    inode = _listening_inode(port)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return os.getpgid(int(entry.name))
+        except OSError:
+            continue
+    raise RuntimeError(f"no process listens on port {port}")
+
+
+def _listening_inode(port: int) -> str:
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                return fields[9]
+    raise RuntimeError(f"no socket listens on port {port}")
+
+
+def cpu_seconds(pids: Iterable[int] = (), pgid: int | None = None) -> float:
+    """User + system CPU seconds of the given processes and of every process in
+    process group `pgid`, from /proc (this machine's processes only)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    wanted = set(pids)
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) in wanted or (pgid is not None and int(fields[2]) == pgid):
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 # --- figures ---------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import tempfile
@@ -43,6 +42,7 @@ from benchmarks._common import (
     http_server,
     percentile,
     ratio,
+    server_pgid,
 )
 from ledger.postgres.sealer import seal_pending
 
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         book, key = create_bench_book(db)
         log_path = Path(tmp) / "server.log"
         with _server(db, args.workers, log_path) as base:
-            pid = _server_pid(base)
+            pid = server_pgid(base)
             # the server's today (UTC): a later local date would bill ahead of the clock
             traffic = Traffic(base, key, datetime.now(UTC).date())
             with httpx.Client(base_url=base, headers=traffic.headers, timeout=60) as c:
@@ -395,31 +395,6 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     return 0 if result["ok"] and not traffic.errors and not log_counts else 1
-
-
-def _server_pid(base: str) -> int:
-    """The pid (and process group) of the server listening on base's port."""
-    port = int(base.rsplit(":", 1)[1])
-    inode = _listening_inode(port)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            for fd in (entry / "fd").iterdir():
-                if os.readlink(fd) == f"socket:[{inode}]":
-                    return os.getpgid(int(entry.name))
-        except OSError:
-            continue
-    raise RuntimeError(f"no process listens on port {port}")
-
-
-def _listening_inode(port: int) -> str:
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
-                return fields[9]
-    raise RuntimeError(f"no socket listens on port {port}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ figure is events/s for each, and their ratio (goal ≥ 0.5 of COPY; issue 9
 also names 100,000 events/s over HTTP).
 
 HTTP and COPY alternate in `--rounds` turns (each a share of the batches), so a
-shared machine's drifting load weighs on both alike.
+shared machine's drifting load weighs on both alike. The HTTP side's CPU per
+batch (the server's processes, and its database backends, from /proc: a local
+server only) is reported too: unlike events/s it hardly moves with the load.
 
     python -m benchmarks.usage_ingest [--batches 20] [--batch-size 10000] [--clients 2] [--rounds 4]
 """
@@ -28,10 +30,12 @@ from typing import Any
 from benchmarks._common import (
     BenchDatabase,
     bench_database,
+    cpu_seconds,
     create_bench_book,
     emit,
     http_server,
     ratio,
+    server_pgid,
 )
 
 GOAL = 0.5
@@ -145,6 +149,15 @@ def run_copy(
     return _rate(len(rows), elapsed)
 
 
+def _backends(conn: Any) -> list[int]:
+    """The server's connections to the bench database (its pool: opened before a round)."""
+    rows = conn.execute(
+        "select pid from pg_stat_activity where datname = current_database()"
+        " and backend_type = 'client backend' and pid <> pg_backend_pid()"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def _rate(events: int, elapsed: float) -> dict[str, Any]:
     return {
         "events": events,
@@ -177,10 +190,16 @@ def main(argv: list[str] | None = None) -> int:
         # on a shared machine the load drifts, and both should see the same drift.
         parts: list[dict[str, Any]] = []
         copies: list[dict[str, Any]] = []
-        with http_server(db, workers=args.workers) as base:
+        server_cpu = backend_cpu = 0.0
+        with http_server(db, workers=args.workers) as base, db.connect() as watch:
+            pgid = server_pgid(base)
             for r in range(rounds):
                 share = range(r, args.batches, rounds)
+                backends = _backends(watch)
+                server_before, backends_before = cpu_seconds(pgid=pgid), cpu_seconds(backends)
                 parts.append(run_http(base, key, [bodies[i] for i in share], args.clients))
+                server_cpu += cpu_seconds(pgid=pgid) - server_before
+                backend_cpu += cpu_seconds(backends) - backends_before
                 copies.append(run_copy(db, book_id, customers, [batches[i] for i in share]))
         http = {
             "batches": sum(p["batches"] for p in parts),
@@ -188,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
             "errors": [e for p in parts for e in p["errors"]][:5],
             **_rate(sum(p["events_accepted"] for p in parts), sum(p["seconds"] for p in parts)),
             "rounds_events_per_s": [p["events_per_s"] for p in parts],
+            "cpu_ms_per_batch": {
+                "server_processes": round(1000 * server_cpu / args.batches, 1),
+                "database_backends": round(1000 * backend_cpu / args.batches, 1),
+            },
         }
         copy = {
             **_rate(sum(c["events"] for c in copies), sum(c["seconds"] for c in copies)),

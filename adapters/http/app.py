@@ -69,6 +69,7 @@ from adapters.input_limits import (
     TooDeeplyNested,
     check_decoded,
     check_text,
+    needs_decoding,
 )
 from adapters.keys import Principal
 from adapters.runtime import Runtime
@@ -204,8 +205,10 @@ async def check_input(request: Request[Any, Any, Any]) -> None:
         and body.count(b"{") + body.count(b"[") <= MAX_DEPTH
     ):
         return
-    # Decoded once: Litestar keeps the value for the route's own `data`, so a
-    # large body (a 10,000-event batch) is not parsed twice.
+    if not needs_decoding(body):
+        # Nothing to name inside it: the route decodes it (or reads its bytes) itself.
+        return
+    # Decoded once: Litestar keeps the value for the route's own `data`.
     try:
         document = await request.json()
     except SerializationException:  # malformed JSON: the route says so

@@ -384,6 +384,22 @@ def refine(document: dict[str, Any]) -> None:
             "required": True,
             "content": {"text/csv": {"schema": {"type": "string"}}},
         }
+    usage = document.get("paths", {}).get("/v1/usage-events", {}).get("post")
+    if usage is not None:  # the route reads its JSON body as bytes (RawBody)
+        name = "UsageBatchIn"
+        schemas[name] = {
+            "properties": {"events": {"items": {}, "type": "array"}},
+            "type": "object",
+            "required": ["events"],
+            "title": name,
+        }
+        batch = {
+            "oneOf": [{"items": {}, "type": "array"}, {"$ref": _REF.format(name="UsageBatchIn")}]
+        }
+        usage["requestBody"] = {
+            "content": {"application/json": {"schema": batch}},
+            "required": True,
+        }
     for path, item in document.get("paths", {}).items():
         for method in _METHODS:
             operation = item.get(method)

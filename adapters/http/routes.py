@@ -141,6 +141,8 @@ def _json_media(content_type: str) -> bool:
 
 
 def _takes_json(handler: HTTPRouteHandler) -> bool:
+    if handler.opt.get("raw_json"):  # reads its JSON body itself (RawBody)
+        return True
     data = handler.parsed_fn_signature.parameters.get("data")
     kwarg = data.kwarg_definition if data is not None else None
     return isinstance(kwarg, BodyKwarg) and kwarg.media_type == RequestEncodingType.JSON
@@ -173,13 +175,15 @@ def command(
     *,
     status: int = 201,
     method: str = "POST",
+    raw_json: bool = False,
 ) -> HTTPRouteHandler:
-    """The decorator of a write route: POST (or DELETE) answering `status`."""
+    """The decorator of a write route: POST (or DELETE) answering `status`.
+    `raw_json`: the route takes a JSON body as bytes (RawBody) and decodes it itself."""
     route = delete if method == "DELETE" else post
     return route(
         path,
         operation_id=operation_id,
         sync_to_thread=True,
         status_code=status,
-        opt={"permission": permission},
+        opt={"permission": permission, "raw_json": raw_json},
     )

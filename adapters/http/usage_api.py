@@ -8,14 +8,17 @@ an event refused for itself does not stop the rest of its batch.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get
+from litestar import Controller, Request, Response, get
+from litestar.datastructures import URL
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.exceptions import ClientException, ValidationException
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, RawBody
 
 from adapters.http.routes import Reader, Run, Tx, book_today, command, json_response
 from adapters.keys import Permission, Principal
@@ -38,6 +41,36 @@ class MeterIn(msgspec.Struct, forbid_unknown_fields=True):
     property: str | None = None
     filters: dict[str, Any] | None = None
     group_by: list[Any] | None = None
+
+
+_BATCH = list[Any] | UsageBatchIn
+_AT = re.compile(r"`\$\.(.+)`$")  # where msgspec says the error is
+
+
+def batch_of(request: Request[Any, Any, Any], body: bytes) -> list[Any]:
+    """The events of a body as plain JSON, refused as `data: JSONBody[list[Any] |
+    UsageBatchIn]` refused it (the same problems) when it is no batch."""
+    where = URL.from_components(path=request.url.path, query=request.url.query)
+    failed = f"Validation failed for {request.method} {where}"
+    if not body:
+        raise ValidationException(
+            failed, extra=[{"message": "'data'", "key": "data", "source": "body"}]
+        )
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ClientException(str(exc)) from None
+    try:
+        data = msgspec.convert(document, _BATCH, strict=False)
+    except msgspec.ValidationError as exc:
+        at = _AT.search(str(exc))
+        error = {
+            "message": str(exc).split(" - ", maxsplit=1)[0],
+            "key": at.group(1) if at else "data",
+            "source": "body",
+        }
+        raise ValidationException(failed, extra=[error]) from None
+    return usage_store.check_batch(data.events if isinstance(data, UsageBatchIn) else data)
 
 
 def ingest_json(result: usage_store.IngestResult) -> dict[str, Any]:
@@ -107,10 +140,28 @@ class UsageController(Controller):
     path = "/v1"
     tags = ["usage"]
 
-    @command("/usage-events", "ingestUsageEvents", Permission.BILLING_WRITE, status=200)
-    def ingest_events(self, data: JSONBody[list[Any] | UsageBatchIn], run: Run) -> Response[bytes]:
-        events = usage_store.check_batch(data.events if isinstance(data, UsageBatchIn) else data)
-        return run(events, lambda tx: ingest_json(usage_store.ingest(tx.conn, tx.book_id, events)))
+    @command(
+        "/usage-events", "ingestUsageEvents", Permission.BILLING_WRITE, status=200, raw_json=True
+    )
+    def ingest_events(
+        self, request: Request[Any, Any, Any], body: RawBody, run: Run
+    ) -> Response[bytes]:
+        """A batch of well-formed events is decoded straight into typed events and
+        stored from them; any other body is decoded as plain JSON and goes the event
+        by event way (`batch_of` answers a body that is no batch as Litestar would)."""
+        typed = usage_store.decode_batch(body)
+        # An Idempotency-Key fingerprints the events as plain JSON, as it always did.
+        keyed = request.headers.get("idempotency-key") is not None
+        plain = batch_of(request, body) if typed is None or keyed else None
+
+        def work(tx: Tx) -> dict[str, Any]:
+            done = None if typed is None else usage_store.ingest_decoded(tx.conn, tx.book_id, typed)
+            if done is None:
+                events = plain if plain is not None else batch_of(request, body)
+                done = usage_store.ingest(tx.conn, tx.book_id, events)
+            return ingest_json(done)
+
+        return run(plain, work)
 
     @command("/meters", "createMeter", Permission.BILLING_WRITE)
     def create_meter(self, data: JSONBody[MeterIn], run: Run) -> Response[bytes]:

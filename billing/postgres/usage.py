@@ -1,12 +1,14 @@
 """Usage events and meters in PostgreSQL (rules: billing.usage).
 
-Ingestion: a batch whose events are all good is checked in one msgspec pass
-and one loop that builds its columns (`_checked`); any bad event sends it down
-`parse_event`'s path, event by event, which names each refusal. The batch's
-distinct customers (id or external_id) and metrics are resolved by one small
-query each, then one `INSERT … SELECT FROM unnest(…)` stores the events, sent
-as binary arrays, one per column (no per-event JSON for the server to parse,
-no per-event lookups): a good batch first without ON CONFLICT (in a savepoint;
+Ingestion: a request body is decoded straight into typed events (`decode_batch`:
+gc-untracked Structs, properties kept as their JSON text), a list of plain JSON
+values is converted to them (`_checked`); a batch whose events are all good is
+checked once per distinct value and becomes columns (`_columns_of`); any bad
+event sends it down `parse_event`'s path, event by event, which names each
+refusal. The batch's distinct customers (id or external_id) and metrics are
+resolved by one small query each, then one `INSERT … SELECT FROM unnest(…)`
+stores the events, sent as binary arrays, one per column (no per-event lookups):
+a good batch first without ON CONFLICT (in a savepoint;
 a stored id makes it go again with it), else `ON CONFLICT (book_id, id) DO
 NOTHING`. Only when some were not inserted does a second
 statement compare them with the stored event of their id (the same content: a
@@ -22,6 +24,7 @@ own metric aggregates with the price's `aggregation`, unfiltered.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -57,13 +60,16 @@ from ledger.postgres.books import book_window
 
 __all__ = [
     "BatchTooLarge",
+    "EventJson",
     "IngestResult",
     "Meter",
     "aggregate",
     "aggregate_many",
     "aggregate_many_query",
     "create_meter",
+    "decode_batch",
     "ingest",
+    "ingest_decoded",
     "list_meters",
     "meter_for",
 ]
@@ -114,12 +120,15 @@ select m.metric from unnest(%(metrics)b::text[]) as m(metric)
 """
 
 # The rows arrive as binary arrays (one per column), sorted by id: one lock
-# order for every batch, so overlapping batches cannot deadlock.
+# order for every batch, so overlapping batches cannot deadlock. Quantities come
+# as their decimal text (numeric's input reads it exactly; a Decimal's binary
+# dump cost three times a string's), properties as JSON text.
 _INSERT = """
 insert into usage_events (book_id, id, customer_id, metric, quantity, occurred_at, properties)
-select %(book)s, t.id, t.customer_id, t.metric, t.quantity, t.occurred_at, t.properties::jsonb
+select %(book)s, t.id, t.customer_id, t.metric, t.quantity::numeric, t.occurred_at,
+       t.properties::jsonb
   from unnest(%(ids)b::text[], %(customers)b::uuid[], %(metrics)b::text[],
-              %(quantities)b::numeric[], %(times)b::timestamptz[], %(properties)b::text[])
+              %(quantities)b::text[], %(times)b::timestamptz[], %(properties)b::text[])
        as t(id, customer_id, metric, quantity, occurred_at, properties)
  order by t.id collate "C"  -- bytewise: the same order, without the locale's slow compare
 on conflict (book_id, id) do nothing
@@ -133,9 +142,10 @@ returning id
 # and the batch goes in again by `_INSERT` — as one lock order, no deadlock either.
 _INSERT_NEW = """
 insert into usage_events (book_id, id, customer_id, metric, quantity, occurred_at, properties)
-select %(book)s, t.id, t.customer_id, t.metric, t.quantity, t.occurred_at, t.properties::jsonb
+select %(book)s, t.id, t.customer_id, t.metric, t.quantity::numeric, t.occurred_at,
+       t.properties::jsonb
   from unnest(%(ids)b::text[], %(customers)b::uuid[], %(metrics)b::text[],
-              %(quantities)b::numeric[], %(times)b::timestamptz[], %(properties)b::text[])
+              %(quantities)b::text[], %(times)b::timestamptz[], %(properties)b::text[])
        as t(id, customer_id, metric, quantity, occurred_at, properties)
  order by t.id collate "C"
 """
@@ -145,10 +155,10 @@ select %(book)s, t.id, t.customer_id, t.metric, t.quantity, t.occurred_at, t.pro
 # so an event a concurrent batch committed while this one waited is seen too.
 _SAME = """
 select t.id, e.customer_id = t.customer_id and e.metric = t.metric
-       and e.quantity = t.quantity and e.occurred_at = t.occurred_at
+       and e.quantity = t.quantity::numeric and e.occurred_at = t.occurred_at
        and e.properties = t.properties::jsonb
   from unnest(%(ids)b::text[], %(customers)b::uuid[], %(metrics)b::text[],
-              %(quantities)b::numeric[], %(times)b::timestamptz[], %(properties)b::text[])
+              %(quantities)b::text[], %(times)b::timestamptz[], %(properties)b::text[])
        as t(id, customer_id, metric, quantity, occurred_at, properties)
   join usage_events e on e.book_id = %(book)s and e.id = t.id
 """
@@ -217,7 +227,7 @@ def _columns(
         "ids": [e.id for e in events],
         "customers": [customers[e.customer] for e in events],
         "metrics": [e.metric for e in events],
-        "quantities": [e.quantity for e in events],
+        "quantities": [str(e.quantity) for e in events],
         "times": [e.occurred_at for e in events],
         "properties": [encode(e.properties).decode() for e in events],
     }
@@ -225,7 +235,7 @@ def _columns(
 
 class _EventIn(msgspec.Struct, forbid_unknown_fields=True):
     """An event's JSON shape, checked in one C pass (msgspec.convert); what it cannot
-    say (id and name rules, the quantity's digits, the timestamp) `_checked` says."""
+    say (id and name rules, the quantity's digits, the timestamp) `_columns_of` says."""
 
     id: str
     customer: str
@@ -238,6 +248,40 @@ class _EventIn(msgspec.Struct, forbid_unknown_fields=True):
 _EVENTS = list[_EventIn]
 
 
+class EventJson(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """`_EventIn` decoded straight from a request body: properties stay the JSON text
+    they were sent as (no dict per event, nothing re-encoded), and the events are not
+    tracked by the garbage collector (a batch's 10,000 tracked objects set off full
+    collections of the whole server heap, 120 ms each, every third batch)."""
+
+    id: str
+    customer: str
+    metric: str
+    timestamp: str
+    quantity: str | int = "1"
+    properties: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class _BatchJson(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    events: list[EventJson]
+
+
+_BATCH_JSON = msgspec.json.Decoder(list[EventJson] | _BatchJson)
+
+
+def decode_batch(body: bytes) -> list[EventJson] | None:
+    """A request body's events when it is a batch (a JSON array or `{"events": [...]}`)
+    of events of the right JSON shape, else None: the caller decodes it as before,
+    and `parse_event` says what is wrong. More than MAX_BATCH events: BatchTooLarge."""
+    try:
+        decoded = _BATCH_JSON.decode(body)
+    except msgspec.MsgspecError:
+        return None
+    events = decoded.events if isinstance(decoded, _BatchJson) else decoded
+    check_batch(events)
+    return events
+
+
 @dataclass(slots=True)
 class _Columns:
     """Good events, one list per column (what the insert sends)."""
@@ -245,48 +289,87 @@ class _Columns:
     ids: list[str]
     customers: list[str]
     metrics: list[str]
-    quantities: list[Decimal]
+    quantities: list[str]  # decimal text
     times: list[datetime]
-    properties: list[dict[str, Any]]
+    properties: list[str]  # JSON objects
 
 
 def _checked(raw: list[Any], first_day: date, today: date) -> _Columns | None:
     """The batch as columns when every event is good and no id comes twice, else None:
     the caller then takes `parse_event`'s path, event by event, which says what is
     wrong with each (so a bad batch answers exactly as before, only a good one is
-    faster). The checks are `parse_event`'s, without an object per event."""
+    faster)."""
     try:
         events = msgspec.convert(raw, _EVENTS)
     except msgspec.ValidationError:
         return None
-    earliest, latest = first_moment(first_day), latest_moment(today)
-    quantities: dict[str | int, Decimal | None] = {}  # a batch repeats few quantities
-    moments: dict[str, datetime | None] = {}
-    out = _Columns([], [], [], [], [], [])
-    for e in events:
-        if len(e.id) > MAX_ID_LENGTH or not e.id.strip() or not e.customer.strip():
-            return None
-        if not metric_name(e.metric):
-            return None
-        if e.quantity in quantities:
-            quantity = quantities[e.quantity]
-        else:
-            quantity = quantities[e.quantity] = event_quantity(e.quantity)
-        if e.timestamp in moments:
-            moment = moments[e.timestamp]
-        else:
-            moment = moments[e.timestamp] = event_moment(e.timestamp)
-        if quantity is None or moment is None or not earliest <= moment <= latest:
-            return None
-        out.ids.append(e.id)
-        out.customers.append(e.customer)
-        out.metrics.append(e.metric)
-        out.quantities.append(quantity)
-        out.times.append(moment)
-        out.properties.append(e.properties)
-    if len(set(out.ids)) != len(out.ids):
+    encode = msgspec.json.encode
+    return _columns_of(events, first_day, today, [encode(e.properties).decode() for e in events])
+
+
+# A number with a fraction or exponent, or an escape, in properties sent as JSON
+# text (or a string that looks like one): rewritten as `_checked` writes a decoded
+# object (1.10 and 1e2 as msgspec's floats 1.1 and 100.0; an escape checked), so
+# what is stored does not depend on the way the batch took.
+_REWRITE = re.compile(rb"[0-9][.eE]|\\")
+
+
+def _object_text(text: bytes) -> str | None:
+    """Properties sent as JSON text: their text when they are an object, else None."""
+    if text[:1] != b"{":  # msgspec.Raw starts at the value's first character
         return None
-    return out
+    try:
+        if _REWRITE.search(text) is not None:
+            text = msgspec.json.encode(msgspec.json.decode(text))
+        return text.decode()
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+
+
+def checked_json(events: list[EventJson], first_day: date, today: date) -> _Columns | None:
+    """`_checked` for events decoded by `decode_batch`."""
+    raw = [bytes(e.properties) for e in events]
+    text = {r: _object_text(r) for r in set(raw)}  # a batch repeats its properties often
+    return _columns_of(events, first_day, today, [text[r] for r in raw])
+
+
+def _columns_of(
+    events: Sequence[_EventIn] | Sequence[EventJson],
+    first_day: date,
+    today: date,
+    properties: list[str | None],
+) -> _Columns | None:
+    """The columns of events of the right shape, or None when one breaks a rule.
+    The checks are `parse_event`'s, made once per distinct value: a batch names
+    few customers, metrics, quantities and timestamps, each many times."""
+    ids = [e.id for e in events]
+    texts = [p for p in properties if p is not None]
+    if (
+        len(set(ids)) != len(ids)
+        or max(map(len, ids), default=0) > MAX_ID_LENGTH
+        or not all(map(str.strip, ids))
+        or len(texts) < len(properties)
+    ):
+        return None
+    customers = [e.customer for e in events]
+    metrics = [e.metric for e in events]
+    if not all(map(str.strip, set(customers))) or not all(map(metric_name, set(metrics))):
+        return None
+    earliest, latest = first_moment(first_day), latest_moment(today)
+    sent = {e.timestamp for e in events}
+    moment = {t: m for t in sent if (m := event_moment(t)) and earliest <= m <= latest}
+    amounts = {q: event_quantity(q) for q in {e.quantity for e in events}}
+    quantity = {q: str(exact) for q, exact in amounts.items() if exact is not None}
+    if len(moment) < len(sent) or len(quantity) < len(amounts):
+        return None
+    return _Columns(
+        ids,
+        customers,
+        metrics,
+        [quantity[e.quantity] for e in events],
+        [moment[e.timestamp] for e in events],
+        texts,
+    )
 
 
 def _known_metrics(conn: psycopg.Connection, book_id: uuid.UUID, metrics: set[str]) -> set[str]:
@@ -305,7 +388,6 @@ def _ingest_checked(
         return None
     if len(_known_metrics(conn, book_id, set(batch.metrics))) < len(set(batch.metrics)):
         return None
-    encode = msgspec.json.encode
     columns: dict[str, Any] = {
         "book": book_id,
         "ids": batch.ids,
@@ -313,7 +395,7 @@ def _ingest_checked(
         "metrics": batch.metrics,
         "quantities": batch.quantities,
         "times": batch.times,
-        "properties": [encode(p).decode() for p in batch.properties],
+        "properties": batch.properties,
     }
     duplicates: list[str] = []
     rejected: list[Rejection] = []
@@ -331,6 +413,18 @@ def _ingest_checked(
             for n in stored:
                 _answer(batch.ids[n], bool(same.get(batch.ids[n])), duplicates, rejected)
     return IngestResult(len(inserted), duplicates, rejected)
+
+
+def ingest_decoded(
+    conn: psycopg.Connection, book_id: uuid.UUID, events: list[EventJson]
+) -> IngestResult | None:
+    """Store a batch `decode_batch` decoded, in the caller's transaction, when every
+    event is good and names a known customer and metric; else None, having written
+    nothing: `ingest` of the same batch (decoded as plain JSON) then says which."""
+    good = checked_json(events, book_window(conn, book_id).first, _today(conn, book_id))
+    if good is None or not good.ids:
+        return None
+    return _ingest_checked(conn, book_id, good)
 
 
 def ingest(conn: psycopg.Connection, book_id: uuid.UUID, raw: Sequence[object]) -> IngestResult:
