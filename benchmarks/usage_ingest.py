@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from benchmarks._common import (
@@ -41,14 +41,18 @@ from benchmarks._common import (
 GOAL = 0.5
 
 
-def _events(prefix: str, batch: int, size: int, customers: int, now: str) -> list[dict[str, Any]]:
+def _events(
+    prefix: str, batch: int, size: int, customers: int, now: datetime
+) -> list[dict[str, Any]]:
+    # Each event its own millisecond, as a meter's events arrive: the route checks
+    # each distinct timestamp once, so one shared timestamp would flatter it.
     return [
         {
             "id": f"{prefix}-{batch}-{n}",
             "customer": f"c{n % customers}",
             "metric": "api_calls",
             "quantity": str(1 + n % 7),
-            "timestamp": now,
+            "timestamp": (now - timedelta(milliseconds=batch * size + n)).isoformat(),
             "properties": {"region": "eu" if n % 2 else "us", "endpoint": f"/v{n % 5}"},
         }
         for n in range(size)
@@ -178,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    now = datetime.now(UTC).replace(microsecond=0)
     batches = [
         _events("http", b, args.batch_size, args.customers, now) for b in range(args.batches)
     ]
