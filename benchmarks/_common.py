@@ -336,15 +336,19 @@ def session_cpu(sid: int) -> dict[tuple[int, int], tuple[str, float]]:
 
 def backend_cpu(db: BenchDatabase) -> dict[int, float]:
     """CPU seconds (user + system, /proc) of the client backends now connected to
-    the benchmark's database, this session's own excepted, by pid."""
-    with psycopg.connect(db.url, autocommit=True) as conn:
-        pids = [
-            row[0]
-            for row in conn.execute(
-                "select pid from pg_stat_activity where datname = current_database()"
-                " and backend_type = 'client backend' and pid <> pg_backend_pid()"
-            )
-        ]
+    the benchmark's database, this session's own excepted, by pid (none when the
+    server refuses one more connection: a shared server at max_connections)."""
+    try:
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            pids = [
+                row[0]
+                for row in conn.execute(
+                    "select pid from pg_stat_activity where datname = current_database()"
+                    " and backend_type = 'client backend' and pid <> pg_backend_pid()"
+                )
+            ]
+    except psycopg.OperationalError:
+        return {}
     return _pid_cpu(pids)
 
 
@@ -365,9 +369,9 @@ def backend_cpu_since(db: BenchDatabase, before: dict[int, float]) -> float | No
     connected then or now (a backend that left in between is missed); None when
     /proc does not show them (a remote server)."""
     after = backend_cpu(db)
-    after.update({pid: s for pid, s in _pid_cpu(before).items() if pid not in after})
-    if not after:
+    if not after or not before:
         return None
+    after.update({pid: s for pid, s in _pid_cpu(before).items() if pid not in after})
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 

@@ -286,7 +286,9 @@ def create_app(
         app.state.rate_limiter = RateLimiter()
         app.state.audit = AuditWriter(live)
         # The hot POST path runs on the event loop with its own asyncio pool.
-        app.state.async_pool = await live.open_async_pool()
+        # min_size 1: the usual post draws from the hot pool below, so this one
+        # (the general way) keeps one idle connection, not two, on a shared server.
+        app.state.async_pool = await live.open_async_pool(min_size=1)
         # The one-statement post (hot_path) in autocommit: no toggling per request.
         app.state.hot_pool = await live.open_async_pool(autocommit=True)
         if run_sealer:
