@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -24,6 +25,12 @@ from ledger.postgres.sealer import books_with_pending_seals, seal_pending
 log = logging.getLogger("activebilling.runtime")
 
 COMPACT_EVERY_ROUNDS = 300  # with the default 0.2 s sealing interval: once a minute
+# One sealer per database: the server's workers elect it by a session advisory
+# lock; the others try again this often (a dead leader's lock goes with its
+# connection, so a standby takes over within about this long).
+STANDBY_RETRY = 1.0
+LEADER_PING_ROUNDS = 25  # the leader checks its lock's connection every 25 rounds
+SEALER_LOCK = "ab_sealer"
 
 # During a database outage a request fails within these bounds (the HTTP edge
 # answers 503 with Retry-After) instead of queueing behind the pool:
@@ -151,6 +158,8 @@ class Runtime:
         self._checking = threading.Lock()
         self._stop = threading.Event()
         self._sealer: threading.Thread | None = None
+        self.sealer_elected = threading.Event()  # set while this runtime is the sealer
+        self._election: psycopg.Connection | None = None
         self._webhooks: WebhookWorker | None = None
         self._crm: CrmWorker | None = None
         self._messages: MessageSender | None = None
@@ -217,18 +226,21 @@ class Runtime:
         self.read_pool.putconn(conn)
         return None
 
-    async def open_async_pool(self, min_size: int = 2) -> AsyncConnectionPool:
+    async def open_async_pool(
+        self, min_size: int = 2, *, autocommit: bool = False
+    ) -> AsyncConnectionPool:
         """An asyncio pool with the same login and session settings, for handlers
         that run on the event loop (no thread hop). It belongs to the running
-        loop: the caller closes it (the HTTP app does so at shutdown)."""
+        loop: the caller closes it (the HTTP app does so at shutdown). With
+        autocommit, its connections run each statement as its own transaction."""
         pool = AsyncConnectionPool(
             self._url,
-            kwargs=_options(self.settings, self._login),
+            kwargs={**_options(self.settings, self._login), "autocommit": autocommit},
             min_size=min_size,
             max_size=self._max_size,
             configure=_aconfigure(self._set_role, self._session),
             open=False,
-            name="activebilling-async",
+            name="activebilling-async-autocommit" if autocommit else "activebilling-async",
             timeout=ACQUIRE_TIMEOUT,
             reconnect_timeout=RECONNECT_TIMEOUT,
         )
@@ -251,8 +263,12 @@ class Runtime:
         finally:
             self._checking.release()
 
-    def start_sealer(self, interval: float = 0.2) -> None:
-        self._sealer = threading.Thread(target=self._seal_loop, args=(interval,), daemon=True)
+    def start_sealer(self, interval: float = 0.2, standby_retry: float = STANDBY_RETRY) -> None:
+        if self._sealer is not None and self._sealer.is_alive():
+            return  # one sealer thread per runtime (apps built on a shared runtime)
+        self._sealer = threading.Thread(
+            target=self._seal_loop, args=(interval, standby_retry), daemon=True
+        )
         self._sealer.start()
 
     def start_webhooks(self, interval: float = 1.0) -> None:
@@ -266,9 +282,17 @@ class Runtime:
         self._messages = MessageSender(self.pool.connection)
         self._messages.start(interval)
 
-    def _seal_loop(self, interval: float) -> None:
+    def _seal_loop(self, interval: float, standby_retry: float) -> None:
+        """Seal every `interval` while elected; a standby only retries the election.
+        Before, every worker sealed: the losers of each book's try-lock paid four
+        round trips a round (their backends ~80 µs CPU per entry) for nothing."""
         rounds = 0
-        while not self._stop.wait(interval):
+        wait = 0.0  # the first election at once
+        while not self._stop.wait(wait):
+            if not self._elected(rounds):
+                wait = standby_retry
+                continue
+            wait = interval
             try:
                 self.seal_all(wait=False)
             except Exception:  # the next round retries; sealing never blocks writers
@@ -279,6 +303,40 @@ class Runtime:
                     self.compact_all()
                 except Exception:  # reads stay correct uncompacted, only slower
                     log.exception("compacting balances failed")
+        self._resign()
+
+    def _elected(self, rounds: int) -> bool:
+        """Whether this runtime holds the sealer's lock (taking it when free).
+        Behind a transaction-pooling PgBouncer a session lock means nothing: every
+        runtime seals, as before (each book's transaction lock still serializes)."""
+        if self.settings.transaction_pooling:
+            return True
+        conn = self._election
+        try:
+            if conn is None:
+                options: dict[str, Any] = _options(self.settings, self._login)
+                conn = self._election = psycopg.connect(self._url, autocommit=True, **options)
+            if self.sealer_elected.is_set():
+                if rounds % LEADER_PING_ROUNDS == 0:  # a lost connection lost the lock
+                    conn.execute("select 1")
+                return True
+            row = conn.execute(
+                "select pg_try_advisory_lock(hashtextextended(%s, 0))", (SEALER_LOCK,)
+            ).fetchone()
+        except psycopg.Error:
+            log.warning("the sealer's election connection failed; trying again")
+            self._resign()
+            return False
+        if row is not None and row[0]:
+            self.sealer_elected.set()
+            return True
+        return False
+
+    def _resign(self) -> None:
+        self.sealer_elected.clear()
+        if self._election is not None:
+            self._election.close()  # the lock goes with the session
+            self._election = None
 
     def compact_all(self) -> int:
         """Fold the per-writer balance slots of days before yesterday, in every

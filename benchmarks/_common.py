@@ -334,6 +334,47 @@ def session_cpu(sid: int) -> dict[tuple[int, int], tuple[str, float]]:
     return found
 
 
+def backend_cpu(db: BenchDatabase) -> dict[int, float]:
+    """CPU seconds (user + system, /proc) of the client backends now connected to
+    the benchmark's database, this session's own excepted, by pid (none when the
+    server refuses one more connection: a shared server at max_connections)."""
+    try:
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            pids = [
+                row[0]
+                for row in conn.execute(
+                    "select pid from pg_stat_activity where datname = current_database()"
+                    " and backend_type = 'client backend' and pid <> pg_backend_pid()"
+                )
+            ]
+    except psycopg.OperationalError:
+        return {}
+    return _pid_cpu(pids)
+
+
+def _pid_cpu(pids: Iterable[int]) -> dict[int, float]:
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # another machine's server (or the backend has gone)
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def backend_cpu_since(db: BenchDatabase, before: dict[int, float]) -> float | None:
+    """CPU seconds the server's backends spent since `before` (backend_cpu): those
+    connected then or now (a backend that left in between is missed); None when
+    /proc does not show them (a remote server)."""
+    after = backend_cpu(db)
+    if not after or not before:
+        return None
+    after.update({pid: s for pid, s in _pid_cpu(before).items() if pid not in after})
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 def cpu_per_item(
     before: dict[tuple[int, int], tuple[str, float]],
     after: dict[tuple[int, int], tuple[str, float]],

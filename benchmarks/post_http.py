@@ -36,6 +36,8 @@ from typing import Any
 from benchmarks._common import (
     HOT_ACCOUNT,
     BenchDatabase,
+    backend_cpu,
+    backend_cpu_since,
     bench_database,
     cpu_per_item,
     create_bench_book,
@@ -385,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         with http_server(db, workers=args.workers, server=args.server) as base:
             sid = server_pid(base)
             cpu_before = session_cpu(sid) if sid is not None else {}
+            backends_before = backend_cpu(db)  # the server's pools are open by now
             if use_wrk:
                 http = run_wrk(
                     base,
@@ -410,6 +413,13 @@ def main(argv: list[str] | None = None) -> int:
                 # (pgbench's ratio is not): µs by thread group, from /proc.
                 http["server_cpu_us_per_entry"] = cpu_per_item(
                     cpu_before, session_cpu(sid), http["created_201"], sid
+                )
+            # Its PostgreSQL backends' CPU per entry (the posting statement and its
+            # triggers, the sealer, the polling workers), from /proc by their pids.
+            backends = backend_cpu_since(db, backends_before)
+            if backends is not None:
+                http["backends_cpu_us_per_entry"] = round(
+                    backends * 1e6 / max(http["created_201"], 1), 1
                 )
         check = check_database(db, book.id)
         pgbench = run_pgbench(

@@ -249,9 +249,14 @@ def _database_error(
         checking: asyncio.Task[None] | None = state.get("async_pool_check")
         if checking is None or checking.done():
             state.async_pool_check = asyncio.get_running_loop().create_task(
-                state.async_pool.check()
+                _check_pools(state.async_pool, state.hot_pool)
             )
     return database_unavailable(request, exc)
+
+
+async def _check_pools(*pools: Any) -> None:
+    for pool in pools:
+        await pool.check()
 
 
 class ServiceApp(Litestar):
@@ -281,7 +286,11 @@ def create_app(
         app.state.rate_limiter = RateLimiter()
         app.state.audit = AuditWriter(live)
         # The hot POST path runs on the event loop with its own asyncio pool.
-        app.state.async_pool = await live.open_async_pool()
+        # min_size 1: the usual post draws from the hot pool below, so this one
+        # (the general way) keeps one idle connection, not two, on a shared server.
+        app.state.async_pool = await live.open_async_pool(min_size=1)
+        # The one-statement post (hot_path) in autocommit: no toggling per request.
+        app.state.hot_pool = await live.open_async_pool(autocommit=True)
         if run_sealer:
             live.start_sealer()
             live.start_webhooks()
@@ -289,6 +298,7 @@ def create_app(
     async def on_shutdown(app: Litestar) -> None:
         await anyio.to_thread.run_sync(app.state.audit.close)
         await app.state.async_pool.close()
+        await app.state.hot_pool.close()
         if owned:
             live.close()
 

@@ -139,7 +139,7 @@ async def answer(state: Any, scope: Any, receive: Receive, send: Send) -> Receiv
     request_state["principal"] = principal  # for the audit row and the access log
     try:
         response = await post_entry_once(
-            state.async_pool, PATH, principal, data, entry, key, entry_json, request_state
+            state.hot_pool, PATH, principal, data, entry, key, entry_json, request_state
         )
     except Exception as exc:  # the route raises it, for the app's exception handlers
         request_state[HOT_PATH_ERROR] = exc

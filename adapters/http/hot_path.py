@@ -27,7 +27,6 @@ import msgspec
 from litestar import Response
 from psycopg import AsyncConnection
 from psycopg import errors as pg
-from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.http.commands import JSON, request_fingerprint
@@ -104,18 +103,15 @@ async def post_entry_once(
 ) -> Response[bytes] | None:
     """Post `entry` in one statement: its 201 response, or None when the general
     way must answer (nothing was written): the key was already used, or an
-    account is unknown (there, a used key is a 409 before any 404)."""
+    account is unknown (there, a used key is a 409 before any 404).
+
+    `pool` opens its connections in autocommit: the statement is the transaction
+    (no BEGIN, no COMMIT); an account lookup (once per process and account)
+    commits by itself too. (Toggling a shared pool's connection per request cost
+    two more awaits, ~16 µs of the event loop.)"""
     async with pool.connection() as conn:
-        # Autocommit: the statement is the transaction (no BEGIN, no COMMIT); an
-        # account lookup (once per process and account) commits by itself too.
-        await conn.set_autocommit(True)
-        try:
-            row = await _post(conn, path, principal, payload, entry, key, entry_json, request_state)
-        finally:
-            # Idle: back to the pool's default. Otherwise (a statement cut off,
-            # a broken connection) the pool discards the connection anyway.
-            if conn.info.transaction_status == TransactionStatus.IDLE:
-                await conn.set_autocommit(False)
+        assert conn.autocommit, "the hot path needs an autocommit pool"
+        row = await _post(conn, path, principal, payload, entry, key, entry_json, request_state)
     if row is None:
         return None
     request_state["audited"] = True  # written by the statement: the after-response writer skips it

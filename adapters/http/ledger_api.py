@@ -246,7 +246,7 @@ class LedgerController(Controller):
                 entry = None
             if entry is not None and needs_no_reads(entry):
                 answered = await post_entry_once(
-                    state.async_pool,
+                    state.hot_pool,
                     request.url.path,
                     principal,
                     data,

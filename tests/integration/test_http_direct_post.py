@@ -155,3 +155,26 @@ def test_a_cached_key_whose_role_may_not_post_gets_the_routes_403(
         r = client.post("/v1/journal-entries", json=entry_body(), headers=auth(operator))
         assert_problem(r, 403, "forbidden")
     assert direct_posts == []
+
+
+def test_the_direct_post_draws_from_an_autocommit_pool_the_general_way_does_not(
+    client: Any, book: BookFixture, direct_posts: list[str]
+) -> None:
+    """The one-statement post needs no transaction around it, so its pool's
+    connections are opened in autocommit (no toggle per request); the general
+    way's unit of work still runs in a transaction, committed explicitly."""
+    h = auth(book.admin_key)
+    assert client.get("/v1/accounts", headers=h).status_code == 200  # the key is cached
+    posted = client.post(
+        "/v1/journal-entries", json=entry_body(), headers={**h, "Idempotency-Key": "ac-1"}
+    )
+    assert posted.status_code == 201 and direct_posts == ["ac-1"]
+    state = client.app.state
+
+    async def autocommit(pool: Any) -> bool:
+        async with pool.connection() as conn:
+            return bool(conn.autocommit)
+
+    portal = client.blocking_portal  # the app's event loop: the pools belong to it
+    assert portal.call(autocommit, state.hot_pool) is True
+    assert portal.call(autocommit, state.async_pool) is False
