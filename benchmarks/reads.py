@@ -12,9 +12,11 @@ They are written either through the real `post_entries` path in batches of
 `INSERT … SELECT generate_series` statements of 100,000 entries per
 transaction into journal_entries and postings as the application role, so
 every trigger (balance check, periods, projections, sealing queue) and
-foreign key still runs (`--load sql`). `auto` picks post_entries up to 2M
-postings. Writes rotate over 4 connections, so the daily balances use
-several per-backend slots, as under concurrent writers.
+foreign key still runs (`--load sql`; UUID v7 ids rising with the entry
+number, as `post_entries` writes them, since 2026-12-01; md5 ids before).
+`auto` picks post_entries up to 2M postings. Writes rotate over 4
+connections, so the daily balances use several per-backend slots, as under
+concurrent writers.
 
 Timed (each `--runs` times, median and p95, wall time from Python, including
 the round trip and result conversion): `trial_balance_as_of` at the last day,
