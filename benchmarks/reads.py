@@ -12,9 +12,11 @@ They are written either through the real `post_entries` path in batches of
 `INSERT … SELECT generate_series` statements of 100,000 entries per
 transaction into journal_entries and postings as the application role, so
 every trigger (balance check, periods, projections, sealing queue) and
-foreign key still runs (`--load sql`). `auto` picks post_entries up to 2M
-postings. Writes rotate over 4 connections, so the daily balances use
-several per-backend slots, as under concurrent writers.
+foreign key still runs (`--load sql`; UUID v7 ids rising with the entry
+number, as `post_entries` writes them, since 2026-12-01; md5 ids before).
+`auto` picks post_entries up to 2M postings. Writes rotate over 4
+connections, so the daily balances use several per-backend slots, as under
+concurrent writers.
 
 Timed (each `--runs` times, median and p95, wall time from Python, including
 the round trip and result conversion): `trial_balance_as_of` at the last day,
@@ -108,18 +110,30 @@ def load_post_entries(
             c.close()
 
 
-GEN_ENTRIES = """
+# Entry n's id, shaped as `post_entries` writes them (UUID v7: 48 bits of Unix
+# milliseconds, version 7, the variant bits, the rest random): its millisecond
+# is n past midnight of the first day, so ids rise with n as a real book's rise
+# with time and its postings lie on the heap in id order. The random bits are
+# an md5 of the book and n, so the entries' and the postings' statements agree.
+ENTRY_ID = """
+(lpad(to_hex((extract(epoch from %(start)s::date) * 1000)::bigint + n), 12, '0') || '7'
+ || substr(r.h, 13, 3) || translate(substr(r.h, 16, 1), '0123456789abcdef', '89ab89ab89ab89ab')
+ || substr(r.h, 17, 15))::uuid
+""".strip()
+_RANDOM_BITS = "lateral (select md5(%(book)s::text || ':' || n) as h) r"
+
+GEN_ENTRIES = f"""
 insert into journal_entries (book_id, id, effective_date, memo, idempotency_key, request_hash)
-select %(book)s, md5(%(book)s::text || ':' || n)::uuid, %(start)s::date + (n %% %(days)s)::int,
+select %(book)s, {ENTRY_ID}, %(start)s::date + (n %% %(days)s)::int,
        '', 'g' || n, md5(n::text)
-  from generate_series(%(first)s::bigint, %(last)s::bigint) n
+  from generate_series(%(first)s::bigint, %(last)s::bigint) n, {_RANDOM_BITS}
 """
 
-GEN_POSTINGS = """
+GEN_POSTINGS = f"""
 insert into postings (book_id, entry_id, line_no, account_id, amount, currency, effective_date)
-select %(book)s, md5(%(book)s::text || ':' || n)::uuid, l.line_no, l.account_id, l.amount, 'USD',
+select %(book)s, {ENTRY_ID}, l.line_no, l.account_id, l.amount, 'USD',
        %(start)s::date + (n %% %(days)s)::int
-  from generate_series(%(first)s::bigint, %(last)s::bigint) n,
+  from generate_series(%(first)s::bigint, %(last)s::bigint) n, {_RANDOM_BITS},
        lateral (select ((100 + (n * 7919) %% 99900)::numeric / 100)::numeric(14, 2) as amount,
                        (((100 + (n * 7919) %% 99900) / 10)::numeric / 100)::numeric(14, 2)
                          as tax) a,

@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.verify [--postings 1000000] [--runs 2]
 
 The book is the one `benchmarks.reads` builds with `--load sql` (2- and
-3-posting entries over 1,096 days, ~30 accounts, written by set-based
+3-posting entries over 1,096 days, ~30 accounts, UUID v7 ids rising with the
+entry number as `post_entries` writes them, written by set-based
 `INSERT … SELECT` as the application role so every trigger runs), then sealed
 by the real sealer. Timed: `verify_book` (the ledger's checks: balance per
 entry and currency, the seal chain re-hashed, unsealed entries, daily and
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
                 "select count(*) from postings where book_id = %s", (book.id,)
             ).fetchone()
             postings = int(row[0]) if row else 0
+            first = conn.execute(
+                "select id from journal_entries where book_id = %s order by id limit 1", (book.id,)
+            ).fetchone()
+            id_version = first[0].version if first else None
             baseline_s, book_s, all_s = [], [], []
             found_book: list[object] = []
             found_all: list[object] = []
@@ -150,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                 "entries": sealed,
                 "postings": postings,
                 "generated_by": "set-based INSERT … SELECT, entries and postings in one statement",
+                # v7 since 2026-12-01 (time-ordered, as post_entries writes them); md5 before
+                "entry_id_uuid_version": id_version,
                 "load_s": round(load_s, 2),
                 "seal_s": round(seal_s, 2),
             },
