@@ -70,6 +70,7 @@ from billing.wallets import USAGE, wallet_account
 from ledger.entries import JournalEntry, Posting, build_entry
 from ledger.errors import NotFound
 from ledger.money import Money
+from ledger.postgres.planner import set_based_read
 
 UNBILLED = "Assets:Receivable:Unbilled"
 MAX_BATCH = 10_000
@@ -496,10 +497,12 @@ def rate_through(
     errors: list[tuple[str, str]] = []
     sums: dict[SummaryKey, Decimal] = defaultdict(Decimal)
     rated = 0
-    # Sorting a run's CDRs in memory, planned for reading them all.
-    conn.execute("set local work_mem = '256MB'")
-    conn.execute("set local cursor_tuple_fraction = 1")
-    with conn.cursor(name=f"cdr_rating_{run_id.hex}", binary=True) as cur:
+    # Sorting a run's CDRs in memory, planned for reading them all; only for the read
+    # (the postings after it are planned as usual).
+    with (
+        set_based_read(conn, work_mem="256MB"),
+        conn.cursor(name=f"cdr_rating_{run_id.hex}", binary=True) as cur,
+    ):
         cur.execute(
             "select subscriber, cdr_id, event_type, start, quantity, destination, roaming"
             # Byte order (the columns' collation "C"): the order Python compares ids in
