@@ -427,8 +427,10 @@ def cpu_seconds(pids: Iterable[int] = (), pgid: int | None = None) -> float:
     process group `pgid`, from /proc (this machine's processes only)."""
     tick = os.sysconf("SC_CLK_TCK")
     wanted = set(pids)
+    # Without a group, only the given processes' files (not every process's).
+    entries = Path("/proc").iterdir() if pgid is not None else (Path(f"/proc/{p}") for p in wanted)
     total = 0
-    for entry in Path("/proc").iterdir():
+    for entry in entries:
         if not entry.name.isdigit():
             continue
         try:
@@ -438,6 +440,15 @@ def cpu_seconds(pids: Iterable[int] = (), pgid: int | None = None) -> float:
         if int(entry.name) in wanted or (pgid is not None and int(fields[2]) == pgid):
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / tick
+
+
+def backend_cpu_seconds(pids: Iterable[int]) -> float | None:
+    """`cpu_seconds` of these processes (server backends, say), or None when one of them
+    is not on this machine: a server elsewhere, or a process gone."""
+    wanted = list(pids)
+    if not all(Path(f"/proc/{p}/stat").exists() for p in wanted):
+        return None
+    return cpu_seconds(wanted)
 
 
 # --- figures ---------------------------------------------------------------------------

@@ -31,7 +31,6 @@ every invoice line with a service period): lines/s and its total time.
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 import time
 import uuid
@@ -41,7 +40,14 @@ from datetime import date
 
 import psycopg
 
-from benchmarks._common import BenchDatabase, analyze, bench_database, emit, ratio
+from benchmarks._common import (
+    BenchDatabase,
+    analyze,
+    backend_cpu_seconds,
+    bench_database,
+    emit,
+    ratio,
+)
 from benchmarks.post_batch import make_entries
 from billing.postgres.billing_runs import run_billing
 from billing.postgres.posting import post_entries  # the baseline entries name invoices
@@ -162,21 +168,6 @@ def _posting_rate(db: BenchDatabase, book_id: uuid.UUID, count: int, batch: int)
         return count / (time.perf_counter() - started)
 
 
-def _backend_cpu(pids: list[int]) -> float | None:
-    """CPU seconds (user + system) of the run's server backends, from /proc (a server on
-    this machine; None elsewhere), read while they are still open."""
-    try:
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in pids:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return round(total / tick, 2)
-    except (OSError, ValueError):
-        return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subscriptions", type=int, default=5000)
@@ -209,7 +200,9 @@ def main() -> None:
                 )
                 billing_s = time.perf_counter() - started
                 client_cpu = time.process_time() - cpu
-                server_cpu = _backend_cpu(connections.backends())
+                server_cpu = backend_cpu_seconds(connections.backends())
+                if server_cpu is not None:
+                    server_cpu = round(server_cpu, 2)
             finally:
                 connections.close()
             posted = conn.execute(

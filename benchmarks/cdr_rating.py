@@ -21,7 +21,6 @@ postings of the run) holds.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import time
 import uuid
@@ -30,12 +29,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from benchmarks._common import BenchDatabase, analyze, bench_database, emit, ratio
+from benchmarks._common import (
+    BenchDatabase,
+    analyze,
+    backend_cpu_seconds,
+    bench_database,
+    emit,
+    ratio,
+)
 from billing.postgres import telecom as store
 from billing.postgres.verify import verify_cdr_ratings
 
@@ -136,15 +141,6 @@ def _copy_baseline(db: BenchDatabase, rows: list[tuple[int, dict[str, Any]]]) ->
         return time.perf_counter() - began
 
 
-def _backend_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a server backend on this machine; -1e9 if unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return -1e9
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cdrs", type=int, default=1_000_000)
@@ -164,7 +160,7 @@ def main() -> None:
                 conn.commit()
         imported = time.perf_counter() - began
         analyze(db)
-        backends: list[float] = []
+        backends: list[float | None] = []
 
         @contextmanager
         def connect() -> Iterator[psycopg.Connection]:
@@ -172,16 +168,18 @@ def main() -> None:
             with db.connect(app_role=True) as conn:
                 found = conn.execute("select pg_backend_pid()").fetchone()
                 pid = found[0] if found else 0
-                before = _backend_cpu(pid)
+                before = backend_cpu_seconds([pid])
                 yield conn
-                backends.append(_backend_cpu(pid) - before)
+                after = backend_cpu_seconds([pid])
+                backends.append(None if before is None or after is None else after - before)
 
         began = time.perf_counter()
         cpu = time.process_time()  # all the client's threads
         runs = store.rate_in_parts(connect, book_id, date(2026, 4, 1), args.parts)
         rated = time.perf_counter() - began
         client_cpu = time.process_time() - cpu
-        server_cpu = sum(backends)
+        # None when a backend could not be read (a server on another machine).
+        server_cpu = None if None in backends else sum(b or 0.0 for b in backends)
         run_rated = sum(r.rated for r in runs)
         amounts: dict[str, Decimal] = defaultdict(Decimal)
         for r in runs:
@@ -209,15 +207,15 @@ def main() -> None:
                 "rating_seconds": round(rated, 3),
                 "rating_cdrs_per_s": None if rate is None else round(rate, 1),
                 "rating_client_cpu_seconds": round(client_cpu, 3),
-                "rating_server_cpu_seconds": None if server_cpu < 0 else round(server_cpu, 3),
+                "rating_server_cpu_seconds": None if server_cpu is None else round(server_cpu, 3),
                 # What the CPU seconds allow on an idle 2-core box: both cores at most, the
                 # client's threads one core (the GIL), each backend one core.
                 "rating_cdrs_per_s_2_idle_cores_bound": round(
                     run_rated
                     / max(
-                        (client_cpu + server_cpu) / 2,
+                        (client_cpu + (server_cpu or 0.0)) / 2,
                         client_cpu,
-                        server_cpu / min(args.parts, 2),
+                        (server_cpu or 0.0) / min(args.parts, 2),
                         1e-9,
                     ),
                     1,

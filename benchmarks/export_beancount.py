@@ -27,23 +27,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from adapters.exports.beancount import ExportRange, begin_snapshot, export_beancount
-from benchmarks._common import account_ids, analyze, bench_database, create_bench_book, emit, ratio
+from benchmarks._common import (
+    account_ids,
+    analyze,
+    backend_cpu_seconds,
+    bench_database,
+    create_bench_book,
+    emit,
+    ratio,
+)
 from benchmarks.reads import DAYS, debit_accounts, load_post_entries
 from ledger.postgres.sealer import seal_pending
 
 
 def _rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _backend_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a local PostgreSQL backend (None when not readable)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,12 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         with db.connect(app_role=True) as conn, out.open("w", encoding="utf-8") as handle:
             pid = conn.info.backend_pid
-            server0, client0 = _backend_cpu_s(pid), time.process_time()
+            server0, client0 = backend_cpu_seconds([pid]), time.process_time()
             begin_snapshot(conn)
             for chunk in export_beancount(conn, book.id, ExportRange()):
                 handle.write(chunk)
             conn.rollback()
-            server1, client1 = _backend_cpu_s(pid), time.process_time()
+            server1, client1 = backend_cpu_seconds([pid]), time.process_time()
         export_s = time.perf_counter() - t0
         load_after = os.getloadavg()[0]
         server_cpu = None if server0 is None or server1 is None else round(server1 - server0, 2)

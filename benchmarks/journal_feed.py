@@ -14,16 +14,22 @@ the same run, the raw cost of getting those rows out of PostgreSQL.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 
 from adapters.exports import journal_feed
-from benchmarks._common import account_ids, analyze, bench_database, create_bench_book, emit, ratio
+from benchmarks._common import (
+    account_ids,
+    analyze,
+    backend_cpu_seconds,
+    bench_database,
+    create_bench_book,
+    emit,
+    ratio,
+)
 from benchmarks.reads import DAYS, debit_accounts, load_post_entries
 from ledger.postgres.sealer import seal_pending
 
@@ -41,11 +47,7 @@ copy (select s.seq, e.id, e.effective_date, e.memo, p.line_no, a.name, a.code, p
 def backend_cpu(conn: psycopg.Connection) -> float | None:
     """CPU seconds of the connection's server process so far (user + system), when the
     server runs on this machine: less dependent on the box's load than wall time."""
-    try:
-        fields = Path(f"/proc/{conn.info.backend_pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return backend_cpu_seconds([conn.info.backend_pid])
 
 
 def _spent(before: float | None, after: float | None) -> float | None:

@@ -32,7 +32,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from benchmarks._common import BenchDatabase, analyze, bench_database, emit, ratio
+from benchmarks._common import (
+    BenchDatabase,
+    analyze,
+    backend_cpu_seconds,
+    bench_database,
+    emit,
+    ratio,
+)
 from benchmarks.post_batch import make_entries
 from billing.postgres import catalog, customers
 from billing.postgres import subscriptions as subs
@@ -260,13 +267,10 @@ def _check_books(db: BenchDatabase, book_id: uuid.UUID) -> dict[str, Any]:
 
 
 def _backend_cpu(pid: int) -> float:
-    """CPU seconds of a PostgreSQL backend on this machine (user + system), from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:  # another machine's server (or no /proc): not measured
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of a PostgreSQL backend on this machine (user + system); NaN for
+    another machine's server (not measured)."""
+    seconds = backend_cpu_seconds([pid])
+    return float("nan") if seconds is None else seconds
 
 
 def _temp_bytes(db: BenchDatabase) -> int:

@@ -26,7 +26,6 @@ and the ledger's postings on each wallet account sum to that balance.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import threading
@@ -40,6 +39,7 @@ from typing import Any
 from benchmarks._common import (
     BenchDatabase,
     analyze,
+    backend_cpu_seconds,
     bench_database,
     emit,
     percentile,
@@ -50,18 +50,8 @@ from billing.postgres import wallets as store
 
 GOAL = 0.5
 DAY = date(2026, 3, 1)
-_TICK = os.sysconf("SC_CLK_TCK")
 # pgbench -i's statements: its backend loads the tables and is not the timed run.
 _LOADING = re.compile(r"\s*(copy|vacuum|create|drop|alter|truncate)\b", re.IGNORECASE)
-
-
-def _cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system) of a process on this machine; None once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _children() -> list[int]:
@@ -95,7 +85,7 @@ class _PgbenchCpu(threading.Thread):
                 for pid, query in rows:
                     if _LOADING.match(query or ""):
                         self.loaders.add(pid)
-                    cpu = _cpu_s(pid)
+                    cpu = backend_cpu_seconds([pid])
                     if cpu is not None:
                         self.backends[pid] = cpu
                 for pid in _children():
@@ -103,7 +93,7 @@ class _PgbenchCpu(threading.Thread):
                         timed = b"-T" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
                     except OSError:
                         continue
-                    cpu = _cpu_s(pid)
+                    cpu = backend_cpu_seconds([pid])
                     if timed and cpu is not None:
                         self.clients[pid] = cpu
 
@@ -160,7 +150,7 @@ def main() -> None:
                 pid = found[0] if found else 0
                 conn.commit()
                 barrier.wait()
-                before = _cpu_s(pid)
+                before = backend_cpu_seconds([pid])
                 while not stop.is_set():
                     wallet = rng.choice(wallets)
                     try:
@@ -175,7 +165,7 @@ def main() -> None:
                     except BaseException as exc:  # reported below, the run goes on
                         conn.rollback()
                         errors.append(exc)
-                after = _cpu_s(pid)
+                after = backend_cpu_seconds([pid])
                 if before is not None and after is not None:
                     backend_cpu[n] = after - before
 

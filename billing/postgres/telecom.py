@@ -70,6 +70,7 @@ from billing.wallets import USAGE, wallet_account
 from ledger.entries import JournalEntry, Posting, build_entry
 from ledger.errors import NotFound
 from ledger.money import Money
+from ledger.postgres.planner import set_based_read
 
 UNBILLED = "Assets:Receivable:Unbilled"
 MAX_BATCH = 10_000
@@ -496,10 +497,12 @@ def rate_through(
     errors: list[tuple[str, str]] = []
     sums: dict[SummaryKey, Decimal] = defaultdict(Decimal)
     rated = 0
-    # Sorting a run's CDRs in memory, planned for reading them all.
-    conn.execute("set local work_mem = '256MB'")
-    conn.execute("set local cursor_tuple_fraction = 1")
-    with conn.cursor(name=f"cdr_rating_{run_id.hex}", binary=True) as cur:
+    # Sorting a run's CDRs in memory, planned for reading them all; only for the read
+    # (the postings after it are planned as usual).
+    with (
+        set_based_read(conn, work_mem="256MB"),
+        conn.cursor(name=f"cdr_rating_{run_id.hex}", binary=True) as cur,
+    ):
         cur.execute(
             "select subscriber, cdr_id, event_type, start, quantity, destination, roaming"
             # Byte order (the columns' collation "C"): the order Python compares ids in
@@ -541,9 +544,18 @@ def rate_through(
         " values (%s, %s, %s, %s, %s, %s)",
         (book_id, run_id, through, rated, len(errors), len(entries)),
     )
+    failed = [e[0] for e in errors]
+    # The rated postpaid CDRs wait for their invoice (prepaid ones are never invoiced).
+    postpaid = [s for s, (_, _, wallet_id) in subscribers.items() if wallet_id is None]
+    if postpaid:
+        conn.execute(
+            "insert into cdr_billing_queue (book_id, cdr_id, subscriber, start)"
+            " select book_id, cdr_id, subscriber, start from pg_temp.cdr_run"
+            " where subscriber = any(%s) and cdr_id <> all(%s)",
+            (postpaid, failed),
+        )
     if errors:
         # Unrateable CDRs stay unrated: back in the queue, to be tried again.
-        failed = [e[0] for e in errors]
         conn.execute(
             "insert into cdr_rating_queue select * from pg_temp.cdr_run where cdr_id = any(%s)",
             (failed,),

@@ -145,6 +145,12 @@ def test_import_rate_and_post_summaries(runtime: Runtime, book: BookFixture) -> 
         assert wallet_now.balance == D("3.58")
     nothing = in_tx(runtime, lambda c: store.rate_through(c, book.id, date(2026, 4, 1)))
     assert (nothing.rated, nothing.entries) == (0, 0)
+    with unit_of_work(runtime.connection) as uow:
+        # The postpaid CDRs wait for their invoice; the prepaid one ("5") never has one.
+        queued = uow.conn.execute(
+            "select cdr_id from cdr_billing_queue where book_id = %s order by cdr_id", (book.id,)
+        ).fetchall()
+        assert queued == [("1",), ("2",), ("4",)]
 
 
 def test_verify_finds_a_rated_cdr_that_does_not_tie(
@@ -235,3 +241,23 @@ def test_a_prepaid_wallet_short_of_its_rated_usage_fails_the_run_and_writes_noth
     assert in_tx(
         runtime, lambda c: wallet_store.get_wallet(c, book.id, str(wallet.id))
     ).balance == D("5.00")
+
+
+def test_a_runs_planner_settings_end_with_its_read(runtime: Runtime, book: BookFixture) -> None:
+    """The run's read is planned set-based (ledger.postgres.planner); the postings and
+    whatever the caller does next in the transaction are planned as usual."""
+    setup(runtime, book)
+    rows = [(2, row("1", "+447700900001", "2026-03-02T10:00:00+00:00", "120"))]
+    in_tx(runtime, lambda c: store.import_cdrs(c, book.id, rows))
+    names = ["work_mem", "cursor_tuple_fraction", "enable_nestloop", "jit"]
+
+    def settings(c: psycopg.Connection) -> list[str]:
+        return [c.execute("select current_setting(%s)", (n,)).fetchone()[0] for n in names]
+
+    def work(c: psycopg.Connection) -> tuple[list[str], list[str]]:
+        before = settings(c)
+        assert store.rate_through(c, book.id, date(2026, 4, 1)).rated == 1
+        return before, settings(c)
+
+    before, after = in_tx(runtime, work)
+    assert after == before
