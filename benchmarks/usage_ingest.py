@@ -13,7 +13,7 @@ shared machine's drifting load weighs on both alike. The HTTP side's CPU per
 batch (the server's processes, and its database backends, from /proc: a local
 server only) is reported too: unlike events/s it hardly moves with the load.
 
-    python -m benchmarks.usage_ingest [--batches 20] [--batch-size 10000] [--clients 2] [--rounds 4]
+    python -m benchmarks.usage_ingest [--batches 60] [--batch-size 10000] [--clients 2] [--rounds 4]
 """
 
 from __future__ import annotations
@@ -172,7 +172,9 @@ def _rate(events: int, elapsed: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", type=int, default=20)
+    # 60: HTTP's share of the run lasts ~6 s at 100,000 events/s, steady enough on a
+    # shared machine (20 batches, ~2 s, moved by ±15% from run to run).
+    parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=2, help="concurrent HTTP clients")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
@@ -183,10 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     now = datetime.now(UTC).replace(microsecond=0)
-    batches = [
-        _events("http", b, args.batch_size, args.customers, now) for b in range(args.batches)
-    ]
-    bodies = [json.dumps(b).encode() for b in batches]
+
+    def batch(b: int) -> list[dict[str, Any]]:
+        return _events("http", b, args.batch_size, args.customers, now)
+
+    # Only the bodies are kept; COPY's rows are made again per round (60 batches of
+    # dicts would hold ~1 GB).
+    bodies = [json.dumps(batch(b)).encode() for b in range(args.batches)]
     rounds = max(1, min(args.rounds, args.batches))
     with bench_database("ab_bench_usage") as db:
         book_id, key, customers = setup(db, args.customers)
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 parts.append(run_http(base, key, [bodies[i] for i in share], args.clients))
                 server_cpu += cpu_seconds(pgid=pgid) - server_before
                 backend_cpu += cpu_seconds(backends) - backends_before
-                copies.append(run_copy(db, book_id, customers, [batches[i] for i in share]))
+                copies.append(run_copy(db, book_id, customers, [batch(i) for i in share]))
         http = {
             "batches": sum(p["batches"] for p in parts),
             "events_accepted": sum(p["events_accepted"] for p in parts),

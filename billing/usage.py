@@ -61,6 +61,7 @@ __all__ = [
     "UsageTerms",
     "check_meter",
     "event_moment",
+    "event_moments",
     "event_quantity",
     "first_moment",
     "group_label",
@@ -187,6 +188,19 @@ def event_quantity(value: object) -> Decimal | None:
 def event_moment(value: object) -> datetime | None:
     """An event's timestamp from its JSON value (ISO 8601 with an offset), or None."""
     return _timestamp(value)
+
+
+def event_moments(values: list[str], earliest: datetime, latest: datetime) -> list[datetime] | None:
+    """`event_moment` of each timestamp text, when every one is a moment in
+    `[earliest, latest]`; else None. At C speed: fromisoformat mapped over the list,
+    and a naive one fails the comparisons (TypeError) as an unparsable one does."""
+    try:
+        moments = list(map(datetime.fromisoformat, values))
+        if earliest <= min(moments) and max(moments) <= latest:
+            return moments
+    except (ValueError, TypeError):  # not ISO 8601, naive, or no timestamp at all
+        pass
+    return None
 
 
 def metric_name(metric: str) -> bool:

@@ -48,7 +48,7 @@ from billing.usage import (
     MeterSpec,
     Rejection,
     check_meter,
-    event_moment,
+    event_moments,
     event_quantity,
     first_moment,
     latest_moment,
@@ -355,21 +355,16 @@ def _columns_of(
     metrics = [e.metric for e in events]
     if not all(map(str.strip, set(customers))) or not all(map(metric_name, set(metrics))):
         return None
-    earliest, latest = first_moment(first_day), latest_moment(today)
-    sent = {e.timestamp for e in events}
-    moment = {t: m for t in sent if (m := event_moment(t)) and earliest <= m <= latest}
+    # Each timestamp parsed (a meter's events rarely share one: the dict of distinct
+    # ones cost more than it saved), in one C-speed pass.
+    times = event_moments(
+        [e.timestamp for e in events], first_moment(first_day), latest_moment(today)
+    )
     amounts = {q: event_quantity(q) for q in {e.quantity for e in events}}
     quantity = {q: str(exact) for q, exact in amounts.items() if exact is not None}
-    if len(moment) < len(sent) or len(quantity) < len(amounts):
+    if times is None or len(quantity) < len(amounts):
         return None
-    return _Columns(
-        ids,
-        customers,
-        metrics,
-        [quantity[e.quantity] for e in events],
-        [moment[e.timestamp] for e in events],
-        texts,
-    )
+    return _Columns(ids, customers, metrics, [quantity[e.quantity] for e in events], times, texts)
 
 
 def _known_metrics(conn: psycopg.Connection, book_id: uuid.UUID, metrics: set[str]) -> set[str]:

@@ -15,6 +15,7 @@ import pytest
 from adapters.runtime import Runtime
 from billing.postgres import usage as usage_store
 from billing.postgres.usage import IngestResult, create_meter, ingest
+from billing.usage import event_moment
 from ledger.postgres.unit_of_work import unit_of_work
 from tests.billing.test_subscriptions import customer
 from tests.conftest import BookFixture, make_book
@@ -128,6 +129,7 @@ def test_a_good_batch_is_checked_as_a_whole_and_stored_as_event_by_event(
         {"timestamp": "2026-03-17T00:00:01Z"},  # past today and the day's tolerance
         {"timestamp": "2025-12-31T23:59:59Z"},  # before the book's first day
         {"timestamp": 5},
+        {"timestamp": "yesterday"},
         {"id": ""},
         {"id": " "},
         {"id": "x" * 256},
@@ -144,6 +146,17 @@ def test_any_bad_event_sends_the_batch_event_by_event(bad: dict[str, Any]) -> No
     assert usage_store._checked([_event(1), _event(2)], FIRST, TODAY) is not None
     assert usage_store._checked([_event(1), _event(2, **bad)], FIRST, TODAY) is None
     assert usage_store._checked([_event(1), "not an event"], FIRST, TODAY) is None
+
+
+def test_a_batch_whose_every_timestamp_is_naive_goes_event_by_event() -> None:
+    # The timestamps are parsed in one pass and compared with the book's window: a
+    # batch of naive ones only must fail as a mix of naive and aware ones does.
+    naive = {"timestamp": "2026-03-10T12:00:00"}
+    assert usage_store._checked([_event(1, **naive), _event(2, **naive)], FIRST, TODAY) is None
+    spaced = {"timestamp": "2026-03-10 12:00:00.5+01:00"}  # what fromisoformat reads
+    checked = usage_store._checked([_event(1, **spaced)], FIRST, TODAY)
+    assert checked is not None
+    assert checked.times == [event_moment(spaced["timestamp"])]
 
 
 @pytest.mark.parametrize("unknown", [{"customer": "nobody"}, {"metric": "unmetered"}])
