@@ -245,19 +245,26 @@ union all
 select seq, 32768 as item, json_tail as line from heads
 union all
 select h.seq, p.line_no as item,
-       case when p.first then '' else ',' end || a.json_pre || p.amount_text
+       case when p.first then '' else ',' end || (m.accts ->> p.account_id::text)
+       || p.amount_text
        || case when p.amount > 0 then '","credit":null,"currency":'
                when p.amount < 0 then '","credit":"' || substr(p.amount_text, 2) || '","currency":'
                else '","credit":"' || p.amount_text || '","currency":' end
        || '"' || p.currency || '"'
-       || coalesce(c.json_customer, ',"customer":null,"customer_name":null')
+       || coalesce(m.labels ->> p.customer_id, ',"customer":null,"customer_name":null')
        || case when p.amount > 0 then ',"debit":"' || p.amount_text || '","dimensions":'
                else ',"debit":null,"dimensions":' end
        || case when p.dimensions = '{}' then '{}' else ab_pyjson(p.dimensions) end
        || ',"document":' || coalesce(to_json(p.document)::text, 'null')
-       || ',"line_no":' || p.line_no || '}' as line"""
-    + _JOIN
-    + "\n",
+       || ',"line_no":' || p.line_no || '}' as line
+  from posts p
+  join heads h on h.id = p.entry_id
+  -- the accounts' and customers' cells as two maps, looked up per line: joined to the
+  -- lines, the planner hashed the page's lines (estimated a few rows) twice instead
+  cross join (select (select jsonb_object_agg(id, json_pre) from accts) as accts,
+                     (select jsonb_object_agg(customer_id, json_customer) from labels) as labels
+             ) m
+""",
 )
 
 _PAGE = """, totals as (
