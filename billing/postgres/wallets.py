@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from billing.errors import DocumentState, InsufficientFunds, InvalidBillingRequest
@@ -399,8 +400,9 @@ _T = TypeVar("_T")
 def _one_statement(conn: psycopg.Connection, run: Callable[[bool], _T]) -> _T:
     """`run(alone)` as its own transaction on an autocommit connection — one round trip,
     no BEGIN or COMMIT — run again in a transaction when it crossed the low-balance
-    threshold; in the caller's transaction otherwise."""
-    if not conn.autocommit:
+    threshold; in the caller's transaction otherwise (one it opened on an autocommit
+    connection too)."""
+    if not conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
         return run(False)
     try:
         return run(True)

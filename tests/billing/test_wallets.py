@@ -604,13 +604,16 @@ def test_on_an_autocommit_connection_a_low_balance_crossing_commits_with_its_eve
         hold = store.reserve(c, book.id, w, D("8.00"), 60)
         assert not c.info.transaction_status  # idle: committed
         store.capture(c, book.id, w, str(hold.id), D("8.00"), DAY)  # still low: one statement
+        with c.transaction():  # the caller's own transaction: the event goes in it
+            store.top_up(c, book.id, w, D("5.00"), DAY)  # available 7.00: re-armed
+            store.reserve(c, book.id, w, D("5.00"), 60)
     with runtime.connection() as c:
-        assert [e.available for e in store.events(c, book.id, w)] == [D("2.00")]
+        assert [e.available for e in store.events(c, book.id, w)] == [D("2.00"), D("2.00")]
         announced = c.execute(
             "select data -> 'object' ->> 'available' from events"
             " where book_id = %s and type = 'wallet.low_balance'",
             (book.id,),
         ).fetchall()
-        assert announced == [("2.00",)]
+        assert announced == [("2.00",), ("2.00",)]
         final = store.get_wallet(c, book.id, w)
-        assert (final.balance, final.held, final.low_balance) == (D("2.00"), D("0"), True)
+        assert (final.balance, final.held, final.low_balance) == (D("7.00"), D("5.00"), True)
