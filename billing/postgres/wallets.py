@@ -6,9 +6,11 @@ update`), then reads the balance and the open holds, so concurrent holds on
 one wallet are decided one after another and never over- or under-grant;
 other wallets' rows are not touched, so they proceed in parallel. A hold and a
 capture (the real-time path) do all of it in one round trip each: the
-functions `ab_wallet_hold` and `ab_wallet_capture` (revision 0045). Behind that,
-the wallet's own ledger account has a minimum balance of 0, which the
-database enforces on every posting whatever the caller.
+functions `ab_wallet_hold` and `ab_wallet_capture` (revision 0045); on an
+autocommit connection that statement is the whole transaction, with no BEGIN
+or COMMIT (revision 0050). Behind that, the wallet's own ledger account has a
+minimum balance of 0, which the database enforces on every posting whatever
+the caller.
 
 Reservations expire on real time (`expires_at` against the database clock),
 never on the book's simulated date. Expiry is lazy — a hold past its time no
@@ -19,12 +21,14 @@ the wallet or by `sweep_expired`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from billing.errors import DocumentState, InsufficientFunds, InvalidBillingRequest
@@ -387,6 +391,28 @@ def wallet_currency(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> s
 
 
 _HOLD = "select * from ab_wallet_hold(%s, %s, %s, %s, %s, %s, %s, %s)"
+# On an autocommit connection the function is the whole unit of work; a low-balance
+# crossing raises instead (revision 0050), as its outbox event must commit with it.
+_CROSSING = "ABW01"
+_T = TypeVar("_T")
+
+
+def _one_statement(conn: psycopg.Connection, run: Callable[[bool], _T]) -> _T:
+    """`run(alone)` as its own transaction on an autocommit connection — one round trip,
+    no BEGIN or COMMIT — run again in a transaction when it crossed the low-balance
+    threshold; in the caller's transaction otherwise (one it opened on an autocommit
+    connection too)."""
+    if not conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
+        return run(False)
+    try:
+        return run(True)
+    except psycopg.Error as exc:
+        if exc.sqlstate != _CROSSING:
+            raise
+    with conn.transaction():
+        return run(False)
+
+
 # The capture's journal entry travels as the ledger's insert takes it (PreparedEntries).
 _ENTRY_ARRAYS = (
     *("ids", "dates", "memos", "metadata", "keys", "hashes", "reverses"),
@@ -398,6 +424,9 @@ _CAPTURE = (
     "select * from ab_wallet_capture("
     + ", ".join(f"%({name})s" for name in (*_CAPTURE_ARGS, *_ENTRY_ARRAYS))
     + ")"
+)
+_HOLD_ALONE, _CAPTURE_ALONE = (
+    q.replace("select *", "select *, ab_wallet_alone(fell_low)", 1) for q in (_HOLD, _CAPTURE)
 )
 
 
@@ -452,27 +481,31 @@ def reserve(
         today,
         wall_clock_today,
     )
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_HOLD, params).fetchone()
-    assert row is not None
-    outcome = row["outcome"]
-    if outcome == "not_found":
-        raise NotFound(f"wallet {ref!r} does not exist in this book", wallet=ref)
-    if outcome == "lapsed":
-        valid_until = row["w_valid_until"]
-        raise InsufficientFunds(
-            f"the wallet's value lapsed on {lapses_on(valid_until, row['w_today'])}"
-            f" (valid until {valid_until}): nothing is available until it is topped up",
-            available="0",
-            requested=str(requested.amount),
-            valid_until=str(valid_until),
-        )
-    if outcome != "held":  # invalid or short: the rule says which problem
-        grant(requested, row["w_available"] or Decimal(0), partial)
-        raise AssertionError(f"ab_wallet_hold refused a grantable hold ({outcome})")
-    if row["fell_low"]:
-        _announce_low(conn, book_id, wallet_id)
-    return _reservation(wallet_id, row)
+
+    def hold(alone: bool) -> Reservation:
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(_HOLD_ALONE if alone else _HOLD, params).fetchone()
+        assert row is not None
+        outcome = row["outcome"]
+        if outcome == "not_found":
+            raise NotFound(f"wallet {ref!r} does not exist in this book", wallet=ref)
+        if outcome == "lapsed":
+            valid_until = row["w_valid_until"]
+            raise InsufficientFunds(
+                f"the wallet's value lapsed on {lapses_on(valid_until, row['w_today'])}"
+                f" (valid until {valid_until}): nothing is available until it is topped up",
+                available="0",
+                requested=str(requested.amount),
+                valid_until=str(valid_until),
+            )
+        if outcome != "held":  # invalid or short: the rule says which problem
+            grant(requested, row["w_available"] or Decimal(0), partial)
+            raise AssertionError(f"ab_wallet_hold refused a grantable hold ({outcome})")
+        if row["fell_low"]:
+            _announce_low(conn, book_id, wallet_id)
+        return _reservation(wallet_id, row)
+
+    return _one_statement(conn, hold)
 
 
 def get_reservation(
@@ -540,28 +573,33 @@ def capture(
         currency=fixed.currency,
         customer=fixed.customer_id,
     )
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_CAPTURE, params).fetchone()
-    assert row is not None
-    outcome = row["outcome"]
-    if outcome == "not_found":
-        raise NotFound(f"wallet {wallet_ref!r} does not exist in this book", wallet=wallet_ref)
-    if outcome == "no_reservation":
-        raise NotFound(f"reservation {ref!r} does not exist on wallet {wallet_ref!r}")
-    if outcome == "not_held":
-        status = row["r_status"]
-        raise DocumentState(
-            f"reservation {ref} is {status}; only a held reservation can be captured or released",
-            status=status,
-        )
-    if bad is not None:
-        raise bad
-    if outcome != "captured":  # invalid or over: the rule says which problem
-        check_capture(money, row["r_amount"])
-        raise AssertionError(f"ab_wallet_capture refused a valid capture ({outcome})")
-    if row["fell_low"]:
-        _announce_low(conn, book_id, wallet_id)
-    return _reservation(wallet_id, row)
+
+    def take(alone: bool) -> Reservation:
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(_CAPTURE_ALONE if alone else _CAPTURE, params).fetchone()
+        assert row is not None
+        outcome = row["outcome"]
+        if outcome == "not_found":
+            raise NotFound(f"wallet {wallet_ref!r} does not exist in this book", wallet=wallet_ref)
+        if outcome == "no_reservation":
+            raise NotFound(f"reservation {ref!r} does not exist on wallet {wallet_ref!r}")
+        if outcome == "not_held":
+            status = row["r_status"]
+            raise DocumentState(
+                f"reservation {ref} is {status};"
+                " only a held reservation can be captured or released",
+                status=status,
+            )
+        if bad is not None:
+            raise bad
+        if outcome != "captured":  # invalid or over: the rule says which problem
+            check_capture(money, row["r_amount"])
+            raise AssertionError(f"ab_wallet_capture refused a valid capture ({outcome})")
+        if row["fell_low"]:
+            _announce_low(conn, book_id, wallet_id)
+        return _reservation(wallet_id, row)
+
+    return _one_statement(conn, take)
 
 
 def release(conn: psycopg.Connection, book_id: uuid.UUID, wallet_ref: str, ref: str) -> Reservation:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -537,3 +538,82 @@ def test_the_capture_function_refuses_an_entry_that_does_not_take_the_capture(
     args = (book.id, wallet.id, hold.id, wallet.account_id, wallet.customer_id)
     with pytest.raises(psycopg.errors.CheckViolation, match=r"does not take 1\.00"):
         in_tx(runtime, lambda c: c.execute(call, args))
+
+
+@contextmanager
+def autocommitted(runtime: Runtime) -> Iterator[psycopg.Connection]:
+    """A pool connection in autocommit mode (as a real-time client keeps one)."""
+    with runtime.connection() as c:
+        c.autocommit = True
+        try:
+            yield c
+        finally:
+            c.autocommit = False
+
+
+def test_on_an_autocommit_connection_a_hold_and_a_capture_are_one_statement_each(
+    runtime: Runtime, book: BookFixture
+) -> None:
+    """No BEGIN or COMMIT around the call: the function is the unit of work, and
+    what it did is committed when it answers."""
+    wallet = new_wallet(runtime, book, top_up="10.00", threshold="1.00")
+    w = str(wallet.id)
+    with autocommitted(runtime) as c:
+        first = store.reserve(c, book.id, w, D("2.00"), 60)
+        store.capture(c, book.id, w, str(first.id), D("1.00"), DAY)
+        c.cursor_factory = _Counting
+        _Counting.sent = []
+        hold = store.reserve(c, book.id, w, D("0.50"), 60)
+        captured = store.capture(c, book.id, w, str(hold.id), D("0.37"), DAY)
+        c.cursor_factory = psycopg.Cursor
+        assert len(_Counting.sent) == 2
+        assert all("ab_wallet_alone(fell_low)" in q for q in _Counting.sent)
+        assert "ab_wallet_hold" in _Counting.sent[0] and "ab_wallet_capture" in _Counting.sent[1]
+        with pytest.raises(InsufficientFunds):
+            store.reserve(c, book.id, w, D("8.64"), 60)
+    assert captured.entry_id is not None
+    # Seen from another connection: committed, exact to the cent.
+    after = in_tx(runtime, lambda c: store.get_wallet(c, book.id, w))
+    assert isinstance(after, store.Wallet)
+    assert (after.balance, after.held) == (D("8.63"), D("0"))
+    assert in_tx(runtime, lambda c: lines(c, book.id, captured.entry_id)) == {
+        (wallet_account(wallet.id), D("0.37")),
+        (USAGE, D("-0.37")),
+    }
+
+
+def test_on_an_autocommit_connection_a_low_balance_crossing_commits_with_its_event(
+    runtime: Runtime, book: BookFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The crossing's outbox event is Python's: the one statement refuses it and the
+    hold runs again in a transaction with the event — or not at all when the event
+    cannot be written."""
+    wallet = new_wallet(runtime, book, top_up="10.00", threshold="3.00")
+    w = str(wallet.id)
+
+    def fails(*_: object) -> None:
+        raise RuntimeError("outbox down")
+
+    with autocommitted(runtime) as c:
+        monkeypatch.setattr(store, "record_event", fails)
+        with pytest.raises(RuntimeError, match="outbox down"):
+            store.reserve(c, book.id, w, D("8.00"), 60)
+        assert store.list_reservations(c, book.id, w) == []
+        assert store.events(c, book.id, w) == []
+        monkeypatch.undo()
+        hold = store.reserve(c, book.id, w, D("8.00"), 60)
+        assert not c.info.transaction_status  # idle: committed
+        store.capture(c, book.id, w, str(hold.id), D("8.00"), DAY)  # still low: one statement
+        with c.transaction():  # the caller's own transaction: the event goes in it
+            store.top_up(c, book.id, w, D("5.00"), DAY)  # available 7.00: re-armed
+            store.reserve(c, book.id, w, D("5.00"), 60)
+    with runtime.connection() as c:
+        assert [e.available for e in store.events(c, book.id, w)] == [D("2.00"), D("2.00")]
+        announced = c.execute(
+            "select data -> 'object' ->> 'available' from events"
+            " where book_id = %s and type = 'wallet.low_balance'",
+            (book.id,),
+        ).fetchall()
+        assert announced == [("2.00",), ("2.00",)]
+        final = store.get_wallet(c, book.id, w)
+        assert (final.balance, final.held, final.low_balance) == (D("7.00"), D("5.00"), True)
