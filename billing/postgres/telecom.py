@@ -544,18 +544,9 @@ def rate_through(
         " values (%s, %s, %s, %s, %s, %s)",
         (book_id, run_id, through, rated, len(errors), len(entries)),
     )
-    failed = [e[0] for e in errors]
-    # The rated postpaid CDRs wait for their invoice (prepaid ones are never invoiced).
-    postpaid = [s for s, (_, _, wallet_id) in subscribers.items() if wallet_id is None]
-    if postpaid:
-        conn.execute(
-            "insert into cdr_billing_queue (book_id, cdr_id, subscriber, start)"
-            " select book_id, cdr_id, subscriber, start from pg_temp.cdr_run"
-            " where subscriber = any(%s) and cdr_id <> all(%s)",
-            (postpaid, failed),
-        )
     if errors:
         # Unrateable CDRs stay unrated: back in the queue, to be tried again.
+        failed = [e[0] for e in errors]
         conn.execute(
             "insert into cdr_rating_queue select * from pg_temp.cdr_run where cdr_id = any(%s)",
             (failed,),

@@ -140,18 +140,6 @@ class _Cdr:
     amount: Decimal
 
 
-# From the queue of rated, uninvoiced CDRs (`cdr_billing_queue`, migration 0049): the
-# read follows what is unbilled, not every CDR the subscriber ever had.
-UNBILLED = (
-    "select c.subscriber, c.id, c.start, c.event_type, r.zone, r.billed_quantity,"
-    " r.included, r.amount from cdr_billing_queue q"
-    " join cdrs c on c.book_id = q.book_id and c.id = q.cdr_id"
-    " join cdr_ratings r on r.book_id = q.book_id and r.cdr_id = q.cdr_id"
-    " where q.book_id = %s and q.subscriber = any(%s) and q.start < %s"
-    " order by c.subscriber, c.start, c.id"
-)
-
-
 def unbilled_cdrs(
     conn: psycopg.Connection,
     book_id: uuid.UUID,
@@ -165,7 +153,13 @@ def unbilled_cdrs(
         return {}
     by_subscriber = {i.subscriber: i for i in items}
     rows = conn.execute(
-        UNBILLED,
+        "select c.subscriber, c.id, c.start, c.event_type, r.zone, r.billed_quantity,"
+        " r.included, r.amount from cdrs c"
+        " join cdr_ratings r on r.book_id = c.book_id and r.cdr_id = c.id"
+        " where c.book_id = %s and c.subscriber = any(%s) and c.start < %s"
+        " and not exists (select 1 from cdr_invoices b where b.book_id = c.book_id"
+        "                 and b.cdr_id = c.id)"
+        " order by c.subscriber, c.start, c.id",
         (book_id, list(by_subscriber), datetime.combine(before, time(0), UTC) + _WIDEST),
     ).fetchall()
     out: dict[uuid.UUID, list[_Cdr]] = defaultdict(list)
@@ -217,18 +211,13 @@ def cdr_lines(
 def mark_billed(
     conn: psycopg.Connection, book_id: uuid.UUID, billed: dict[uuid.UUID, list[str]]
 ) -> None:
-    """Record which invoice billed each CDR, and take them out of the billing queue.
-    A CDR another transaction billed meanwhile fails the link's key (not a silent skip:
-    the invoice already has its line)."""
+    """Record which invoice billed each CDR."""
     pairs = [(cid, invoice) for invoice, ids in billed.items() for cid in ids]
     if not pairs:
         return
     conn.execute(
-        "with linked as (insert into cdr_invoices (book_id, cdr_id, invoice_id)"
-        "  select %s, u.id, u.invoice from unnest(%s::text[], %s::uuid[]) as u(id, invoice)"
-        "  returning book_id, cdr_id)"
-        " delete from cdr_billing_queue q using linked l"
-        " where q.book_id = l.book_id and q.cdr_id = l.cdr_id",
+        "insert into cdr_invoices (book_id, cdr_id, invoice_id)"
+        " select %s, u.id, u.invoice from unnest(%s::text[], %s::uuid[]) as u(id, invoice)",
         (book_id, [p[0] for p in pairs], [p[1] for p in pairs]),
     )
 

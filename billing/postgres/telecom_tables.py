@@ -189,20 +189,6 @@ cdr_invoices = Table(
     Index(None, "book_id", "invoice_id"),
 )
 
-# Rated postpaid CDRs not yet invoiced (migration 0049): a rating run queues them,
-# invoicing takes out those it links in `cdr_invoices`, a void queues its CDRs again.
-# Invoicing reads this, not every CDR the subscriber ever had.
-cdr_billing_queue = Table(
-    "cdr_billing_queue",
-    metadata,
-    Column("book_id", Uuid, nullable=False),
-    Column("cdr_id", Text, nullable=False),
-    Column("subscriber", Text, nullable=False),
-    Column("start", TIMESTAMPTZ, nullable=False),
-    PrimaryKeyConstraint("book_id", "cdr_id"),
-    Index(None, "book_id", "subscriber", "start"),
-)
-
 # The rating sub-ledger: one row per rated CDR, written once by the run that rated it
 # (the application may insert and read, not update). The key is the CDR's: a CDR is
 # rated once. No foreign keys to `cdrs` or `cdr_rating_runs`: a run writes a row per

@@ -68,11 +68,7 @@ def unbill_voided(conn: psycopg.Connection, book_id: uuid.UUID, invoice_id: uuid
     """A voided invoice's reversal puts back in Unbilled what it relieved: its CDRs are
     not invoiced any more (the next invoice bills them) and its reliefs are undone."""
     conn.execute(
-        "with unlinked as (delete from cdr_invoices where book_id = %s and invoice_id = %s"
-        "  returning book_id, cdr_id)"
-        " insert into cdr_billing_queue (book_id, cdr_id, subscriber, start)"
-        " select c.book_id, c.id, c.subscriber, c.start from unlinked u"
-        " join cdrs c on c.book_id = u.book_id and c.id = u.cdr_id",
+        "delete from cdr_invoices where book_id = %s and invoice_id = %s",
         (book_id, invoice_id),
     )
     conn.execute(
