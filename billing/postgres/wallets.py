@@ -8,7 +8,7 @@ other wallets' rows are not touched, so they proceed in parallel. A hold and a
 capture (the real-time path) do all of it in one round trip each: the
 functions `ab_wallet_hold` and `ab_wallet_capture` (revision 0045); on an
 autocommit connection that statement is the whole transaction, with no BEGIN
-or COMMIT (revision 0050). Behind that, the wallet's own ledger account has a
+or COMMIT (revision 0049). Behind that, the wallet's own ledger account has a
 minimum balance of 0, which the database enforces on every posting whatever
 the caller.
 
@@ -392,7 +392,7 @@ def wallet_currency(conn: psycopg.Connection, book_id: uuid.UUID, ref: str) -> s
 
 _HOLD = "select * from ab_wallet_hold(%s, %s, %s, %s, %s, %s, %s, %s)"
 # On an autocommit connection the function is the whole unit of work; a low-balance
-# crossing raises instead (revision 0050), as its outbox event must commit with it.
+# crossing raises instead (revision 0049), as its outbox event must commit with it.
 _CROSSING = "ABW01"
 _T = TypeVar("_T")
 

@@ -8,8 +8,8 @@ ends with `ab_wallet_alone(fell_low)`, which raises SQLSTATE ABW01 on a crossing
 everything rolls back and the caller runs it again in a transaction (once per
 crossing, rare).
 
-Revision ID: 0050
-Revises: 0049
+Revision ID: 0049
+Revises: 0048
 Create Date: 2026-12-01 07:50:00.000000
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0050"
-down_revision: str | None = "0049"
+revision: str = "0049"
+down_revision: str | None = "0048"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
