@@ -292,21 +292,6 @@ def http_server(
         log.close()
 
 
-def server_pid(base: str) -> int | None:
-    """The pid of the `activebilling serve` listening at `base` (its cmdline names the port)."""
-    port = base.rsplit(":", 1)[1]
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"serve" in argv and b"--port" in argv and port.encode() in argv:
-            return int(entry.name)
-    return None
-
-
 def session_cpu(sid: int) -> dict[tuple[int, int], tuple[str, float]]:
     """CPU seconds (user + system) of every thread of the processes in session `sid`
     (serve and its workers: http_server starts it in a session of its own), by

@@ -46,7 +46,7 @@ from benchmarks._common import (
     percentile,
     ratio,
     run_pgbench,
-    server_pid,
+    server_pgid,
     session_cpu,
     warm_up,
 )
@@ -385,8 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         book, key = create_bench_book(db)
         warm_up(db, book.id, args.warmup, datetime.now(UTC).date())
         with http_server(db, workers=args.workers, server=args.server) as base:
-            sid = server_pid(base)
-            cpu_before = session_cpu(sid) if sid is not None else {}
+            # http_server starts serve in a session of its own: its group is its session.
+            sid = server_pgid(base)
+            cpu_before = session_cpu(sid)
             backends_before = backend_cpu(db)  # the server's pools are open by now
             if use_wrk:
                 http = run_wrk(
@@ -408,12 +409,11 @@ def main(argv: list[str] | None = None) -> int:
                     days=args.days,
                 )
             time.sleep(1.0)  # let requests cut off at the end finish their commit
-            if sid is not None:
-                # The server's CPU per entry, robust to other load on the machine
-                # (pgbench's ratio is not): µs by thread group, from /proc.
-                http["server_cpu_us_per_entry"] = cpu_per_item(
-                    cpu_before, session_cpu(sid), http["created_201"], sid
-                )
+            # The server's CPU per entry, robust to other load on the machine
+            # (pgbench's ratio is not): µs by thread group, from /proc.
+            http["server_cpu_us_per_entry"] = cpu_per_item(
+                cpu_before, session_cpu(sid), http["created_201"], sid
+            )
             # Its PostgreSQL backends' CPU per entry (the posting statement and its
             # triggers, the sealer, the polling workers), from /proc by their pids.
             backends = backend_cpu_since(db, backends_before)
