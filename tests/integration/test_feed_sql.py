@@ -33,7 +33,7 @@ AWKWARD = [
     'say "hi", then\nbye\r\n',
     "tab\there  spaced ",
     "naïve café — 日本語 😀",
-    "ctl \x01\x1f\x7f \u2028\u2029\u3000\xa0\x85 \\ back\\slash",
+    "ctl \x01\x1e\x1f\x7f \u2028\u2029\u3000\xa0\x85 \\ back\\slash \\. \\N \t",
     "=SUM(A1);a,b",
     " ",
     "",
@@ -169,6 +169,23 @@ def test_sql_layouts_write_the_python_bytes(
         conn.rollback()
 
 
+def test_jsonl_rows_of_a_few_entries_join_to_the_python_bytes(
+    runtime: Runtime, awkward: BookFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The JSON Lines page comes as COPY rows of feed_sql.CHUNK entries each: with rows of
+    2 and 3 entries, pages of 1,000, 7 and 2 entries cross row ends everywhere."""
+    journal_feed.seal_then_build(runtime.connection, awkward.id, "jsonl", 0, 1)
+    with runtime.connection() as conn:
+        for chunk in (2, 3):
+            monkeypatch.setattr(feed_sql, "CHUNK", chunk)
+            for limit in (1000, 7, 2):
+                pages = batches(conn, awkward.id, "jsonl", limit)
+                assert sum(new.count for new, _ in pages) == 67
+                for new, old in pages:
+                    assert new == old, (chunk, limit, new.since)
+        conn.rollback()
+
+
 def test_the_book_is_as_awkward_as_it_says(runtime: Runtime, awkward: BookFixture) -> None:
     """The comparison above is worth something only if the book has these cases."""
     journal_feed.seal_then_build(runtime.connection, awkward.id, "jsonl", 0, 1)
@@ -191,6 +208,7 @@ def test_the_book_is_as_awkward_as_it_says(runtime: Runtime, awkward: BookFixtur
         and '"f":1000000000000000.0' in body
     )
     assert any("\u2028" in (p["document"] or "") for p in postings)
+    assert any("\x1e" in e["memo"] and "\\." in e["memo"] for e in lines)
     assert any(e["metadata"] for e in lines) and any(not e["metadata"] for e in lines)
 
 
