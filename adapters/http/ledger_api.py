@@ -13,7 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from adapters.gateways.collection import on_clock_moved
-from adapters.http.commands import AsyncWork, request_key, require, run_command_async
+from adapters.http.commands import JSON, AsyncWork, request_key, require, run_command_async
 from adapters.http.cursors import decode_keyset, encode_keyset
 from adapters.http.hot_path import needs_no_reads, post_entry_once
 from adapters.http.problems import ApiError
@@ -246,17 +246,10 @@ class LedgerController(Controller):
                 entry = None
             if entry is not None and needs_no_reads(entry):
                 answered = await post_entry_once(
-                    state.hot_pool,
-                    request.url.path,
-                    principal,
-                    data,
-                    entry,
-                    key,
-                    entry_json,
-                    tried,
+                    state.hot_pool, request.url.path, principal, data, entry, key, tried
                 )
                 if answered is not None:
-                    return answered
+                    return Response(content=answered, status_code=201, media_type=JSON)
         work = entry_work(state.runtime, principal, data, key)
         return await run_command_async(state.async_pool, request, principal, data, work)
 
