@@ -33,7 +33,7 @@ from ledger.errors import (
     LedgerError,
     NotFound,
 )
-from ledger.money import Money, parse_amount
+from ledger.money import Money, exact_text, parse_amount
 from ledger.periods import PeriodStatus, parse_period
 from ledger.postgres import books as book_store
 from ledger.postgres import posting as entry_store
@@ -129,11 +129,13 @@ def entry_json(entry: entry_store.PostedEntry) -> dict[str, Any]:
 def to_entry(body: JournalEntryIn, today: date, header_key: str | None) -> JournalEntry:
     postings = []
     for index, p in enumerate(body.postings):
-        try:
-            money = Money.exact(parse_amount(p.amount), p.currency)
-        except InvalidMoney as exc:
-            exc.fields["posting"] = index
-            raise
+        money = exact_text(p.amount, p.currency)  # the usual "12.50", else:
+        if money is None:
+            try:
+                money = Money.exact(parse_amount(p.amount), p.currency)
+            except InvalidMoney as exc:
+                exc.fields["posting"] = index
+                raise
         postings.append(Posting(p.account, money, p.customer, p.document, p.dimensions))
     return build_entry(
         body.effective_date or today,
