@@ -37,8 +37,24 @@ _COMPONENT = re.compile(r"[A-Z0-9][A-Za-z0-9-]*")
 NAME_PATTERN = r"^(Assets|Liabilities|Equity|Income|Expenses)(:[A-Z0-9][A-Za-z0-9-]*)+$"
 
 
+# Names already validated (a posting names the same few accounts again and again),
+# up to a bound so that hostile input cannot grow it without end.
+_VALID: dict[str, AccountType] = {}
+_MAX_VALID = 4096
+
+
 def account_type_of(name: str) -> AccountType:
     """Validate a Beancount-style name and return the type its root implies."""
+    known = _VALID.get(name) if type(name) is str else None
+    if known is not None:
+        return known
+    found = _account_type_of(name)
+    if len(_VALID) < _MAX_VALID and type(name) is str:
+        _VALID[name] = found
+    return found
+
+
+def _account_type_of(name: str) -> AccountType:
     parts = name.split(":")
     if len(parts) < 2 or parts[0] not in ROOTS:
         raise InvalidAccountName(

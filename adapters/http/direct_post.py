@@ -33,7 +33,6 @@ from adapters.http.ledger_api import (
     HOT_PATH_DECLINED,
     HOT_PATH_ERROR,
     JournalEntryIn,
-    entry_json,
     to_entry,
 )
 from adapters.http.routes import _json_media
@@ -138,17 +137,16 @@ async def answer(state: Any, scope: Any, receive: Receive, send: Send) -> Receiv
     request_state = scope.setdefault("state", {})
     request_state["principal"] = principal  # for the audit row and the access log
     try:
-        response = await post_entry_once(
-            state.hot_pool, PATH, principal, data, entry, key, entry_json, request_state
+        content = await post_entry_once(
+            state.hot_pool, PATH, principal, data, entry, key, request_state
         )
     except Exception as exc:  # the route raises it, for the app's exception handlers
         request_state[HOT_PATH_ERROR] = exc
         return _replaying(messages, receive)
-    if response is None:  # nothing written: the general way answers
+    if content is None:  # nothing written: the general way answers
         request_state[HOT_PATH_DECLINED] = True
         return _replaying(messages, receive)
     scope["path_template"] = PATH  # the metrics' route label, as Litestar sets it
-    content = response.content
     await send(
         {
             "type": "http.response.start",

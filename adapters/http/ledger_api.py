@@ -13,7 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from adapters.gateways.collection import on_clock_moved
-from adapters.http.commands import AsyncWork, request_key, require, run_command_async
+from adapters.http.commands import JSON, AsyncWork, request_key, require, run_command_async
 from adapters.http.cursors import decode_keyset, encode_keyset
 from adapters.http.hot_path import needs_no_reads, post_entry_once
 from adapters.http.problems import ApiError
@@ -33,7 +33,7 @@ from ledger.errors import (
     LedgerError,
     NotFound,
 )
-from ledger.money import Money, parse_amount
+from ledger.money import Money, exact_text, parse_amount
 from ledger.periods import PeriodStatus, parse_period
 from ledger.postgres import books as book_store
 from ledger.postgres import posting as entry_store
@@ -129,11 +129,13 @@ def entry_json(entry: entry_store.PostedEntry) -> dict[str, Any]:
 def to_entry(body: JournalEntryIn, today: date, header_key: str | None) -> JournalEntry:
     postings = []
     for index, p in enumerate(body.postings):
-        try:
-            money = Money.exact(parse_amount(p.amount), p.currency)
-        except InvalidMoney as exc:
-            exc.fields["posting"] = index
-            raise
+        money = exact_text(p.amount, p.currency)  # the usual "12.50", else:
+        if money is None:
+            try:
+                money = Money.exact(parse_amount(p.amount), p.currency)
+            except InvalidMoney as exc:
+                exc.fields["posting"] = index
+                raise
         postings.append(Posting(p.account, money, p.customer, p.document, p.dimensions))
     return build_entry(
         body.effective_date or today,
@@ -246,17 +248,10 @@ class LedgerController(Controller):
                 entry = None
             if entry is not None and needs_no_reads(entry):
                 answered = await post_entry_once(
-                    state.hot_pool,
-                    request.url.path,
-                    principal,
-                    data,
-                    entry,
-                    key,
-                    entry_json,
-                    tried,
+                    state.hot_pool, request.url.path, principal, data, entry, key, tried
                 )
                 if answered is not None:
-                    return answered
+                    return Response(content=answered, status_code=201, media_type=JSON)
         work = entry_work(state.runtime, principal, data, key)
         return await run_command_async(state.async_pool, request, principal, data, work)
 

@@ -47,6 +47,7 @@ import msgspec
 from litestar import Response, get
 from litestar.datastructures import State
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import values as prometheus_values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -73,10 +74,33 @@ MUTATIONS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
+# This process's id, kept up to date at fork (below) instead of asked each time.
+_PID = os.getpid()
+
+
+def _pid() -> int:
+    return _PID
+
+
+def _cached_pid_values() -> None:
+    """prometheus_client's multiprocess values (`serve --workers N`) call os.getpid()
+    at every increment to notice a fork: a system call, three a request (~4 % of a
+    worker's event loop under benchmarks/post_http). They get the pid kept at fork
+    time instead. Done before this process makes its first metric (Telemetry is
+    the only maker), so every value shares the one set of files."""
+    if getattr(prometheus_values.ValueClass, "_multiprocess", False) and not getattr(
+        prometheus_values.ValueClass, "_cached_pid", False
+    ):
+        cls = prometheus_values.MultiProcessValue(process_identifier=_pid)  # type: ignore[no-untyped-call]
+        cls._cached_pid = True
+        prometheus_values.ValueClass = cls
+
+
 class Telemetry:
     """The request metrics of one app (its own registry, so tests can build many)."""
 
     def __init__(self) -> None:
+        _cached_pid_values()
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "activebilling_http_requests",
@@ -222,8 +246,9 @@ def _new_request_id() -> str:
 
 
 def _new_prefix() -> None:  # a forked worker must not repeat its parent's ids
-    global _ID_PREFIX
+    global _ID_PREFIX, _PID
     _ID_PREFIX = uuid.uuid4().hex[:20]
+    _PID = os.getpid()
 
 
 os.register_at_fork(after_in_child=_new_prefix)

@@ -232,6 +232,9 @@ def _text_array(items: Sequence[str | None]) -> str:
     )
 
 
+# line_nos of entries of up to 15 postings: "{1,2,3}".
+_LINE_NOS = ["{" + ",".join(str(n) for n in range(1, count + 1)) + "}" for count in range(16)]
+
 # The same inserts as common table expressions of a caller's statement, for one
 # that writes more beside the entries in that statement (the HTTP posting route
 # stores its idempotent response there: one round trip). No ON CONFLICT: an
@@ -305,6 +308,62 @@ class PreparedEntries:
             "documents": _text_array(documents),
             "dimensions": _text_array(dimensions),
         }
+
+    @staticmethod
+    def one(
+        book_id: uuid.UUID,
+        entry: JournalEntry,
+        account_ids: Mapping[str, uuid.UUID],
+        entry_id: uuid.UUID | None = None,
+    ) -> tuple[uuid.UUID, str, str, dict[str, Any]]:
+        """One entry's (id, id as text, idempotency key, params): the same params
+        as PreparedEntries(book_id, [entry], account_ids).params, built without the
+        batch's lists (~3x cheaper: the HTTP post sends one entry a request)."""
+        if entry_id is None:
+            entry_id = new_entry_ids(1)[0]
+        id_text = str(entry_id)
+        key = entry.idempotency_key or f"auto:{id_text}"
+        postings = entry.postings
+        count = len(postings)
+        amounts = []
+        currencies = []
+        accounts = []
+        dimensions: list[str | None] = []
+        for posting in postings:
+            money = posting.money
+            currency = money.currency
+            amount = money.amount
+            places = quantum(currency)
+            if amount.as_tuple().exponent != places.as_tuple().exponent:
+                amount = amount.quantize(places)
+            amounts.append(str(amount))  # written with exactly the currency's places
+            currencies.append(currency)
+            accounts.append(str(account_ids[posting.account]))
+            dimensions.append(_json_text(posting.dimensions) if posting.dimensions else None)
+        nulls = "{" + ",".join(["NULL"] * count) + "}"
+        customers = [p.customer for p in postings]
+        documents = [p.document for p in postings]
+        params = {
+            "book": book_id,
+            "ids": "{" + id_text + "}",
+            "dates": "{" + entry.effective_date.isoformat() + "}",
+            "memos": _text_array([entry.memo]),
+            "metadata": _text_array([_json_text(entry.metadata)]),
+            "keys": _text_array([key]),
+            "hashes": "{" + request_hash(entry) + "}",
+            "reverses": _text_array([entry.reverses]),
+            "entry_ids": "{" + ",".join([id_text] * count) + "}",
+            "line_nos": _LINE_NOS[count]
+            if count < len(_LINE_NOS)
+            else _array([str(n) for n in range(1, count + 1)]),
+            "accounts": "{" + ",".join(accounts) + "}",
+            "amounts": "{" + ",".join(amounts) + "}",
+            "currencies": _text_array(currencies),
+            "customers": nulls if customers.count(None) == count else _text_array(customers),
+            "documents": nulls if documents.count(None) == count else _text_array(documents),
+            "dimensions": nulls if dimensions.count(None) == count else _text_array(dimensions),
+        }
+        return entry_id, id_text, key, params
 
     def results(
         self, book_id: uuid.UUID, rows: Sequence[tuple[Any, ...]]

@@ -14,7 +14,7 @@ import pytest
 from adapters.http import direct_post
 from adapters.runtime import Runtime
 from tests.conftest import BookFixture
-from tests.integration.http_fixtures import assert_problem, auth, entry_body, open_client
+from tests.integration.http_fixtures import assert_problem, auth, counts, entry_body, open_client
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +178,77 @@ def test_the_direct_post_draws_from_an_autocommit_pool_the_general_way_does_not(
     portal = client.blocking_portal  # the app's event loop: the pools belong to it
     assert portal.call(autocommit, state.hot_pool) is True
     assert portal.call(autocommit, state.async_pool) is False
+
+
+def _with_posting(**changes: Any) -> dict[str, Any]:
+    body = entry_body()
+    body["postings"][0] = {**body["postings"][0], **changes}
+    return body
+
+
+DECLINED = {
+    "too-precise": _with_posting(amount="10.005"),
+    "exponent": _with_posting(amount="1e1"),
+    "number-not-string": _with_posting(amount=10),
+    "unbalanced": _with_posting(amount="10.01"),
+    "unknown-currency": entry_body(currency="XXX"),
+    "lowercase-currency": entry_body(currency="usd"),
+    "unknown-account": _with_posting(account="Assets:Nowhere"),
+    "bad-account-name": _with_posting(account="assets:bank"),
+    "one-posting": {**entry_body(), "postings": entry_body()["postings"][:1]},
+    "long-memo": entry_body(memo="m" * 1001),
+    "bad-date": entry_body(effective_date="2026-02-30"),
+}
+
+
+@pytest.mark.parametrize("case", list(DECLINED), ids=list(DECLINED))
+def test_a_body_the_direct_way_declines_gets_the_routes_answer_byte_for_byte(
+    client: Any, runtime: Runtime, book: BookFixture, direct_posts: list[str], case: str
+) -> None:
+    """The same request (same Idempotency-Key, same request id) once on the direct
+    way and once with a query string, which only Litestar answers: the same status,
+    content type and bytes, and nothing written by either."""
+    h = auth(book.admin_key)
+    assert client.get("/v1/accounts", headers=h).status_code == 200  # the key is cached
+    with runtime.connection() as conn:
+        before = counts(conn, book.id)
+    answers = []
+    for path in ("/v1/journal-entries", "/v1/journal-entries?via=route"):
+        answers.append(
+            client.post(
+                path,
+                content=json.dumps(DECLINED[case]).encode(),
+                headers={
+                    **h,
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": f"declined-{case}",
+                    "X-Request-Id": f"declined-{case}",
+                },
+            )
+        )
+    direct, routed = answers
+    assert 400 <= direct.status_code < 500, direct.text
+    assert direct.status_code == routed.status_code
+    assert direct.headers["content-type"] == routed.headers["content-type"]
+    # Litestar's 400s for a body it cannot decode name the URL asked, query included.
+    assert direct.content == routed.content.replace(b"?via=route", b"")
+    assert direct_posts == []
+    with runtime.connection() as conn:
+        assert counts(conn, book.id) == before
+
+
+def test_an_amount_written_with_fewer_places_is_posted_directly_as_the_route_would(
+    client: Any, book: BookFixture, direct_posts: list[str]
+) -> None:
+    """ "10.5" is not the usual shape ("10.50") but a valid amount: the direct way
+    still posts it, written with the currency's places, as the route does."""
+    h = auth(book.admin_key)
+    assert client.get("/v1/accounts", headers=h).status_code == 200  # the key is cached
+    bodies = {}
+    for key, path in (("fp-1", "/v1/journal-entries"), ("fp-2", "/v1/journal-entries?x=1")):
+        r = client.post(path, json=entry_body(amount="10.5"), headers={**h, "Idempotency-Key": key})
+        assert r.status_code == 201, r.text
+        bodies[key] = r.json()
+    assert direct_posts == ["fp-1"]
+    for body in bodies.values():
+        assert [p["amount"] for p in body["postings"]] == ["10.50", "-10.50"]

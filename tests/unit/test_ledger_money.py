@@ -17,11 +17,12 @@ from ledger.errors import (
     InvalidAccountName,
     InvalidEntry,
     InvalidMoney,
+    LedgerError,
     TooPrecise,
     UnbalancedEntry,
     UnknownCurrency,
 )
-from ledger.money import Money, Rounding, allocate, minor_unit, parse_amount
+from ledger.money import Money, Rounding, allocate, exact_text, minor_unit, parse_amount
 from ledger.periods import period_bounds, period_of
 
 
@@ -186,3 +187,59 @@ def test_periods_are_calendar_months() -> None:
 def test_every_listed_currency_has_a_sane_minor_unit() -> None:
     assert all(len(code) == 3 and code.isupper() for code in MINOR_UNITS)
     assert set(MINOR_UNITS.values()) <= {0, 2, 3, 4}
+
+
+AMOUNT_TEXTS = st.one_of(
+    st.sampled_from(
+        [
+            "12.50",
+            "12.5",
+            "12",
+            "-0.00",
+            "0.00",
+            "00.10",
+            "-12.505",
+            "1.500",
+            "1e3",
+            " 1.00",
+            "1,000.00",
+            "999999999999999999.99",
+            "9999999999999999999.99",
+            "0.000000000001",
+            "-",
+            "",
+            "1.",
+            ".5",
+            "+1.00",
+            "1200",
+            "1200.0",
+        ]
+    ),
+    st.from_regex(r"-?[0-9]{1,20}(\.[0-9]{0,5})?", fullmatch=True),
+)
+
+
+@given(text=AMOUNT_TEXTS, currency=st.sampled_from(["USD", "JPY", "KWD", "CLF", "XXX", "usd"]))
+def test_exact_text_is_money_exact_for_the_usual_amount_and_declines_the_rest(
+    text: str, currency: str
+) -> None:
+    """The HTTP post's shortcut for "12.50" builds what Money.exact builds, and
+    leaves every other text to it (which says what is wrong)."""
+    try:
+        general: Money | None = Money.exact(parse_amount(text), currency)
+    except LedgerError:
+        general = None
+    quick = exact_text(text, currency)
+    if quick is not None:
+        assert general is not None
+        assert quick == general
+        assert str(quick.amount) == str(general.amount) == text
+    elif general is not None:  # declined: only texts not written with exactly the places
+        assert str(general.amount) != text
+
+
+def test_a_name_validated_once_is_still_validated_as_before() -> None:
+    for _ in range(2):  # the second time from the cache
+        assert account_type_of("Income:Subscriptions") is AccountType.INCOME
+        with pytest.raises(InvalidAccountName):
+            account_type_of("Income:subscriptions")
