@@ -180,6 +180,7 @@ _INSERT = "with" + _insert_ctes("on conflict (book_id, idempotency_key) do nothi
 # A used key raises unique_violation; post_entries runs it in a savepoint and then
 # takes _INSERT, which replays.
 _INSERT_NEW = "with" + _insert_ctes("") + _RESULT
+NEW_FIRST_FROM = 100  # entries in a call from which _INSERT_NEW goes first
 
 _UUID_TIME_BITS = (1 << 48) - 1
 _UUID_VERSION_7 = 0x7 << 76
@@ -375,7 +376,7 @@ def post_entries(
         return []
     account_ids = directory.resolve(conn, book_id, [p.account for e in entries for p in e.postings])
     prepared = PreparedEntries(book_id, entries, account_ids)
-    rows = _insert(conn, prepared.params)
+    rows = _insert(conn, prepared.params, len(entries))
     results, replayed = prepared.results(book_id, rows)
     if not replayed:
         return results  # type: ignore[return-value]  # no None without a replay
@@ -383,16 +384,22 @@ def post_entries(
     return prepared.replay(results, replayed, originals)
 
 
-def _insert(conn: psycopg.Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+def _insert(
+    conn: psycopg.Connection, params: Mapping[str, Any], count: int
+) -> list[tuple[Any, ...]]:
     """The entries' rows written, (id as text, recorded_at, postings count).
 
-    In a transaction, first without ON CONFLICT, in a savepoint (sent with the
-    insert and its release in one round trip); a unique violation undoes only
-    that and the statement goes again as it always went, with ON CONFLICT DO
-    NOTHING, so replays, concurrent writers of one key and a second reversal end
-    as before. Any other error is raised as it comes, the transaction left
-    failed as without the savepoint."""
-    if conn.autocommit:  # no transaction to hold a savepoint: the statement alone
+    A batch of NEW_FIRST_FROM entries or more in a transaction goes first
+    without ON CONFLICT, in a savepoint (sent with the insert and its release in
+    one round trip); a unique violation undoes only that and the statement goes
+    again as it always went, with ON CONFLICT DO NOTHING, so replays, concurrent
+    writers of one key and a second reversal end as before. Any other error is
+    raised as it comes, the transaction left failed as without the savepoint."""
+    if conn.autocommit or count < NEW_FIRST_FROM:
+        # No transaction to hold a savepoint, or too few entries to pay for one:
+        # a subtransaction takes an xid of its own, and more than 64 in one
+        # transaction overflow its cache in the proc array (every snapshot taken
+        # meanwhile then reads pg_subtrans).
         return conn.execute(_INSERT, params).fetchall()
     try:
         with conn.pipeline():

@@ -295,21 +295,25 @@ def test_a_reversal_of_an_entry_the_book_does_not_have_is_refused(
 def test_a_replay_inside_a_transaction_undoes_only_its_own_try(
     runtime: Runtime, book: BookFixture, owner_conn: psycopg.Connection
 ) -> None:
-    """post_entries first inserts without ON CONFLICT in a savepoint; a used key
-    rolls back to it and goes again with ON CONFLICT. What the transaction wrote
-    before stays, and it commits whole."""
+    """A call of NEW_FIRST_FROM entries or more first inserts without ON CONFLICT
+    in a savepoint; a used key rolls back to it and goes again with ON CONFLICT.
+    What the transaction wrote before stays, and it commits whole."""
+    size = entry_store.NEW_FIRST_FROM  # the smallest call that takes the savepoint
     (stored,) = commit(runtime, book.id, [sale("3.00", key="t:stored")])
+    fresh = [sale(f"{n}.00", key=f"t:new{n}") for n in range(1, size)]
     with unit_of_work(runtime.connection) as uow:
         (before,) = post_entries(uow.conn, book.id, [sale("4.00", key="t:before")])
-        replay, new = post_entries(
-            uow.conn, book.id, [sale("3.00", key="t:stored"), sale("5.00", key="t:new")]
-        )
+        replay, *new = post_entries(uow.conn, book.id, [sale("3.00", key="t:stored"), *fresh])
+        again = post_entries(uow.conn, book.id, [sale("3.00", key="t:stored"), *fresh])
         (after,) = post_entries(uow.conn, book.id, [sale("6.00", key="t:after")])
         uow.commit()
     assert (replay.id, replay.created) == (stored.id, False)
+    # All replays, in the savepoint too.
+    assert [p.id for p in again] == [stored.id, *(p.id for p in new)]
+    assert not any(p.created for p in again)
     keys = [r[4] for r in book_rows(owner_conn, book.id)["entries"]]
-    assert keys == ["t:stored", "t:before", "t:new", "t:after"]
-    assert [before.created, new.created, after.created] == [True, True, True]
+    assert keys == ["t:stored", "t:before", *(f"t:new{n}" for n in range(1, size)), "t:after"]
+    assert [before.created, after.created, *(p.created for p in new)] == [True] * (size + 1)
 
 
 def test_a_batch_ids_ascend_in_the_order_given() -> None:
