@@ -290,3 +290,35 @@ def test_a_reversal_of_an_entry_the_book_does_not_have_is_refused(
     assert reversal.reverses == original.id
     rows = book_rows(owner_conn, book.id)
     assert (reversal.id, original.id) in [(r[0], r[5]) for r in rows["entries"]]
+
+
+def test_a_replay_inside_a_transaction_undoes_only_its_own_try(
+    runtime: Runtime, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """A call of NEW_FIRST_FROM entries or more first inserts without ON CONFLICT
+    in a savepoint; a used key rolls back to it and goes again with ON CONFLICT.
+    What the transaction wrote before stays, and it commits whole."""
+    size = entry_store.NEW_FIRST_FROM  # the smallest call that takes the savepoint
+    (stored,) = commit(runtime, book.id, [sale("3.00", key="t:stored")])
+    fresh = [sale(f"{n}.00", key=f"t:new{n}") for n in range(1, size)]
+    with unit_of_work(runtime.connection) as uow:
+        (before,) = post_entries(uow.conn, book.id, [sale("4.00", key="t:before")])
+        replay, *new = post_entries(uow.conn, book.id, [sale("3.00", key="t:stored"), *fresh])
+        again = post_entries(uow.conn, book.id, [sale("3.00", key="t:stored"), *fresh])
+        (after,) = post_entries(uow.conn, book.id, [sale("6.00", key="t:after")])
+        uow.commit()
+    assert (replay.id, replay.created) == (stored.id, False)
+    # All replays, in the savepoint too.
+    assert [p.id for p in again] == [stored.id, *(p.id for p in new)]
+    assert not any(p.created for p in again)
+    keys = [r[4] for r in book_rows(owner_conn, book.id)["entries"]]
+    assert keys == ["t:stored", "t:before", *(f"t:new{n}" for n in range(1, size)), "t:after"]
+    assert [before.created, after.created, *(p.created for p in new)] == [True] * (size + 1)
+
+
+def test_a_batch_ids_ascend_in_the_order_given() -> None:
+    """Time-ordered ids that also ascend within a call: each row's key goes past
+    the last one in the (book_id, id) and (book_id, entry_id, line_no) indexes."""
+    ids = entry_store.new_entry_ids(1000)
+    assert ids == sorted(ids) and len(set(ids)) == 1000
+    assert {i.version for i in ids} == {7}

@@ -89,6 +89,33 @@ def test_a_statement_queues_its_entries_as_one_row_in_the_order_written(
     assert queue(app_conn, book.id) == []
 
 
+def test_a_batch_queue_row_is_stored_out_of_line_uncompressed(
+    runtime: Runtime, book: BookFixture, app_conn: psycopg.Connection
+) -> None:
+    """Revision 0051: the queue row's uuid[] (16 bytes an entry) goes out of line
+    without a try at pglz, which cannot shrink random ids (it would be stored
+    uncompressed either way, so the column's storage is what tells), and reads
+    back whole."""
+    storage = app_conn.execute(
+        "select attstorage from pg_attribute"
+        " where attrelid = 'seal_queue'::regclass and attname = 'entry_ids'"
+    ).fetchone()
+    assert storage == ("e",)
+    entries = [sale(n, f"big{n}") for n in range(1, 601)]
+    with unit_of_work(runtime.connection) as uow:
+        posted = post_entries(uow.conn, book.id, entries)
+        uow.commit()
+    row = app_conn.execute(
+        "select pg_column_compression(entry_ids), pg_column_size(entry_ids), entry_ids"
+        " from seal_queue where book_id = %s",
+        (book.id,),
+    ).fetchone()
+    assert row is not None
+    compression, size, ids = row
+    assert compression is None and size > 16 * 600
+    assert ids == [p.id for p in posted]
+
+
 def test_the_sealer_takes_whole_statements_about_a_batch_at_a_time(
     runtime: Runtime,
     book: BookFixture,
