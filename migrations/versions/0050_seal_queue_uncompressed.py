@@ -6,7 +6,7 @@ and random ids do not compress (1.5% of a batch's backend CPU in perf, ~0.7 ms
 per 1,000 entries). STORAGE EXTERNAL moves it out of line without trying; the
 sealer reads it back without decompressing.
 
-Revision ID: 0051
+Revision ID: 0050
 Revises: 0049
 Create Date: 2026-12-01 09:55:00.000000
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0051"
+revision: str = "0050"
 down_revision: str | None = "0049"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
