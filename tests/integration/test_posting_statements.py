@@ -92,7 +92,7 @@ def test_a_statement_queues_its_entries_as_one_row_in_the_order_written(
 def test_a_batch_queue_row_is_stored_out_of_line_uncompressed(
     runtime: Runtime, book: BookFixture, app_conn: psycopg.Connection
 ) -> None:
-    """Revision 0051: the queue row's uuid[] (16 bytes an entry) goes out of line
+    """Revision 0050: the queue row's uuid[] (16 bytes an entry) goes out of line
     without a try at pglz, which cannot shrink random ids (it would be stored
     uncompressed either way, so the column's storage is what tells), and reads
     back whole."""
