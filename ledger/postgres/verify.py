@@ -143,14 +143,17 @@ select 'entry'::text, coalesce(e.id, s.entry_id), s.seq, s.prev_hash, s.hash,
              '{{"date":"' || e.effective_date::text
              || '","id":"' || e.id::text
              || '","key":' || to_json(e.idempotency_key)::text
-             || case when e.memo = '' and e.metadata = '{{}}' then ',"memo":"","metadata":{{}}'
+             || case when e.memo = '' and e.metadata = '{{}}'
+                     then ',"memo":"","metadata":{{}},"postings":'
                      else ',"memo":' || to_json(e.memo)::text
                           || ',"metadata":' || case when e.metadata = '{{}}' then '{{}}'
                                                     else ab_canonical_json(e.metadata) end
+                          || ',"postings":'
                 end
-             || ',"postings":' || case when l.entry_id is null then '[]' else l.lines end
-             || ',"reverses":' || coalesce('"' || e.reverses_entry_id::text || '"', 'null')
-             || '}}', 'UTF8')), 'hex'), 'UTF8')), 'hex'), false) end as hash_ok) h
+             || case when l.entry_id is null then '[]' else l.lines end
+             || case when e.reverses_entry_id is null then ',"reverses":null}}'
+                     else ',"reverses":"' || e.reverses_entry_id::text || '"}}' end,
+             'UTF8')), 'hex'), 'UTF8')), 'hex'), false) end as hash_ok) h
  where e.id is null
     or (s.seq is null and u.entry_id is null)
     or l.n is null or l.n < 2 or l.named < l.n or l.lo <> l.hi or l.total <> 0
