@@ -768,3 +768,71 @@ def test_the_parallel_link_check_still_finds_each_kind_of_tampering(
         ("seal_chain", str(unbalanced), f"entry {unbalanced} (seq 3) differs from what was sealed"),
     ]
     assert {d.subject for d in serial if d.check == "daily_balances"}
+
+
+def test_currencies_quoted_by_hand_are_vouched_for_only_when_they_need_no_escaping(
+    runtime: Runtime, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """SQL writes each posting's currency between quotes without to_json, and
+    vouches for an entry's lines only when all its postings share one currency
+    that to_json would write the same way. An entry in two currencies is left
+    to Python (and verifies); a currency rewritten to a text that needs
+    escaping (on every posting, so the entry still balances in one currency)
+    is not vouched for in SQL, and verify names the entry."""
+    legs = [("USD", "10.00"), ("EUR", "7.00")]
+    entries = [
+        build_entry(
+            DAY,
+            "one currency",
+            [
+                Posting("Assets:Bank:Operating", Money.exact("3.00", "USD")),
+                Posting("Income:Services", Money.exact("-3.00", "USD")),
+            ],
+            idempotency_key="currency:one",
+        ),
+        build_entry(
+            DAY,
+            "two currencies",
+            [
+                posting
+                for currency, amount in legs
+                for posting in (
+                    Posting("Assets:Bank:Operating", Money.exact(amount, currency)),
+                    Posting("Income:Services", Money.exact(f"-{amount}", currency)),
+                )
+            ],
+            idempotency_key="currency:two",
+        ),
+    ]
+    with unit_of_work(runtime.connection) as uow:
+        one, two = post_entries(uow.conn, book.id, entries)
+        uow.commit()
+    assert seal_pending(runtime.connection, book.id) == 2
+    with runtime.connection() as conn:
+        rows = [r for r in _checks(conn, book.id) if r[0] == "entry"]
+    # the two-currency entry comes back (a balance suspect, its seal left to Python)
+    assert [(r[1], r[6], r[7]) for r in rows] == [(two.id, True, False)]
+    assert verify(runtime, book.id) == []
+    for forged in ('US"D', "US\\D", "US\nD"):
+        tamper(
+            owner_conn,
+            "update postings set currency = %s where book_id = %s and entry_id = %s",
+            forged,
+            book.id,
+            one.id,
+        )
+        with runtime.connection() as conn:
+            rows = [r for r in _checks(conn, book.id) if r[0] == "entry"]
+        assert {r[1]: r[7] for r in rows} == {one.id: False, two.id: False}, forged
+        found = verify(runtime, book.id)
+        assert checks_for(found, one.id) >= {"seal_chain"}, forged
+        assert "balanced" not in checks_for(found, one.id), forged
+    tamper(
+        owner_conn,
+        "update postings set amount = amount * 2 where book_id = %s and entry_id = %s"
+        " and currency = 'EUR'",
+        book.id,
+        two.id,
+    )
+    found = verify(runtime, book.id)
+    assert checks_for(found, two.id) == {"seal_chain"}
