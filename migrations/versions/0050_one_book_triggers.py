@@ -444,7 +444,8 @@ begin
        where a.book_id = g.book_id and a.id = g.account_id
        limit 1) a on true
     left join currencies c on c.code = g.currency
-   order by broken desc nulls last
+   -- a refused account first (the first in key order, as the scan found it before)
+   order by broken desc nulls last, g.book_id, g.account_id, g.currency
    limit 1;
   guarded := coalesce(bad.guarded, false);
   if bad.broken then
