@@ -1,4 +1,4 @@
-"""The posting triggers answer a one-book statement with four queries instead of eleven.
+"""The posting triggers answer a one-book statement with four queries instead of thirteen.
 
 Backend CPU of a single-entry HTTP post was ~500 µs, about half of it in the two statement
 triggers; with no-op trigger functions in their place it was ~210 µs, so the cost is their
@@ -12,18 +12,21 @@ trigger calls. This revision, for a statement whose entries (or postings) are of
   evaluates directly); the sealing-queue row is inserted by a statement whose RETURNING
   says whether a closed period lies in the entries' months and whether an entry has no
   posting (its snapshot is taken after the lock, as the period check's was). Two queries,
-  not six.
+  not seven.
 - `ab_postings_inserted`: the per-entry check (its entry, this statement's, the dates, two
   or more postings summing to zero) is part of the facts query when the statement's
   postings are all in one currency (several: the per-currency query as before); the
   account and currency check and the daily balances are one statement, which also says
   whether an account of the statement has a minimum balance — the guarded-balance
-  statement runs only then (before, on every statement). Two queries (three with a
-  minimum), not five.
+  statement runs only then (before, on every statement); the lock is an expression too.
+  Two queries (three with a minimum), not six.
 
 Errors are raised in the same order, with the same SQLSTATE, constraint name and message; a
 statement refused after its queue row or balance rows were written loses them with its
-transaction. Statements of several books take the general code, as before.
+transaction (and a refused account is reported first in key order). Statements of several
+books take the general code, as before. Measured (8 sessions, entries over 30 days, a
+database at 0049 and one at 0050 interleaved in one process): backend CPU per post 0.83–0.89
+of before.
 
 Revision ID: 0050
 Revises: 0049
