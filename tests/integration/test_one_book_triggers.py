@@ -1,4 +1,4 @@
-"""The posting triggers' one-book path (revision 0050): how many queries a post costs them,
+"""The posting triggers' one-book path (revision 0051): how many queries a post costs them,
 and that the checks it folded together still refuse in the order they did.
 
 The count is of statements, not time: each query a trigger runs costs ~50 µs of backend
@@ -96,7 +96,7 @@ def test_a_one_book_entry_costs_the_triggers_four_queries(
     plain = trigger_queries(texts)
     # Entries: facts with the book's dates; the queue row with the period and
     # empty-entry facts. Postings: facts with the per-entry check; the account check
-    # with the daily balances. (Before revision 0050: eleven.)
+    # with the daily balances. (Before revision 0051: eleven.)
     assert len(plain) == 4, plain
     assert not any("guarded_balances" in t for t in plain)
 

@@ -25,11 +25,11 @@ Errors are raised in the same order, with the same SQLSTATE, constraint name and
 statement refused after its queue row or balance rows were written loses them with its
 transaction (and a refused account is reported first in key order). Statements of several
 books take the general code, as before. Measured (8 sessions, entries over 30 days, a
-database at 0049 and one at 0050 interleaved in one process): backend CPU per post 0.83–0.89
+database at 0049 and one at 0051 (0050 on its branch) interleaved in one process): backend CPU per post 0.83–0.89
 of before.
 
-Revision ID: 0050
-Revises: 0049
+Revision ID: 0051
+Revises: 0050
 Create Date: 2026-12-01 10:00:00.000000
 """
 
@@ -40,8 +40,8 @@ from types import ModuleType
 
 from alembic import op
 
-revision: str = "0050"
-down_revision: str | None = "0049"
+revision: str = "0051"
+down_revision: str | None = "0050"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
