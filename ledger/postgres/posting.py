@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,6 +21,8 @@ from typing import Any
 
 import msgspec
 import psycopg
+from psycopg.adapt import Dumper, PyFormat
+from psycopg.pq import Format
 from psycopg.rows import dict_row
 
 from ledger.entries import JournalEntry, Posting, build_entry, reversal_postings
@@ -240,6 +243,49 @@ def _text_array(items: Sequence[str | None]) -> str:
     )
 
 
+class UuidArray(bytes):
+    """A uuid[] in PostgreSQL's binary array format: the server copies 16 bytes
+    an element (array_recv) where it parses 36 characters (array_in, uuid_in:
+    ~3 ms of backend CPU for a 1,000-entry batch's 6,000 ids, ~0.13 ms so), and
+    the client joins uuid.bytes in C instead of formatting str(uuid) (~2.5 ms).
+    Sent by _UuidArrayDumper, which post_entries registers on its connection."""
+
+    __slots__ = ()
+
+    _SIZE = b"\x00\x00\x00\x10"  # each element's length: 16
+
+    @classmethod
+    def of(cls, items: Sequence[bytes]) -> UuidArray:
+        if not items:
+            return cls(_UUID_ARRAY_EMPTY)
+        return cls(
+            _UUID_ARRAY_HEAD + _DIMENSION.pack(len(items), 1) + cls._SIZE + cls._SIZE.join(items)
+        )
+
+
+# Header of a one-dimensional uuid[] without NULLs: ndim 1, no null bitmap, element
+# type uuid (oid 2950), then the length and lower bound 1; an empty array has ndim 0.
+_UUID_ARRAY_HEAD = struct.pack("!iiI", 1, 0, 2950)
+_DIMENSION = struct.Struct("!ii")
+_UUID_ARRAY_EMPTY = struct.pack("!iiI", 0, 0, 2950)
+
+
+class _UuidArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = 2951  # uuid[]
+
+    def dump(self, obj: Any) -> bytes:
+        return bytes(obj)
+
+
+def binary_uuid_arrays(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
+    """Let `conn` send UuidArray parameters (once per connection; a bytes subclass
+    would otherwise go as bytea, which no uuid[] cast takes: an error, not
+    wrong data)."""
+    if conn.adapters.get_dumper(UuidArray, PyFormat.BINARY) is not _UuidArrayDumper:
+        conn.adapters.register_dumper(UuidArray, _UuidArrayDumper)
+
+
 # line_nos of entries of up to 15 postings: "{1,2,3}".
 _LINE_NOS = ["{" + ",".join(str(n) for n in range(1, count + 1)) + "}" for count in range(16)]
 
@@ -268,7 +314,11 @@ class PreparedEntries:
         book_id: uuid.UUID,
         entries: Sequence[JournalEntry],
         account_ids: Mapping[str, uuid.UUID],
+        *,
+        binary: bool = False,
     ) -> None:
+        """`binary`: the uuid columns as UuidArray (the connection must take them:
+        binary_uuid_arrays), else as array literals like the others."""
         self.entries = entries
         self.ids = ids = new_entry_ids(len(entries))
         self.id_texts = id_texts = [str(i) for i in ids]
@@ -276,14 +326,24 @@ class PreparedEntries:
             e.idempotency_key or f"auto:{i}" for e, i in zip(entries, id_texts, strict=True)
         ]
         self.hashes = hashes = [request_hash(e) for e in entries]
-        account_texts = {name: str(account_id) for name, account_id in account_ids.items()}
         # Column by column, each a comprehension over the batch's postings (one
         # loop appending to eight lists cost ~40 % more client CPU).
         postings = [p for e in entries for p in e.postings]
         counts = [len(e.postings) for e in entries]
-        entry_ids = [i for i, n in zip(id_texts, counts, strict=True) for _ in range(n)]
         line_nos = [str(k) for n in counts for k in range(1, n + 1)]
-        accounts = [account_texts[p.account] for p in postings]
+        if binary:
+            id_bytes = [i.bytes for i in ids]
+            account_bytes = {name: account_id.bytes for name, account_id in account_ids.items()}
+            id_column: str | UuidArray = UuidArray.of(id_bytes)
+            entry_ids: str | UuidArray = UuidArray.of(
+                [i for i, n in zip(id_bytes, counts, strict=True) for _ in range(n)]
+            )
+            accounts: str | UuidArray = UuidArray.of([account_bytes[p.account] for p in postings])
+        else:
+            account_texts = {name: str(account_id) for name, account_id in account_ids.items()}
+            id_column = _array(id_texts)
+            entry_ids = _array([i for i, n in zip(id_texts, counts, strict=True) for _ in range(n)])
+            accounts = _array([account_texts[p.account] for p in postings])
         monies = [p.money for p in postings]
         currencies = [m.currency for m in monies]
         quanta = {c: quantum(c) for c in set(currencies)}
@@ -294,16 +354,16 @@ class PreparedEntries:
         dimensions = [_json_text(p.dimensions) if p.dimensions else None for p in postings]
         self.params = {
             "book": book_id,
-            "ids": _array(id_texts),
+            "ids": id_column,
             "dates": _array([e.effective_date.isoformat() for e in entries]),
             "memos": _text_array([e.memo for e in entries]),
             "metadata": _text_array([_json_text(e.metadata) for e in entries]),
             "keys": _text_array(keys),
             "hashes": _array(hashes),
             "reverses": _text_array([e.reverses for e in entries]),
-            "entry_ids": _array(entry_ids),
+            "entry_ids": entry_ids,
             "line_nos": _array(line_nos),
-            "accounts": _array(accounts),
+            "accounts": accounts,
             "amounts": _array(amounts),
             "currencies": _text_array(currencies),
             "customers": _text_array(customers),
@@ -434,7 +494,8 @@ def post_entries(
     if not entries:
         return []
     account_ids = directory.resolve(conn, book_id, [p.account for e in entries for p in e.postings])
-    prepared = PreparedEntries(book_id, entries, account_ids)
+    binary_uuid_arrays(conn)
+    prepared = PreparedEntries(book_id, entries, account_ids, binary=True)
     rows = _insert(conn, prepared.params, len(entries))
     results, replayed = prepared.results(book_id, rows)
     if not replayed:

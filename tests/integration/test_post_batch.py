@@ -322,3 +322,20 @@ def test_a_batch_ids_ascend_in_the_order_given() -> None:
     ids = entry_store.new_entry_ids(1000)
     assert ids == sorted(ids) and len(set(ids)) == 1000
     assert {i.version for i in ids} == {7}
+
+
+def test_uuid_arrays_in_binary_arrive_as_sent(owner_conn: psycopg.Connection) -> None:
+    """post_entries sends its uuid columns in PostgreSQL's binary array format;
+    the server reads back the same ids in the same order (and an empty array)."""
+    ids = [uuid.UUID(int=0), uuid.UUID(int=(1 << 128) - 1), *entry_store.new_entry_ids(5)]
+    array = entry_store.UuidArray.of([i.bytes for i in ids])
+    empty = entry_store.UuidArray.of([])
+    with pytest.raises(pg.CannotCoerce):  # unregistered it would go as bytea: refused
+        owner_conn.execute("select %s::uuid[]", (array,))
+    owner_conn.rollback()
+    entry_store.binary_uuid_arrays(owner_conn)
+    entry_store.binary_uuid_arrays(owner_conn)  # once is enough, twice is harmless
+    row = owner_conn.execute(
+        "select %s::uuid[], %s::uuid[], array_lower(%s::uuid[], 1)", (array, empty, array)
+    ).fetchone()
+    assert row == (ids, [], 1)
