@@ -1,10 +1,22 @@
 """Tamper evidence: a hash chain over each book's entries in sealed order.
 
 Writers never wait for the seal: a committed entry waits in a queue until the
-sealer (one per book at a time) gives it the next sequence number and the
-hash `sha256(previous hash || sha256(canonical entry))`. Because sequence
-numbers are handed out after commit, an entry that commits late simply gets a
-later number, and a reader following the sequence never skips it.
+sealer (one per book at a time) gives it the next sequence number and a
+hash that binds the previous seal's hash to the entry's canonical bytes.
+Because sequence numbers are handed out after commit, an entry that commits
+late simply gets a later number, and a reader following the sequence never
+skips it.
+
+Each seal records the format of its hash (`seals.format`) and is checked by
+its own format forever, so a book's chain can cross from one format to the next:
+- 1: `sha256(previous hash || sha256(canonical entry))`, both as hex text;
+- 2 (what the sealer writes): `sha256(previous hash || canonical entry)`, the
+  previous hash as its 64 hex digits followed by the canonical JSON bytes:
+  one digest per entry instead of two. The previous hash has a fixed length,
+  so the message splits one way only.
+No hash passes under both formats: a format-1 message is 128 hex digits, a
+format-2 message has a `{` after its first 64 bytes (the canonical document
+is a JSON object), so flipping a seal's recorded format breaks its hash.
 """
 
 from __future__ import annotations
@@ -18,6 +30,11 @@ from decimal import Decimal
 from typing import Any
 
 GENESIS_HASH = "0" * 64
+
+# The seal formats verify knows (see the module's docstring); a seal of any
+# other format is a discrepancy. The sealer writes CURRENT_FORMAT.
+FORMATS = (1, 2)
+CURRENT_FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +124,16 @@ def canonical_amount(text: str) -> str:
     return text if len(text) <= 28 else _amount(Decimal(text))
 
 
-def chain_hash(previous_hash: str, entry: SealedEntry) -> str:
-    return link_hash(previous_hash, canonical_bytes(entry))
+def chain_hash(previous_hash: str, entry: SealedEntry, seal_format: int = CURRENT_FORMAT) -> str:
+    return link_hash(previous_hash, canonical_bytes(entry), seal_format)
 
 
-def link_hash(previous_hash: str, canonical: bytes) -> str:
-    """`sha256(previous hash || sha256(canonical entry))`, both as hex text."""
-    content = hashlib.sha256(canonical).hexdigest()
-    return hashlib.sha256(f"{previous_hash}{content}".encode()).hexdigest()
+def link_hash(previous_hash: str, canonical: bytes, seal_format: int = CURRENT_FORMAT) -> str:
+    """The seal hash of an entry's canonical bytes after `previous_hash`, in the
+    given format; ValueError for a format this code does not know."""
+    if seal_format == 2:
+        return hashlib.sha256(previous_hash.encode() + canonical).hexdigest()
+    if seal_format == 1:
+        content = hashlib.sha256(canonical).hexdigest()
+        return hashlib.sha256(f"{previous_hash}{content}".encode()).hexdigest()
+    raise ValueError(f"unknown seal format {seal_format}")

@@ -16,7 +16,13 @@ from typing import Any
 
 import psycopg
 
-from ledger.sealing import GENESIS_HASH, canonical_amount, canonical_row_bytes, link_hash
+from ledger.sealing import (
+    CURRENT_FORMAT,
+    GENESIS_HASH,
+    canonical_amount,
+    canonical_row_bytes,
+    link_hash,
+)
 
 BATCH = 2000
 
@@ -96,8 +102,8 @@ _LEAD = 5  # columns before ENTRY_COLUMNS in _QUEUE's rows
 # (str.join) rather than lists psycopg adapts element by element.
 _SEAL = """
 with sealed as (
-    insert into seals (book_id, seq, entry_id, prev_hash, hash)
-    select %(book)s, * from unnest(%(seqs)s::bigint[], %(ids)s::uuid[],
+    insert into seals (book_id, seq, entry_id, prev_hash, hash, format)
+    select %(book)s, *, %(format)s::smallint from unnest(%(seqs)s::bigint[], %(ids)s::uuid[],
                                   %(prevs)s::text[], %(hashes)s::text[])
 )
 delete from seal_queue where book_id = %(book)s and id = any(%(done)s::bigint[])
@@ -140,7 +146,7 @@ def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> t
             if row[1]:
                 continue
             seq += 1
-            digest = link_hash(previous, entry_canonical_bytes(row[_LEAD:]))
+            digest = link_hash(previous, entry_canonical_bytes(row[_LEAD:]), CURRENT_FORMAT)
             ids.append(row[_LEAD])  # e.id::text, ENTRY_COLUMNS' first
             seqs.append(str(seq))
             prevs.append(previous)
@@ -155,6 +161,7 @@ def seal_batch(conn: psycopg.Connection, book_id: uuid.UUID, *, wait: bool) -> t
                 "prevs": _array(prevs),
                 "hashes": _array(hashes),
                 "done": _array(done),
+                "format": CURRENT_FORMAT,
             },
         )
     return len(rows), more

@@ -232,6 +232,8 @@ seals = Table(
     Column("prev_hash", Text, nullable=False),
     Column("hash", Text, nullable=False),
     Column("sealed_at", TIMESTAMPTZ, nullable=False, server_default=text("clock_timestamp()")),
+    # How `hash` was computed (ledger.sealing: 1, or 2 written by today's sealer).
+    Column("format", SmallInteger, nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("book_id", "seq"),
     UniqueConstraint("book_id", "entry_id"),
     # The entry exists: checked once per statement by a trigger (0046), not per row.

@@ -16,7 +16,7 @@ import psycopg
 
 from ledger.postgres.planner import SET_BASED_READ, planner_settings
 from ledger.postgres.sealer import load_canonical_entries, seal_head
-from ledger.sealing import GENESIS_HASH, link_hash
+from ledger.sealing import FORMATS, GENESIS_HASH, link_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,9 @@ def verify_book(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepanc
             chain.append((seq, 1, Discrepancy("seal_chain", entry_id, detail)))
     unsealed: list[Discrepancy] = []
     daily: list[tuple[str, str, Any, Discrepancy]] = []
-    for kind, raw_id, seq, prev_hash, stored, present, _, hash_ok, unqueued, *daily_row in rows:
+    for row in rows:
+        kind, raw_id, seq, prev_hash, stored, present, _, hash_ok, unqueued, *daily_row = row[:-1]
+        seal_format = row[-1]
         subject = str(raw_id)
         if kind == "link":
             continue
@@ -60,7 +62,10 @@ def verify_book(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepanc
                 unsealed.append(Discrepancy("sealed", subject, detail))
         elif not present:
             chain.append((seq, 2, Discrepancy("seal_chain", subject, "sealed entry missing")))
-        elif not hash_ok and link_hash(prev_hash, python_side[raw_id]) != stored:
+        elif not hash_ok and seal_format not in FORMATS:
+            detail = f"seq {seq} has seal format {seal_format}, which verify does not know"
+            chain.append((seq, 2, Discrepancy("seal_chain", subject, detail)))
+        elif not hash_ok and link_hash(prev_hash, python_side[raw_id], seal_format) != stored:
             detail = f"entry {subject} (seq {seq}) differs from what was sealed"
             chain.append((seq, 2, Discrepancy("seal_chain", subject, detail)))
     chain.sort(key=lambda c: (c[0], c[1]))
@@ -75,7 +80,7 @@ def verify_book(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepanc
 # Every check that reads the whole book, as the branches of one UNION ALL
 # whose rows all have this shape (NULL where a column means nothing to the
 # branch): kind, subject, seq, prev_hash, hash, present, suspect, hash_ok,
-# unqueued, currency, day, postings' sum, projection. PostgreSQL may run the
+# unqueued, currency, day, postings' sum, projection, seal format. PostgreSQL may run the
 # branches at once (a Parallel Append gives each to one process): the
 # entries in two halves of the book's id range, the daily balances and the
 # seal links. Only rows that need a look come back.
@@ -85,10 +90,13 @@ def verify_book(conn: psycopg.Connection, book_id: uuid.UUID) -> list[Discrepanc
 # - balance: an entry in one currency whose sum is zero and that has two
 #   postings is balanced; the few others are re-checked per currency after;
 # - seal: each seal's hash is recomputed from its entry's canonical JSON and
-#   the seal's own prev_hash; that prev_hash is the hash of the seal before
-#   is `_LINKS`' check (gapless seq, each seal against seq - 1). The two together
-#   are the chain, and no entry waits for its predecessor. A seal whose entry
-#   is gone shows up on the seal side of the full join;
+#   the seal's own prev_hash, by the seal's own format (ledger.sealing: format
+#   2 hashes prev_hash and the document in one digest, format 1 hashes the
+#   document first; an unknown format vouches for nothing); that prev_hash is
+#   the hash of the seal before is `_LINKS`' check (gapless seq, each seal
+#   against seq - 1). The two together are the chain, and no entry waits for
+#   its predecessor. A seal whose entry is gone shows up on the seal side of
+#   the full join;
 # - sealing: an entry with no seal must be queued for the sealer.
 # The canonical JSON is byte for byte what ledger.sealing writes
 # (ab_canonical_json, migration 0026). Python re-hashes every entry SQL did
@@ -113,7 +121,7 @@ select 'entry'::text, coalesce(e.id, s.entry_id), s.seq, s.prev_hash, s.hash,
        e.id is not null
          and (l.n is null or l.n < 2 or l.named < l.n or l.lo <> l.hi or l.total <> 0),
        hash_ok, s.seq is null and e.id is not null and u.entry_id is null,
-       null::text, null::date, null::numeric, null::numeric
+       null::text, null::date, null::numeric, null::numeric, s.format
   from (select * from journal_entries where book_id = %(b)s and id {range}) e
   full join (select * from seals where book_id = %(b)s and entry_id {range}) s
     on s.entry_id = e.id
@@ -138,8 +146,7 @@ select 'entry'::text, coalesce(e.id, s.entry_id), s.seq, s.prev_hash, s.hash,
      group by entry_id) l on l.entry_id = e.id
   left join (select entry_id from unsealed_entries where book_id = %(b)s and entry_id {range}) u
     on u.entry_id = e.id
-  cross join lateral (select case when e.id is not null and s.seq is not null then coalesce(
-           s.hash = encode(sha256(convert_to(s.prev_hash || encode(sha256(convert_to(
+  cross join lateral (select
              '{{"date":"' || e.effective_date::text
              || '","id":"' || e.id::text
              || '","key":' || to_json(e.idempotency_key)::text
@@ -152,8 +159,13 @@ select 'entry'::text, coalesce(e.id, s.entry_id), s.seq, s.prev_hash, s.hash,
                 end
              || case when l.entry_id is null then '[]' else l.lines end
              || case when e.reverses_entry_id is null then ',"reverses":null}}'
-                     else ',"reverses":"' || e.reverses_entry_id::text || '"}}' end,
-             'UTF8')), 'hex'), 'UTF8')), 'hex'), false) end as hash_ok) h
+                     else ',"reverses":"' || e.reverses_entry_id::text || '"}}' end as doc) d
+  cross join lateral (select case when e.id is not null and s.seq is not null then coalesce(
+           s.hash = case s.format
+             when 2 then encode(sha256(convert_to(s.prev_hash || d.doc, 'UTF8')), 'hex')
+             when 1 then encode(sha256(convert_to(
+               s.prev_hash || encode(sha256(convert_to(d.doc, 'UTF8')), 'hex'), 'UTF8')), 'hex')
+           end, false) end as hash_ok) h
  where e.id is null
     or (s.seq is null and u.entry_id is null)
     or l.n is null or l.n < 2 or l.named < l.n or l.lo <> l.hi or l.total <> 0
@@ -183,14 +195,16 @@ select seq, entry_id::text, expected_seq, prev_hash <> previous
 # no room for a duplicate (or a NULL) seq.
 _LINKS = """
 select 'link'::text, s.entry_id, s.seq, null::text, null::text, null::boolean, null::boolean,
-       null::boolean, null::boolean, null::text, null::date, null::numeric, null::numeric
+       null::boolean, null::boolean, null::text, null::date, null::numeric, null::numeric,
+       null::smallint
   from (select seq, entry_id, prev_hash from seals where book_id = %(b)s) s
   left join (select seq + 1 as next, hash from seals where book_id = %(b)s) p on p.next = s.seq
  where (p.next is null and s.seq is distinct from 1)
     or s.prev_hash <> coalesce(p.hash, %(genesis)s)
 union all
 select 'link'::text, null::uuid, null::bigint, null::text, null::text, null::boolean,
-       null::boolean, null::boolean, null::boolean, null::text, null::date, count(*), max(seq)
+       null::boolean, null::boolean, null::boolean, null::text, null::date, count(*), max(seq),
+       null::smallint
   from seals where book_id = %(b)s
 having count(*) <> coalesce(max(seq), 0)
 """
@@ -199,7 +213,8 @@ having count(*) <> coalesce(max(seq), 0)
 _DAILY = """
 select 'daily'::text, coalesce(p.account_id, m.account_id), null::bigint, null::text,
        null::text, null::boolean, null::boolean, null::boolean, null::boolean,
-       coalesce(p.currency, m.currency), coalesce(p.day, m.day), p.total, m.total
+       coalesce(p.currency, m.currency), coalesce(p.day, m.day), p.total, m.total,
+       null::smallint
   from (select account_id, currency, effective_date as day, sum(amount) as total, count(*) as n
           from postings where book_id = %(b)s group by 1, 2, 3) p
   full join (select account_id, currency, balance_date as day, sum(amount) as total,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import psycopg
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -43,6 +44,41 @@ def test_downgrade_and_upgrade_again(server_url: str) -> None:
         with psycopg.connect(url) as conn:
             row = conn.execute("select count(*) from currencies where code = 'KWD'").fetchone()
             assert row == (1,)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+
+def test_seal_format_downgrade_refuses_while_format_2_seals_exist(server_url: str) -> None:
+    """Without the column a format-2 seal would read as format 1 and fail verify:
+    revision 0052's downgrade refuses until no such seal is left."""
+    name = f"ab_mig_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    try:
+        upgrade(url)
+        with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+            conn.execute("set local session_replication_role = replica")  # no book needed
+            conn.execute(
+                "insert into seals (book_id, seq, entry_id, prev_hash, hash, format)"
+                " values (%s, 1, %s, repeat('0', 64), repeat('f', 64), 2)",
+                (uuid.uuid4(), uuid.uuid4()),
+            )
+        with pytest.raises(Exception, match="seals of format 2 exist"):
+            command.downgrade(alembic_config(url), "0050")
+        with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+            conn.execute("set local session_replication_role = replica")
+            conn.execute("update seals set format = 1")
+        command.downgrade(alembic_config(url), "0050")
+        with psycopg.connect(url) as conn:
+            column = conn.execute(
+                "select count(*) from information_schema.columns"
+                " where table_name = 'seals' and column_name = 'format'"
+            ).fetchone()
+            assert column == (0,)
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(

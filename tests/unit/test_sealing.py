@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 from decimal import Decimal
 
-from ledger.sealing import GENESIS_HASH, SealedEntry, SealedPosting, canonical_bytes, chain_hash
+import pytest
+
+from ledger.sealing import (
+    GENESIS_HASH,
+    SealedEntry,
+    SealedPosting,
+    canonical_bytes,
+    chain_hash,
+    link_hash,
+)
 
 
 def entry(amount: str = "10.00") -> SealedEntry:
@@ -51,6 +61,29 @@ def test_the_hash_algorithm_is_unchanged() -> None:
             SealedPosting(1, "acc-1", Decimal("10.500"), "USD", None, None, {}),
         ],
     )
-    assert chain_hash(GENESIS_HASH, pinned) == (
+    assert chain_hash(GENESIS_HASH, pinned, 1) == (
         "3f83a70f03e863be7fd02fed9fccb64ce82834f531a70c676b33e4d65d143d83"
     )
+    # Format 2: one digest of the previous hash's hex digits then the canonical bytes.
+    assert chain_hash(GENESIS_HASH, pinned, 2) == chain_hash(GENESIS_HASH, pinned)
+    assert chain_hash(GENESIS_HASH, pinned, 2) == (
+        hashlib.sha256(GENESIS_HASH.encode() + canonical_bytes(pinned)).hexdigest()
+    )
+
+
+@pytest.mark.parametrize("seal_format", [1, 2])
+def test_each_format_binds_the_previous_hash_and_every_amount(seal_format: int) -> None:
+    base = chain_hash(GENESIS_HASH, entry(), seal_format)
+    assert base != chain_hash(GENESIS_HASH, entry("10.01"), seal_format)
+    assert base != chain_hash("1" * 64, entry(), seal_format)
+
+
+def test_a_hash_does_not_pass_under_the_other_format() -> None:
+    """Flipping a seal's recorded format (a downgrade) must break its hash."""
+    canonical = canonical_bytes(entry())
+    assert link_hash(GENESIS_HASH, canonical, 1) != link_hash(GENESIS_HASH, canonical, 2)
+
+
+def test_an_unknown_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown seal format 3"):
+        link_hash(GENESIS_HASH, b"{}", 3)
