@@ -8,7 +8,7 @@ format, so a book's chain crosses from format 1 to format 2 where the new
 sealer takes over.
 
 Revision ID: 0052
-Revises: 0050
+Revises: 0051
 Create Date: 2026-12-01 10:55:00.000000
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0052"
-down_revision: str | None = "0050"
+down_revision: str | None = "0051"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

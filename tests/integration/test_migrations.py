@@ -68,11 +68,11 @@ def test_seal_format_downgrade_refuses_while_format_2_seals_exist(server_url: st
                 (uuid.uuid4(), uuid.uuid4()),
             )
         with pytest.raises(Exception, match="seals of format 2 exist"):
-            command.downgrade(alembic_config(url), "0050")
+            command.downgrade(alembic_config(url), "0051")
         with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
             conn.execute("set local session_replication_role = replica")
             conn.execute("update seals set format = 1")
-        command.downgrade(alembic_config(url), "0050")
+        command.downgrade(alembic_config(url), "0051")
         with psycopg.connect(url) as conn:
             column = conn.execute(
                 "select count(*) from information_schema.columns"
