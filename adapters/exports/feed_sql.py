@@ -290,17 +290,25 @@ with page as materialized (
   select currency, count(*) as lines,
          coalesce(sum(amount) filter (where amount > 0), 0) as debit,
          coalesce(sum(-amount) filter (where amount <= 0), 0) as credit
-    from scan where entry_id in (select entry_id from page) group by currency
+    from scan
+   -- the range less the interleaved entries of other pages, if it has any (a hashed
+   -- subplan, not evaluated when it has none: no join of each posting to the page)
+   where (select count(*) from journal_entries e
+           where e.book_id = %(book)s
+             and e.id >= (select lo from span) and e.id <= (select hi from span))
+         = (select count(*) from page)
+      or entry_id in (select entry_id from page)
+   group by currency
 )
-select convert_to(string_agg(text, '' order by seq), 'UTF8') from (
+select convert_to(string_agg(text, ''), 'UTF8') from (
   -- [[entries, first seq, last seq, lines], [[currency, debit, credit], ...]]
   select -1::bigint as seq, -1::bigint as chunk, '[' || to_json(array[
-           (select count(*) from page)::text, (select min(seq) from page)::text,
-           (select max(seq) from page)::text,
+           s.entries::text, s.first::text, s.last::text,
            (select coalesce(sum(lines), 0) from totals)::text])::text
          || ',[' || coalesce((select string_agg(to_json(array[currency, debit::text,
                                                     credit::text])::text, ',' order by currency)
                                 from totals), '') || ']]' as text
+    from (select count(*) as entries, min(seq) as first, max(seq) as last from page) s
   union all
   select g.seq, g.chunk, '{"effective_date":' || to_json(e.effective_date)::text
          || ',"entry_id":"' || e.id || '","external_id":"AB-' || %(tag)s || '-' || g.seq
@@ -318,6 +326,9 @@ select convert_to(string_agg(text, '' order by seq), 'UTF8') from (
       on e.book_id = %(book)s and e.id = g.entry_id
      and e.id >= (select lo from span) and e.id <= (select hi from span)
     left join lines l on l.entry_id = e.id
+  -- a chunk's entries in seq order: the aggregate is fed from the sorted subquery (one
+  -- sort of the page's rows, not another of each chunk's for an ordered aggregate)
+  order by chunk, seq
 ) x group by chunk order by chunk
 ) to stdout (format binary)"""
 )

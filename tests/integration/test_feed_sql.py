@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -24,6 +25,7 @@ from adapters.runtime import Runtime
 from ledger.entries import Posting, build_entry
 from ledger.errors import LedgerError
 from ledger.money import Money
+from ledger.postgres import posting
 from ledger.postgres.books import AccountSpec, create_account
 from ledger.postgres.posting import post_entries, reverse_entry
 from ledger.postgres.unit_of_work import unit_of_work
@@ -344,4 +346,44 @@ def test_sql_xero_tax_lines_take_the_tax_line_rate_or_are_refused(
                 assert b",2200,No VAT,-1.00,," in new.body
             else:
                 assert new[0] is MissingMapping
+        conn.rollback()
+
+
+def test_pages_whose_ids_interleave_count_only_their_own_lines(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two batches sealed one after the other whose entry ids alternate (as two posters'
+    ids can): each page's key range holds the other batch's entries too, and its lines and
+    totals are its own (the JSON Lines totals skip that check only when the range holds
+    no other entry)."""
+    fixture = make_book(runtime)
+    ids = posting.new_entry_ids(24)
+    calls = iter([ids[0::2], ids[1::2]])
+    monkeypatch.setattr(posting, "new_entry_ids", lambda count: next(calls))
+    for batch in range(2):
+        entries = [
+            build_entry(
+                date(2026, 1, 1 + i),
+                f"batch {batch} entry {i}",
+                [
+                    Posting("Assets:Bank:Operating", Money.exact(f"{batch + 1}{i}.25", "USD")),
+                    Posting("Income:Services", Money.exact(f"-{batch + 1}{i}.25", "USD")),
+                ],
+            )
+            for i in range(12)
+        ]
+        with unit_of_work(runtime.connection) as uow:
+            post_entries(uow.conn, fixture.id, entries)
+            uow.commit()
+    journal_feed.seal_then_build(runtime.connection, fixture.id, "jsonl", 0, 1)
+    with runtime.connection() as conn:
+        for fmt in ("jsonl", "netsuite"):
+            for limit in (12, 5, 24):
+                pages = batches(conn, fixture.id, fmt, limit)
+                assert sum(new.count for new, _ in pages) == 24
+                for new, old in pages:
+                    assert new == old, (fmt, limit, new.since)
+        first = journal_feed.build_batch(conn, fixture.id, "jsonl", 0, 12)
+        total = sum(Decimal(f"1{i}.25") for i in range(12))  # the first batch's
+        assert first.lines == 24 and first.totals == {"USD": (total, total)}
         conn.rollback()
