@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -25,12 +27,23 @@ def test_models_match_the_migrated_schema(database_url: str) -> None:
     assert diff == []
 
 
-def test_downgrade_and_upgrade_again(server_url: str) -> None:
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """The URL of a new empty database on the server, dropped afterwards."""
     name = f"ab_mig_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = with_database(server_url, name)
     try:
+        yield with_database(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+
+def test_downgrade_and_upgrade_again(server_url: str) -> None:
+    with scratch_database(server_url) as url:
         upgrade(url)
         command.downgrade(alembic_config(url), "base")
         with psycopg.connect(url) as conn:
@@ -44,21 +57,12 @@ def test_downgrade_and_upgrade_again(server_url: str) -> None:
         with psycopg.connect(url) as conn:
             row = conn.execute("select count(*) from currencies where code = 'KWD'").fetchone()
             assert row == (1,)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
 
 
 def test_seal_format_downgrade_refuses_while_format_2_seals_exist(server_url: str) -> None:
     """Without the column a format-2 seal would read as format 1 and fail verify:
     revision 0052's downgrade refuses until no such seal is left."""
-    name = f"ab_mig_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = with_database(server_url, name)
-    try:
+    with scratch_database(server_url) as url:
         upgrade(url)
         with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
             conn.execute("set local session_replication_role = replica")  # no book needed
@@ -79,8 +83,3 @@ def test_seal_format_downgrade_refuses_while_format_2_seals_exist(server_url: st
                 " where table_name = 'seals' and column_name = 'format'"
             ).fetchone()
             assert column == (0,)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
