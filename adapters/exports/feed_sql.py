@@ -36,6 +36,13 @@ _INT32 = struct.Struct("!i")
 
 SQL_FORMATS = ("jsonl", "netsuite", "quickbooks", "xero", "sap")
 
+# The page's lowest and highest entry id: the key range both page statements read.
+_SPAN = """span as materialized (
+  -- no min(uuid) before PostgreSQL 16
+  select (select entry_id from page order by entry_id limit 1) lo,
+         (select entry_id from page order by entry_id desc limit 1) hi
+)"""
+
 # The page, its entries and their postings, with the cells the layout uses. Each table
 # is read once as a range of its key (the ids between the page's lowest and highest
 # entry id), customers by key once each, and the rest are hash joins (set_based_read).
@@ -48,11 +55,7 @@ _TABLES = f"""
 with page as materialized (
   select seq, hash, entry_id from seals
    where book_id = %(book)s and seq > %(since)s and seq <= %(since)s::bigint + %(limit)s
-), span as materialized (
-  -- no min(uuid) before PostgreSQL 16
-  select (select entry_id from page order by entry_id limit 1) lo,
-         (select entry_id from page order by entry_id desc limit 1) hi
-), heads as materialized (
+), {_SPAN}, heads as materialized (
   select e.seq, e.id, {{head_cells}}
     from (select g.seq, g.hash, e.id, e.effective_date, e.recorded_at, e.memo, e.metadata,
                  e.reverses_entry_id as reverses{{entry_cells}}
@@ -236,11 +239,9 @@ _JSONL = (
 with page as materialized (
   select seq, hash, entry_id, (seq - %(since)s - 1) / %(chunk)s as chunk from seals
    where book_id = %(book)s and seq > %(since)s and seq <= %(since)s::bigint + %(limit)s
-), span as materialized (
-  -- no min(uuid) before PostgreSQL 16
-  select (select entry_id from page order by entry_id limit 1) lo,
-         (select entry_id from page order by entry_id desc limit 1) hi
-), scan as materialized (
+), """
+    + _SPAN
+    + r""", scan as materialized (
   -- the range of the postings' key: its customers and the page's totals (less the
   -- interleaved entries of other pages)
   select p.entry_id, p.customer_id, p.amount, p.currency
