@@ -313,15 +313,39 @@ def _run_uvicorn(args: argparse.Namespace) -> None:
     )
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _hold_stop_signals() -> None:
+    """Before a fork: a stop signal waits, blocked, until the child can act on it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+
+def _release_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
 def _stop_by_default() -> None:
     """In a forked worker: SIGTERM and SIGINT end it until granian sets its own handlers.
 
     granian forks its workers after setting the supervisor's handlers, which only set
     a flag. A worker still importing the app kept them: a stop signal then went to
     the copy's flag and was lost; the worker served on and its supervisor waited for
-    it forever. A worker that has not served yet has nothing to finish."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    it forever. A worker that has not served yet has nothing to finish. The signals
+    were blocked across the fork (a loaded machine may run the child late, and one
+    landing before this hook was lost the same way); one that came meanwhile is
+    delivered on unblocking and ends the worker here."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    _release_stop_signals()
+
+
+def _fork_stoppable_workers() -> None:
+    os.register_at_fork(
+        before=_hold_stop_signals,
+        after_in_parent=_release_stop_signals,
+        after_in_child=_stop_by_default,
+    )
 
 
 # Seconds the supervisor waits for a stopping worker before killing it: more than a
@@ -338,7 +362,7 @@ def _serve_granian(args: argparse.Namespace) -> None:
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.log import LogLevels
 
-    os.register_at_fork(after_in_child=_stop_by_default)
+    _fork_stoppable_workers()
     Granian(
         "adapters.http.app:create_app",
         address=args.host,

@@ -243,6 +243,35 @@ def test_serve_stops_when_signalled_while_its_workers_are_starting(database_url:
     assert "refused to gracefully stop" not in rest_of(stderr)
 
 
+LATE_CHILD = """
+import os, signal, sys, time
+from adapters.cli import ledger
+signal.signal(signal.SIGTERM, lambda *_: None)  # the supervisor's handler: it sets a flag
+os.register_at_fork(after_in_child=lambda: time.sleep(0.5))  # the scheduler runs the child late
+ledger._fork_stoppable_workers()
+pid = os.fork()
+if pid == 0:
+    time.sleep(10)  # a worker that missed its stop serves on
+    os._exit(0)
+time.sleep(0.1)
+os.kill(pid, signal.SIGTERM)  # before the child ran serve's hook
+_, status = os.waitpid(pid, 0)
+print(os.WTERMSIG(status) if os.WIFSIGNALED(status) else f"exited {os.WEXITSTATUS(status)}")
+"""
+
+
+def test_a_worker_signalled_before_it_runs_after_the_fork_still_stops() -> None:
+    """The race behind the test above on a loaded machine: the supervisor forks a
+    worker, is told to stop and signals it before the child has run a line. The
+    signal waits, blocked, until serve's fork hook has set the default action, and
+    then ends the worker (it had run the supervisor's flag-setting handler: lost)."""
+    ran = subprocess.run(
+        [sys.executable, "-c", LATE_CHILD], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == str(int(signal.SIGTERM))
+
+
 def load_dev() -> ModuleType:
     spec = importlib.util.spec_from_file_location("dev", ROOT / "dev.py")
     assert spec is not None and spec.loader is not None
