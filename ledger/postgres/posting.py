@@ -124,7 +124,9 @@ class AccountDirectory:
         ids = self._ids
         found: dict[str, uuid.UUID] = {}
         missing: set[str] = set()
-        for name in names:
+        # Each name once: a batch names a few accounts thousands of times, and the
+        # (book_id, name) key's hash calls UUID.__hash__, in Python (~1 ms for 2,500).
+        for name in set(names):
             account_id = ids.get((book_id, name))
             if account_id is None:
                 missing.add(name)
@@ -288,11 +290,18 @@ def _text_array(items: Sequence[str | None]) -> str:
     if not items:
         return "{}"
     present = [t for t in items if t is not None] if None in items else items
+    if not present:
+        return "{" + ",".join(["NULL"] * len(items)) + "}"
     joined = "".join(present)  # type: ignore[arg-type]  # no None left in it
     if '"' not in joined and "\\" not in joined:
         # Nothing to escape (the usual case): joined in C, not item by item.
         if len(present) == len(items):
             return '{"' + '","'.join(present) + '"}'  # type: ignore[arg-type]
+        if "\x00" not in joined:
+            # Each None as NUL, which no text holds (PostgreSQL refuses it), so
+            # every quoted NUL is a None: still one join in C, then NULL for it.
+            marked = ["\x00" if t is None else t for t in items]
+            return ('{"' + '","'.join(marked) + '"}').replace('"\x00"', "NULL")
         return "{" + ",".join("NULL" if t is None else '"' + t + '"' for t in items) + "}"
     return (
         "{"
