@@ -105,7 +105,7 @@ def test_one_entrys_params_are_the_batch_of_ones(
     the_entry = CASES[case]
     batch = entry_store.PreparedEntries(BOOK, [the_entry], ACCOUNT_IDS)
     entry_id, id_text, key, params = entry_store.PreparedEntries.one(BOOK, the_entry, ACCOUNT_IDS)
-    assert (entry_id, id_text, key) == (batch.ids[0], batch.id_texts[0], batch.keys[0])
+    assert (entry_id, id_text, key) == (batch.ids[0], str(batch.ids[0]), batch.keys[0])
     assert params == batch.params
 
 
