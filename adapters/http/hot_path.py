@@ -185,7 +185,8 @@ async def _run(conn: AsyncConnection, statement: _Statement, params: dict[str, A
                 pgconn.send_query_prepared(statement.name, values, statement.formats, 0)
                 result = (await conn.wait(generators.execute(pgconn)))[-1]
                 if (
-                    attempt == 1
+                    result.status == pq.ExecStatus.FATAL_ERROR
+                    and attempt == 1
                     and result.error_field(DiagnosticField.SQLSTATE) == _NO_SUCH_STATEMENT
                 ):
                     names.discard(statement.name)
