@@ -19,12 +19,14 @@ naming customers or documents needs their check — both read the database.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from weakref import WeakKeyDictionary
 
 import msgspec
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection, generators, pq
 from psycopg import errors as pg
+from psycopg.pq import DiagnosticField
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.http.commands import request_fingerprint
@@ -56,8 +58,8 @@ _AUDITED = (
     " idempotency_key, request_id, created) select %(book)s, now(), %(key_id)s, %(role)s,"
     " 'POST', %(path)s, 201, %(http_key)s, %(request_id)s, array[i.id::text] from inserted i)"
 )
-# As bytes: psycopg encodes a str query at every execute, and hashes the new bytes
-# to find its parsed form (~2 KB each time); a bytes constant keeps its hash.
+# The statements as psycopg would take them (tests compare what each way sends);
+# _Statement numbers their placeholders for libpq once.
 _POST = (
     "with" + entry_store.STRICT_INSERT_CTES + _ANSWER + _AUDITED + " select body from answer"
 ).encode()
@@ -111,10 +113,112 @@ def _head_and_tail(entry_id: str, key: str, entry: JournalEntry) -> tuple[str, s
     return head.decode(), tail.decode()
 
 
-# A cursor per connection, reused: conn.execute makes one a request (its adapters
-# and transformer), ~5-14 µs of the event loop. A connection serves one request at
-# a time (drawn from the pool), so its cursor does too.
-_cursors: WeakKeyDictionary[AsyncConnection, AsyncCursor[Any]] = WeakKeyDictionary()
+class _Statement:
+    """A statement of `%(name)s` placeholders, sent through libpq (psycopg's
+    `pgconn`) with its parameters encoded here: psycopg's cursor execute
+    (placeholder conversion, a dumper per parameter, its prepared-statement
+    cache, result wrapping) was ~40 % of the event loop's work for a post. The
+    parameters go as psycopg sends them (same types and formats, hence the same
+    plan): a UUID binary with oid uuid, a str as text of unknown type, None as
+    NULL (tests/unit/test_hot_path_params.py compares)."""
+
+    __slots__ = ("formats", "name", "query", "texts", "types", "uuids")
+
+    def __init__(self, name: bytes, statement: bytes, uuids: frozenset[str]) -> None:
+        found = list(dict.fromkeys(_PLACEHOLDER.findall(statement.decode())))
+        # Numbered texts first, then UUIDs: values() encodes each kind in one pass.
+        self.texts = tuple(n for n in found if n not in uuids)
+        self.uuids = tuple(n for n in found if n in uuids)
+        numbers = {n: i for i, n in enumerate(self.texts + self.uuids, 1)}
+        query = _PLACEHOLDER.sub(lambda m: f"${numbers[m[1]]}", statement.decode())
+        assert "%" not in query, "a literal % would need psycopg's escaping"
+        self.name = name
+        self.query = query.encode()
+        self.types = (0,) * len(self.texts) + (_UUID_OID,) * len(self.uuids)
+        self.formats = (0,) * len(self.texts) + (1,) * len(self.uuids)
+
+    def values(self, params: dict[str, Any]) -> list[bytes | None]:
+        """The parameters as libpq takes them, in placeholder order."""
+        texts = [None if v is None else v.encode() for v in map(params.__getitem__, self.texts)]
+        return texts + [params[n].bytes for n in self.uuids]
+
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+_UUID_OID = 2950
+_UUID_PARAMS = frozenset({"book", "key_id"})
+_POST_STATEMENT = _Statement(b"ab_hot_post", _POST, _UUID_PARAMS)
+_POST_AND_STORE_STATEMENT = _Statement(b"ab_hot_post_store", _POST_AND_STORE, _UUID_PARAMS)
+
+# The statements prepared on each connection (by name). A connection serves one
+# request at a time (drawn from the pool). Weak: a closed connection's goes with it.
+_prepared: WeakKeyDictionary[AsyncConnection, set[bytes]] = WeakKeyDictionary()
+
+
+async def _run(conn: AsyncConnection, statement: _Statement, params: dict[str, Any]) -> bytes:
+    """The one value the statement returns, as the server sent it (UTF-8 text).
+
+    Prepared once per connection (psycopg would prepare it too, after 5 runs),
+    or sent unnamed where psycopg prepares nothing (prepare_threshold None:
+    behind a transaction-pooling PgBouncer). Errors are psycopg's exceptions,
+    made from the server's error as its cursor makes them (SQLSTATE class,
+    diag): callers see no difference. A statement dropped from the session
+    (DEALLOCATE ALL / DISCARD ALL, which psycopg's own cache may send) is
+    prepared again and the run retried: it ran nothing."""
+    values = statement.values(params)
+    pgconn = conn.pgconn
+    async with conn.lock:  # as psycopg's execute: no other use of the connection meanwhile
+        if pgconn.status != pq.ConnStatus.OK:
+            raise pg.OperationalError(
+                "the connection is lost" if not conn.closed else "the connection is closed"
+            )
+        if conn.prepare_threshold is None:
+            pgconn.send_query_params(statement.query, values, statement.types, statement.formats, 0)
+            result = (await conn.wait(generators.execute(pgconn)))[-1]
+        else:
+            names = _prepared.get(conn)
+            if names is None:
+                names = _prepared[conn] = set()
+            for attempt in (1, 2):
+                if statement.name not in names:
+                    await _prepare(conn, statement)
+                    names.add(statement.name)
+                pgconn.send_query_prepared(statement.name, values, statement.formats, 0)
+                result = (await conn.wait(generators.execute(pgconn)))[-1]
+                if (
+                    result.status == pq.ExecStatus.FATAL_ERROR
+                    and attempt == 1
+                    and result.error_field(DiagnosticField.SQLSTATE) == _NO_SUCH_STATEMENT
+                ):
+                    names.discard(statement.name)
+                    continue
+                break
+    if result.status != pq.ExecStatus.TUPLES_OK:
+        raise _error(conn, result)
+    if result.ntuples != 1:
+        raise pg.InternalError(f"the post returned {result.ntuples} rows, not 1")
+    value: bytes | None = result.get_value(0, 0)
+    assert value is not None  # the body is built of non-null parts
+    if pgconn.parameter_status(b"client_encoding") == b"UTF8":  # the service's sessions
+        return value
+    encoding: str = conn.info.encoding
+    return value.decode(encoding).encode()
+
+
+_NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
+
+
+async def _prepare(conn: AsyncConnection, statement: _Statement) -> None:
+    pgconn = conn.pgconn
+    pgconn.send_prepare(statement.name, statement.query, statement.types)
+    result = (await conn.wait(generators.execute(pgconn)))[-1]
+    if result.status != pq.ExecStatus.COMMAND_OK:
+        raise _error(conn, result)
+
+
+def _error(conn: AsyncConnection, result: pq.abc.PGresult) -> pg.Error:
+    if result.status == pq.ExecStatus.FATAL_ERROR:
+        return pg.error_from_result(result, encoding=conn.info.encoding)
+    return pg.InternalError(f"unexpected result {pq.ExecStatus(result.status).name} of the post")
 
 
 async def post_entry_once(
@@ -146,7 +250,7 @@ async def post_entry_once(
     if body is None:
         return None
     request_state["audited"] = True  # written by the statement: the after-response writer skips it
-    return body.encode()
+    return body
 
 
 async def _post(
@@ -157,7 +261,7 @@ async def _post(
     entry: JournalEntry,
     key: str | None,
     request_state: dict[str, Any],
-) -> str | None:
+) -> bytes | None:
     """The stored body, or None (see post_entry_once)."""
     book_id = principal.book_id
     try:
@@ -175,21 +279,14 @@ async def _post(
     params["path"] = path
     params["http_key"] = key
     params["request_id"] = request_state.get("request_id") or ""
-    statement = _POST
+    statement = _POST_STATEMENT
     if key is not None:
-        statement = _POST_AND_STORE
+        statement = _POST_AND_STORE_STATEMENT
         params["fingerprint"] = request_fingerprint("POST", path, payload)
-    cur = _cursors.get(conn)
-    if cur is None:
-        cur = _cursors[conn] = conn.cursor()
     try:
         with translated():
-            await cur.execute(statement, params)
-            row = await cur.fetchone()
+            return await _run(conn, statement, params)
     except pg.UniqueViolation as exc:
         if exc.diag.constraint_name in _KEY_TAKEN:
             return None
         raise
-    assert row is not None  # the entry was inserted, or the statement raised
-    body: str = row[0]
-    return body

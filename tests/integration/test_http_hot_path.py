@@ -190,3 +190,96 @@ def test_a_dated_entry_with_a_fresh_key_never_takes_the_general_way(
     for headers in (keyed(book, "h-6"), auth(book.admin_key)):
         r = client.post("/v1/journal-entries", json=three_postings(), headers=headers)
         assert r.status_code == 201, r.text
+
+
+def _on_idle_hot_connections(client: Any, sql: str | None, **attributes: Any) -> list[Any]:
+    """Run `sql` (when given) on every idle connection of the app's hot pool and
+    set `attributes` on them; each one's backend pid and the names of the
+    statements prepared in its session. The pool hands out its idle
+    connections first, so the next post draws one of them."""
+    pool = client.app.state.hot_pool
+
+    async def each() -> list[Any]:
+        taken = [await pool.getconn() for _ in range(pool.get_stats()["pool_available"])]
+        found = []
+        try:
+            for conn in taken:
+                if sql is not None:
+                    await conn.execute(sql)
+                for name, value in attributes.items():
+                    setattr(conn, name, value)
+                cur = await conn.execute("select name from pg_prepared_statements order by 1")
+                prepared = [row[0] for row in await cur.fetchall()]
+                found.append((conn.info.backend_pid, prepared))
+            return found
+        finally:
+            for conn in taken:
+                await pool.putconn(conn)
+
+    found: list[Any] = client.blocking_portal.call(each)
+    return found
+
+
+def test_a_statement_the_session_lost_is_prepared_again(
+    client: Any, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """The post's statement is prepared once per connection; one dropped from the
+    session (DEALLOCATE ALL, DISCARD ALL) is prepared again and the post answers
+    as usual, written once."""
+    for headers in (keyed(book, "h-7"), auth(book.admin_key)):  # both statements prepared
+        assert client.post("/v1/journal-entries", json=entry_body(), headers=headers).is_success
+    assert _on_idle_hot_connections(client, "deallocate all")
+    before = counts(owner_conn, book.id)
+    for n, headers in enumerate((keyed(book, "h-8"), auth(book.admin_key))):
+        r = client.post("/v1/journal-entries", json=three_postings(), headers=headers)
+        assert r.status_code == 201, r.text
+        after = counts(owner_conn, book.id)
+        assert after["journal_entries"] == before["journal_entries"] + n + 1
+        assert after["postings"] == before["postings"] + 3 * (n + 1)
+
+
+def test_a_connection_lost_mid_request_is_a_503_and_writes_nothing(
+    client: Any, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """The server ends the hot pool's sessions under the app: the post drawing one
+    answers the outage's 503 problem, writes nothing and leaves the key free; the
+    pool replaces the lost connections and the same request then posts."""
+    assert client.post("/v1/journal-entries", json=entry_body(), headers=keyed(book, "h-9"))
+    pids = [pid for pid, _ in _on_idle_hot_connections(client, None)]
+    assert pids
+    owner_conn.execute("select pg_terminate_backend(pid) from unnest(%s::int[]) pid", (pids,))
+    before = counts(owner_conn, book.id)
+    r = client.post("/v1/journal-entries", json=three_postings(), headers=keyed(book, "h-10"))
+    assert_problem(r, 503, "database_unavailable")
+    assert counts(owner_conn, book.id) == before
+    for _ in range(len(pids) + 1):  # each lost connection is found out by one request
+        r = client.post("/v1/journal-entries", json=three_postings(), headers=keyed(book, "h-10"))
+        if r.status_code != 503:
+            break
+    assert r.status_code == 201, r.text
+    assert REPLAYED not in r.headers
+    after = counts(owner_conn, book.id)
+    assert after["journal_entries"] == before["journal_entries"] + 1
+
+
+def test_where_psycopg_prepares_nothing_the_post_prepares_nothing(
+    client: Any, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """Behind a transaction-pooling PgBouncer (prepare_threshold None: a session's
+    prepared statement may not be there at the next statement) the post's
+    statement goes unnamed, prepared in no session, with the same answers."""
+    try:
+        _on_idle_hot_connections(client, "deallocate all", prepare_threshold=None)
+        before = counts(owner_conn, book.id)
+        r = client.post("/v1/journal-entries", json=three_postings(), headers=keyed(book, "h-11"))
+        assert r.status_code == 201, r.text
+        again = client.post(
+            "/v1/journal-entries", json=three_postings(), headers=keyed(book, "h-11")
+        )
+        assert again.status_code == 201 and again.headers[REPLAYED] == "true"
+        assert again.content == r.content
+        after = counts(owner_conn, book.id)
+        assert after["journal_entries"] == before["journal_entries"] + 1
+        assert all(not names for _, names in _on_idle_hot_connections(client, None))
+    finally:
+        _on_idle_hot_connections(client, None, prepare_threshold=5)

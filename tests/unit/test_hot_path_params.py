@@ -4,12 +4,15 @@ parameters are PreparedEntries' for a batch of one, and the 201 body around
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from typing import Any
 
 import msgspec
 import pytest
+from psycopg._queries import PostgresQuery
+from psycopg.adapt import Transformer
 
 from adapters.http import hot_path
 from adapters.http.ledger_api import entry_json
@@ -129,3 +132,54 @@ def test_the_answers_head_and_tail_are_entry_jsons(case: str) -> None:
     # The statement puts the JSON string of recorded_at between them.
     stamped = head + msgspec.json.encode(recorded_at.isoformat()).decode() + tail
     assert stamped.encode() == msgspec.json.encode(entry_json(posted))
+
+
+def _psycopg_sends(statement: bytes, params: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """What psycopg's execute sends for `statement`: the query with its $n named
+    back, and each parameter's (type oid, format, value)."""
+    query = PostgresQuery(Transformer())
+    query.convert(statement, params)
+    names = query._order
+    assert names is not None and query.params is not None and query.types is not None
+    sent = {
+        name: (query.types[i], int(query.formats[i]), query.params[i])
+        for i, name in enumerate(names)
+    }
+    text = re.sub(rb"\$(\d+)", lambda m: b"%(" + names[int(m[1]) - 1].encode() + b")s", query.query)
+    return text, sent
+
+
+def _libpq_sends(statement: Any, params: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    names = statement.texts + statement.uuids
+    values = statement.values(params)
+    sent = {
+        name: (statement.types[i], statement.formats[i], values[i]) for i, name in enumerate(names)
+    }
+    text = re.sub(
+        rb"\$(\d+)", lambda m: b"%(" + names[int(m[1]) - 1].encode() + b")s", statement.query
+    )
+    return text, sent
+
+
+@pytest.mark.parametrize("http_key", ["k-1", None], ids=["keyed", "no-key"])
+@pytest.mark.parametrize("case", ["usual", "quoting", "customer-and-document"])
+def test_the_statement_goes_as_psycopg_would_send_it(case: str, http_key: str | None) -> None:
+    """The hot statement bypasses psycopg's execute: the server gets the same text,
+    and each parameter with the same type, format and bytes (so the same plan)."""
+    _, id_text, key, params = entry_store.PreparedEntries.one(BOOK, CASES[case], ACCOUNT_IDS)
+    head, tail = hot_path._head_and_tail(id_text, key, CASES[case])
+    params |= {
+        "head": head,
+        "tail": tail,
+        "key_id": uuid.uuid5(BOOK, "key"),
+        "role": "admin",
+        "path": "/v1/journal-entries",
+        "http_key": http_key,
+        "request_id": "r-1",
+        "fingerprint": "f" * 64,
+    }
+    for raw, statement in (
+        (hot_path._POST, hot_path._POST_STATEMENT),
+        (hot_path._POST_AND_STORE, hot_path._POST_AND_STORE_STATEMENT),
+    ):
+        assert _libpq_sends(statement, params) == _psycopg_sends(raw, params)
