@@ -99,6 +99,9 @@ def test_a_one_book_entry_costs_the_triggers_four_queries(
     # with the daily balances. (Before revision 0051: eleven.)
     assert len(plain) == 4, plain
     assert not any("guarded_balances" in t for t in plain)
+    # Nothing refused: the account check is two aggregates, not a window, a sort and
+    # a limit (revision 0053); which account and why is asked only on refusal.
+    assert not any("WindowAgg" in t for t in plain), plain
 
     # An account with a minimum balance (the chart's wallet): its statement runs too.
     texts.clear()
