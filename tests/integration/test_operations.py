@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -152,6 +153,47 @@ def test_mutations_are_in_the_audit_log_which_is_append_only(
 
     with psycopg.connect(database_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("update audit_log set status = 200 where book_id = %s", (book.id,))
+
+
+_AUDIT_ROW = (
+    "insert into audit_log (book_id, at, key_id, role, method, path, status, request_id)"
+    " values (%s, now(), %s, 'admin', 'POST', '/v1/journal-entries', 201, 'r-1')"
+)
+
+
+def test_audit_rows_name_only_books_that_exist_and_keep_them(
+    runtime: Runtime, book: BookFixture, database_url: str
+) -> None:
+    """Revision 0054 checks the audit log's book per statement instead of by a
+    foreign key (which locked the book's row for every post): the same refusals,
+    SQLSTATE and constraint name, both ways."""
+    with runtime.connection() as conn:  # the service's role
+        with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
+            conn.execute(_AUDIT_ROW, (uuid.uuid4(), uuid.uuid4()))
+        assert refused.value.diag.constraint_name == "fk_audit_log_book_id_books"
+        conn.rollback()
+        conn.execute(_AUDIT_ROW, (book.id, uuid.uuid4()))  # its own book: written
+        # ... without a lock on the book's row (FOR UPDATE conflicts with the foreign
+        # key's FOR KEY SHARE, which every concurrent post took on that one row)
+        with psycopg.connect(database_url) as other:
+            other.execute("select from books where id = %s for update nowait", (book.id,))
+        conn.commit()
+    bare = uuid.uuid4()  # a book with nothing else naming it, so only the audit row holds it
+    with psycopg.connect(database_url, autocommit=True) as owner:
+        owner.execute(
+            "insert into books (id, name, base_currency) values (%s, 'bare', 'USD')", (bare,)
+        )
+        owner.execute(_AUDIT_ROW, (bare, uuid.uuid4()))
+        owner.execute("update books set name = 'renamed' where id = %s", (bare,))  # not its key
+        for change in (
+            "delete from books where id = %s",
+            "update books set id = gen_random_uuid() where id = %s",
+        ):
+            with pytest.raises(psycopg.errors.ForeignKeyViolation) as kept:
+                owner.execute(change, (bare,))
+            assert kept.value.diag.constraint_name == "fk_audit_log_book_id_books"
+        count = owner.execute("select count(*) from books where id = %s", (bare,)).fetchone()
+        assert count == (1,)
 
 
 def test_a_journal_entry_commits_with_its_audit_row(
