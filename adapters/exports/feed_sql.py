@@ -19,14 +19,17 @@ entries lie close together in those keys, and one range scan replaces a probe pe
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import struct
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg.abc import Buffer
 
 from adapters.exports.feed import CUSTOMER_UUID
 from ledger.postgres.planner import set_based_read
@@ -266,20 +269,21 @@ with page as materialized (
   -- an entry's lines in line order: fed from a subquery sorted by the key it reads (so no
   -- sort), not by an ordered aggregate (PostgreSQL 15 sorts each entry's lines for one:
   -- 10%% of the page's CPU)
-  select p.entry_id, string_agg(((select accts from maps) ->> p.account_id::text)
+  -- (a line's text in three parenthesized parts: each `||` copies what is left of it)
+  select p.entry_id, string_agg((((select accts from maps) ->> p.account_id::text)
        || p.amount_text
        || case when p.amount > 0 then '","credit":null,"currency":"'
                when p.amount < 0 then '","credit":"' || substr(p.amount_text, 2)
                                       || '","currency":"'
                else '","credit":"' || p.amount_text || '","currency":"' end
-       || p.currency || '"'
-       || coalesce((select labels from maps) ->> p.customer_id,
+       || p.currency || '"')
+       || (coalesce((select labels from maps) ->> p.customer_id,
                    ',"customer":null,"customer_name":null')
        || case when p.amount > 0 then ',"debit":"' || p.amount_text || '","dimensions":'
                else ',"debit":null,"dimensions":' end
        || case when p.dimensions = '{}' then '{}' else ab_pyjson(p.dimensions) end
        || ',"document":' || coalesce(to_json(p.document)::text, 'null')
-       || ',"line_no":' || p.line_no || '}', ',') as lines
+       || ',"line_no":' || p.line_no || '}'), ',') as lines
     from (select p.entry_id, p.line_no, p.account_id, p.amount, p.amount::text as amount_text,
                  p.currency, p.customer_id, p.document, p.dimensions
             from postings p
@@ -311,17 +315,19 @@ select convert_to(string_agg(text, ''), 'UTF8') from (
                                 from totals), '') || ']]' as text
     from (select count(*) as entries, min(seq) as first, max(seq) as last from page) s
   union all
-  select g.seq, g.chunk, '{"effective_date":' || to_json(e.effective_date)::text
+  -- the parentheses: the entry's lines (most of its bytes) are copied once into its text,
+  -- not once per `||` after them
+  select g.seq, g.chunk, ('{"effective_date":' || to_json(e.effective_date)::text
          || ',"entry_id":"' || e.id || '","external_id":"AB-' || %(tag)s || '-' || g.seq
-         || '","lines":[' || coalesce(l.lines, '')
-         || '],"memo":' || to_json(e.memo)::text
+         || '","lines":[') || coalesce(l.lines, '')
+         || ('],"memo":' || to_json(e.memo)::text
          || ',"metadata":'
          || case when e.metadata = '{}' then '{}' else ab_pyjson(e.metadata) end
          || ',"recorded_at":"' || """
     + _ISO
     + r"""
          || '","reverses":' || coalesce('"' || e.reverses_entry_id || '"', 'null')
-         || ',"seal_hash":' || to_json(g.hash)::text || ',"seq":' || g.seq || E'}\n'
+         || ',"seal_hash":' || to_json(g.hash)::text || ',"seq":' || g.seq || E'}\n')
     from page g
     join journal_entries e
       on e.book_id = %(book)s and e.id = g.entry_id
@@ -370,6 +376,7 @@ class Page:
     taxed: list[str] = dataclasses.field(default_factory=list)
     foreign: tuple[int, list[str]] | None = None
     composite: bool = False
+    sha256: str | None = None  # the body's, when read as it came (JSON Lines)
 
 
 def page_query(fmt: str) -> str:
@@ -467,19 +474,7 @@ def _read_jsonl(conn: psycopg.Connection, params: dict[str, Any]) -> Page:
         conn.cursor() as cur,
         cur.copy(_JSONL, {**params, "chunk": CHUNK}) as copy,
     ):
-        data = memoryview(b"".join(copy))
-    # COPY's binary form: a 19-byte header (signature, flags, extension length 0), then
-    # each row as its number of fields (1), the value's length and bytes, then -1.
-    if bytes(data[:11]) != _BINARY_COPY or bytes(data[11:19]) != bytes(8):
-        raise RuntimeError("the JSON Lines page is not in COPY's binary form")
-    pos = 19
-    values = []
-    while (fields := _INT16.unpack_from(data, pos)[0]) != -1:
-        (size,) = _INT32.unpack_from(data, pos + 2)
-        if fields != 1 or size < 0:
-            raise RuntimeError("the JSON Lines page is not in COPY's binary form")
-        values.append(data[pos + 6 : pos + 6 + size])
-        pos += 6 + size
+        values, digest = _copy_values(copy)
     (count, first, last, lines), totals = json.loads(bytes(values[0]))
     return Page(
         body=b"".join(values[1:]),
@@ -489,4 +484,53 @@ def _read_jsonl(conn: psycopg.Connection, params: dict[str, Any]) -> Page:
         lines=int(lines),
         totals={c: (Decimal(d), Decimal(k)) for c, d, k in totals},
         unmapped=[],
+        sha256=digest,
     )
+
+
+def _copy_values(blocks: Iterable[Buffer]) -> tuple[list[memoryview], str]:
+    """The values of a binary COPY of one column, as views of the blocks read, and the
+    sha256 of all but the first: each row is unframed and hashed as it arrives (PostgreSQL
+    sends a row a message, and the rows come as it aggregates them), not after the whole
+    stream is read and copied once more. COPY's binary form: a 19-byte header (signature,
+    flags, extension length 0), then each row as its number of fields (1), the value's
+    length and bytes, then -1."""
+    values: list[memoryview] = []
+    digest = hashlib.sha256()
+    rest = b""  # a frame that a block left unfinished (not how PostgreSQL sends them)
+    header = True
+    ended = False
+    for block in blocks:
+        data = memoryview(rest + bytes(block)) if rest else memoryview(block)
+        pos = 0
+        if header:
+            if len(data) < 19:
+                rest = bytes(data)
+                continue
+            if data[:11] != _BINARY_COPY or data[11:19] != bytes(8):
+                raise RuntimeError("the JSON Lines page is not in COPY's binary form")
+            header = False
+            pos = 19
+        end = len(data)
+        while pos + 2 <= end:
+            fields = _INT16.unpack_from(data, pos)[0]
+            if fields == -1:
+                ended = True
+                pos += 2
+                break
+            if pos + 6 > end:
+                break
+            (size,) = _INT32.unpack_from(data, pos + 2)
+            if fields != 1 or size < 0:
+                raise RuntimeError("the JSON Lines page is not in COPY's binary form")
+            if pos + 6 + size > end:
+                break
+            value = data[pos + 6 : pos + 6 + size]
+            if values:
+                digest.update(value)
+            values.append(value)
+            pos += 6 + size
+        rest = bytes(data[pos:]) if pos < end else b""
+    if header or not ended or rest or not values:
+        raise RuntimeError("the JSON Lines page is not in COPY's binary form")
+    return values, digest.hexdigest()

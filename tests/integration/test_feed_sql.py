@@ -8,7 +8,9 @@ warnings, page by page, at several page sizes, mappings and session time zones.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
 import sys
 import uuid
 from collections.abc import Callable
@@ -185,7 +187,27 @@ def test_jsonl_rows_of_a_few_entries_join_to_the_python_bytes(
                 assert sum(new.count for new, _ in pages) == 67
                 for new, old in pages:
                     assert new == old, (chunk, limit, new.since)
+                    # hashed as the rows came: the body's hash
+                    assert new.digest == hashlib.sha256(old.body).hexdigest() == old.sha256
         conn.rollback()
+
+
+def test_copy_values_unframes_rows_split_across_blocks_of_any_size() -> None:
+    """PostgreSQL sends a COPY row a message, but the reader holds for any split of the
+    stream: the values and the hash of all but the first are the same."""
+    values = [b'[["2","1","2","3"],[]]', b"", b"a\nb\n", bytes(range(256)) * 3]
+    stream = feed_sql._BINARY_COPY + bytes(8)
+    for value in values:
+        stream += struct.pack("!hi", 1, len(value)) + value
+    stream += struct.pack("!h", -1)
+    digest = hashlib.sha256(b"".join(values[1:])).hexdigest()
+    for size in (1, 2, 5, 19, 20, 25, 64, len(stream)):
+        blocks = [stream[i : i + size] for i in range(0, len(stream), size)]
+        got, got_digest = feed_sql._copy_values(blocks)
+        assert [bytes(v) for v in got] == values and got_digest == digest, size
+    for broken in (stream[:-1], stream[:-2], b"PGCOPY\n" + stream[7:].replace(b"\xff", b"0", 1)):
+        with pytest.raises(RuntimeError, match="binary form"):
+            feed_sql._copy_values([broken])
 
 
 def test_the_book_is_as_awkward_as_it_says(runtime: Runtime, awkward: BookFixture) -> None:
