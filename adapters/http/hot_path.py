@@ -60,9 +60,7 @@ _AUDITED = (
 )
 # The statements as psycopg would take them (tests compare what each way sends);
 # _Statement numbers their placeholders for libpq once.
-_POST = (
-    "with" + entry_store.STRICT_INSERT_CTES + _ANSWER + _AUDITED + " select body from answer"
-).encode()
+_POST = "with" + entry_store.STRICT_INSERT_CTES + _ANSWER + _AUDITED + " select body from answer"
 _POST_AND_STORE = (
     "with"
     + entry_store.STRICT_INSERT_CTES
@@ -73,7 +71,7 @@ _POST_AND_STORE = (
     " select %(book)s, %(http_key)s, %(fingerprint)s, 'POST', %(path)s, 201,"
     " convert_to(body, 'UTF8') from answer)"
     " select body from answer"
-).encode()
+)
 
 # A key already used: the general way replays or refuses it.
 _KEY_TAKEN = frozenset({"uq_journal_entries_idempotency_key_book_id", "pk_idempotency_keys"})
@@ -124,13 +122,13 @@ class _Statement:
 
     __slots__ = ("formats", "name", "query", "texts", "types", "uuids")
 
-    def __init__(self, name: bytes, statement: bytes, uuids: frozenset[str]) -> None:
-        found = list(dict.fromkeys(_PLACEHOLDER.findall(statement.decode())))
+    def __init__(self, name: bytes, statement: str, uuids: frozenset[str]) -> None:
+        found = list(dict.fromkeys(_PLACEHOLDER.findall(statement)))
         # Numbered texts first, then UUIDs: values() encodes each kind in one pass.
         self.texts = tuple(n for n in found if n not in uuids)
         self.uuids = tuple(n for n in found if n in uuids)
         numbers = {n: i for i, n in enumerate(self.texts + self.uuids, 1)}
-        query = _PLACEHOLDER.sub(lambda m: f"${numbers[m[1]]}", statement.decode())
+        query = _PLACEHOLDER.sub(lambda m: f"${numbers[m[1]]}", statement)
         assert "%" not in query, "a literal % would need psycopg's escaping"
         self.name = name
         self.query = query.encode()

@@ -473,9 +473,6 @@ class PreparedEntries:
             currencies.append(currency)
             accounts.append(str(account_ids[posting.account]))
             dimensions.append(_json_text(posting.dimensions) if posting.dimensions else None)
-        nulls = "{" + ",".join(["NULL"] * count) + "}"
-        customers = [p.customer for p in postings]
-        documents = [p.document for p in postings]
         params = {
             "book": book_id,
             "ids": "{" + id_text + "}",
@@ -492,9 +489,9 @@ class PreparedEntries:
             "accounts": "{" + ",".join(accounts) + "}",
             "amounts": "{" + ",".join(amounts) + "}",
             "currencies": _text_array(currencies),
-            "customers": nulls if customers.count(None) == count else _text_array(customers),
-            "documents": nulls if documents.count(None) == count else _text_array(documents),
-            "dimensions": nulls if dimensions.count(None) == count else _text_array(dimensions),
+            "customers": _text_array([p.customer for p in postings]),
+            "documents": _text_array([p.document for p in postings]),
+            "dimensions": _text_array(dimensions),
         }
         return entry_id, id_text, key, params
 

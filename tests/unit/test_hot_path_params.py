@@ -134,7 +134,7 @@ def test_the_answers_head_and_tail_are_entry_jsons(case: str) -> None:
     assert stamped.encode() == msgspec.json.encode(entry_json(posted))
 
 
-def _psycopg_sends(statement: bytes, params: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+def _psycopg_sends(statement: str, params: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     """What psycopg's execute sends for `statement`: the query with its $n named
     back, and each parameter's (type oid, format, value)."""
     query = PostgresQuery(Transformer())
