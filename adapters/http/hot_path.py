@@ -1,10 +1,20 @@
-"""POST /v1/journal-entries in one round trip.
+"""POST /v1/journal-entries in one round trip, concurrent posts in one statement.
 
 The general way (adapters.http.commands.run_command_async) costs five: BEGIN,
 claim the Idempotency-Key, insert the entry, store the response, COMMIT. Here
 one autocommitted statement inserts the entry and its postings, its audit row,
 and stores the response under the key; the triggers finish every check of the ledger inside
 that statement (revision 0028_hotpath), so its end is the commit.
+
+Group commit: the posts a worker receives while its statements are running
+wait, and go together in its next statement, each with its own key, audit row
+and answer. A statement's fixed cost (executor start of every query, the
+triggers' statement-level checks, the commit and its WAL flush) was most of a
+post's database CPU; shared, it is paid once per statement. A post never
+waits for company: one that finds a statement free goes at once. A statement
+of several that the server refuses wrote nothing; each of its posts is then
+posted alone, so each gets the answer it would have had alone (one post's used
+key or closed account does not refuse another's).
 
 The response is known before the statement but for `recorded_at` (the
 database's clock): the statement joins the JSON around it and returns the
@@ -19,17 +29,17 @@ naming customers or documents needs their check — both read the database.
 
 from __future__ import annotations
 
-import re
+import asyncio
 from typing import Any
 from weakref import WeakKeyDictionary
 
 import msgspec
-from psycopg import AsyncConnection, generators, pq
+from psycopg import AsyncConnection, pq
 from psycopg import errors as pg
-from psycopg.pq import DiagnosticField
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.http.commands import request_fingerprint
+from adapters.http.prepared import Statement, as_utf8, execute
 from adapters.keys import Principal
 from billing.manual_entries import references
 from ledger.entries import JournalEntry
@@ -59,7 +69,7 @@ _AUDITED = (
     " 'POST', %(path)s, 201, %(http_key)s, %(request_id)s, array[i.id::text] from inserted i)"
 )
 # The statements as psycopg would take them (tests compare what each way sends);
-# _Statement numbers their placeholders for libpq once.
+# Statement numbers their placeholders for libpq once.
 _POST = "with" + entry_store.STRICT_INSERT_CTES + _ANSWER + _AUDITED + " select body from answer"
 _POST_AND_STORE = (
     "with"
@@ -73,8 +83,84 @@ _POST_AND_STORE = (
     " select body from answer"
 )
 
+# Several posts: the entries' columns are the posts' arrays joined; each post's
+# own values (answer around recorded_at, audit row, key) are arrays in the
+# entries' order, matched to its entry by id. Rows: the entry's id (binary: its
+# 16 bytes), its answer.
+_REQUESTS = (
+    ", requests as (select unnest(%(ids)s::uuid[]) as id, unnest(%(heads)s::text[]) as head,"
+    " unnest(%(tails)s::text[]) as tail, unnest(%(key_ids)s::uuid[]) as key_id,"
+    " unnest(%(roles)s::text[]) as role, unnest(%(paths)s::text[]) as path,"
+    " unnest(%(http_keys)s::text[]) as http_key,"
+    " unnest(%(request_ids)s::text[]) as request_id,"
+    " unnest(%(fingerprints)s::text[]) as fingerprint)"
+)
+_POST_TOGETHER = (
+    "with"
+    + entry_store.STRICT_INSERT_CTES
+    + _REQUESTS
+    + f", answers as (select r.*, r.head || {RECORDED_AT} || r.tail as body"
+    " from inserted i join requests r on r.id = i.id)"
+    ", audited as (insert into audit_log (book_id, at, key_id, role, method, path, status,"
+    " idempotency_key, request_id, created) select %(book)s, now(), a.key_id, a.role,"
+    " 'POST', a.path, 201, a.http_key, a.request_id, array[a.id::text] from answers a)"
+    ", stored as (insert into idempotency_keys"
+    " (book_id, key, request_hash, method, path, status_code, response_body)"
+    " select %(book)s, a.http_key, a.fingerprint, 'POST', a.path, 201,"
+    " convert_to(a.body, 'UTF8') from answers a where a.http_key is not null)"
+    " select id, body from answers"
+)
+# The entry columns of PreparedEntries.one, each an array literal to be joined.
+_ENTRY_ARRAYS = (
+    "ids",
+    "dates",
+    "memos",
+    "metadata",
+    "keys",
+    "hashes",
+    "reverses",
+    "entry_ids",
+    "line_nos",
+    "accounts",
+    "amounts",
+    "currencies",
+    "customers",
+    "documents",
+    "dimensions",
+)
+# Each post's own values, as arrays named in the plural.
+_REQUEST_VALUES = {
+    "heads": "head",
+    "tails": "tail",
+    "key_ids": "key_id",
+    "roles": "role",
+    "paths": "path",
+    "http_keys": "http_key",
+    "request_ids": "request_id",
+    "fingerprints": "fingerprint",
+}
+
+_UUID_PARAMS = frozenset({"book", "key_id"})
+_POST_STATEMENT = Statement(b"ab_hot_post", _POST, _UUID_PARAMS)
+_POST_AND_STORE_STATEMENT = Statement(b"ab_hot_post_store", _POST_AND_STORE, _UUID_PARAMS)
+_POST_TOGETHER_STATEMENT = Statement(b"ab_hot_post_together", _POST_TOGETHER, frozenset({"book"}))
+
 # A key already used: the general way replays or refuses it.
 _KEY_TAKEN = frozenset({"uq_journal_entries_idempotency_key_book_id", "pk_idempotency_keys"})
+
+# Statements a worker runs at once on the hot path; the posts arriving meanwhile
+# wait for the next. One: the posts are shared among fewer, larger statements,
+# and the worker answers and reads requests while its statement runs (with 8
+# clients on 2 workers, backend CPU per entry ~0.65 of one statement a post).
+STATEMENTS_AT_ONCE = 1
+# How long a post waits for the company the last statement had (see _Group).
+COMPANY_WAIT = 0.002
+MOST_TOGETHER = 64  # posts in one statement (each adds ~1 KB of parameters)
+
+# SQLSTATE classes of a statement the server refused for what it held (data,
+# integrity, serialization or deadlock, a trigger's exception): it wrote nothing
+# and the session is fine, so its posts may each be tried alone.
+_REFUSED_FOR_ITS_ROWS = frozenset({"22", "23", "40", "P0"})
 
 
 def needs_no_reads(entry: JournalEntry) -> bool:
@@ -111,112 +197,166 @@ def _head_and_tail(entry_id: str, key: str, entry: JournalEntry) -> tuple[str, s
     return head.decode(), tail.decode()
 
 
-class _Statement:
-    """A statement of `%(name)s` placeholders, sent through libpq (psycopg's
-    `pgconn`) with its parameters encoded here: psycopg's cursor execute
-    (placeholder conversion, a dumper per parameter, its prepared-statement
-    cache, result wrapping) was ~40 % of the event loop's work for a post. The
-    parameters go as psycopg sends them (same types and formats, hence the same
-    plan): a UUID binary with oid uuid, a str as text of unknown type, None as
-    NULL (tests/unit/test_hot_path_params.py compares)."""
+class _Post:
+    """One request's entry, its statement parameters ready, and where its answer goes."""
 
-    __slots__ = ("formats", "name", "query", "texts", "types", "uuids")
+    __slots__ = ("answer", "id_bytes", "params")
 
-    def __init__(self, name: bytes, statement: str, uuids: frozenset[str]) -> None:
-        found = list(dict.fromkeys(_PLACEHOLDER.findall(statement)))
-        # Numbered texts first, then UUIDs: values() encodes each kind in one pass.
-        self.texts = tuple(n for n in found if n not in uuids)
-        self.uuids = tuple(n for n in found if n in uuids)
-        numbers = {n: i for i, n in enumerate(self.texts + self.uuids, 1)}
-        query = _PLACEHOLDER.sub(lambda m: f"${numbers[m[1]]}", statement)
-        assert "%" not in query, "a literal % would need psycopg's escaping"
-        self.name = name
-        self.query = query.encode()
-        self.types = (0,) * len(self.texts) + (_UUID_OID,) * len(self.uuids)
-        self.formats = (0,) * len(self.texts) + (1,) * len(self.uuids)
+    def __init__(self, params: dict[str, Any], id_bytes: bytes) -> None:
+        self.params = params
+        self.id_bytes = id_bytes
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
-    def values(self, params: dict[str, Any]) -> list[bytes | None]:
-        """The parameters as libpq takes them, in placeholder order."""
-        texts = [None if v is None else v.encode() for v in map(params.__getitem__, self.texts)]
-        return texts + [params[n].bytes for n in self.uuids]
-
-
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-_UUID_OID = 2950
-_UUID_PARAMS = frozenset({"book", "key_id"})
-_POST_STATEMENT = _Statement(b"ab_hot_post", _POST, _UUID_PARAMS)
-_POST_AND_STORE_STATEMENT = _Statement(b"ab_hot_post_store", _POST_AND_STORE, _UUID_PARAMS)
-
-# The statements prepared on each connection (by name). A connection serves one
-# request at a time (drawn from the pool). Weak: a closed connection's goes with it.
-_prepared: WeakKeyDictionary[AsyncConnection, set[bytes]] = WeakKeyDictionary()
-
-
-async def _run(conn: AsyncConnection, statement: _Statement, params: dict[str, Any]) -> bytes:
-    """The one value the statement returns, as the server sent it (UTF-8 text).
-
-    Prepared once per connection (psycopg would prepare it too, after 5 runs),
-    or sent unnamed where psycopg prepares nothing (prepare_threshold None:
-    behind a transaction-pooling PgBouncer). Errors are psycopg's exceptions,
-    made from the server's error as its cursor makes them (SQLSTATE class,
-    diag): callers see no difference. A statement dropped from the session
-    (DEALLOCATE ALL / DISCARD ALL, which psycopg's own cache may send) is
-    prepared again and the run retried: it ran nothing."""
-    values = statement.values(params)
-    pgconn = conn.pgconn
-    async with conn.lock:  # as psycopg's execute: no other use of the connection meanwhile
-        if pgconn.status != pq.ConnStatus.OK:
-            raise pg.OperationalError(
-                "the connection is lost" if not conn.closed else "the connection is closed"
-            )
-        if conn.prepare_threshold is None:
-            pgconn.send_query_params(statement.query, values, statement.types, statement.formats, 0)
-            result = (await conn.wait(generators.execute(pgconn)))[-1]
+    def settle(self, body: bytes | None = None, error: BaseException | None = None) -> None:
+        if self.answer.done():  # its request was cancelled (the client went away)
+            return
+        if isinstance(error, asyncio.CancelledError):
+            self.answer.cancel()
+        elif error is not None:
+            self.answer.set_exception(error)
         else:
-            names = _prepared.get(conn)
-            if names is None:
-                names = _prepared[conn] = set()
-            for attempt in (1, 2):
-                if statement.name not in names:
-                    await _prepare(conn, statement)
-                    names.add(statement.name)
-                pgconn.send_query_prepared(statement.name, values, statement.formats, 0)
-                result = (await conn.wait(generators.execute(pgconn)))[-1]
-                if (
-                    result.status == pq.ExecStatus.FATAL_ERROR
-                    and attempt == 1
-                    and result.error_field(DiagnosticField.SQLSTATE) == _NO_SUCH_STATEMENT
-                ):
-                    names.discard(statement.name)
-                    continue
-                break
-    if result.status != pq.ExecStatus.TUPLES_OK:
-        raise _error(conn, result)
-    if result.ntuples != 1:
-        raise pg.InternalError(f"the post returned {result.ntuples} rows, not 1")
-    value: bytes | None = result.get_value(0, 0)
-    assert value is not None  # the body is built of non-null parts
-    if pgconn.parameter_status(b"client_encoding") == b"UTF8":  # the service's sessions
-        return value
-    encoding: str = conn.info.encoding
-    return value.decode(encoding).encode()
+            self.answer.set_result(body)  # type: ignore[arg-type]
 
 
-_NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
+class _Group:
+    """A pool's posts waiting for a statement, and its statements running.
+
+    A statement starts when a slot is free and as many posts wait as went in
+    the last one (the clients that were posting are likely still posting), or
+    when the first waiting post has waited COMPANY_WAIT. So a lone client's
+    posts wait for nobody, and a falling load costs one wait."""
+
+    __slots__ = ("expected", "pool", "running", "tasks", "timer", "waiting")
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self.waiting: list[_Post] = []
+        self.running = 0
+        self.expected = 1
+        self.timer: asyncio.Handle | None = None  # the start, soon or later
+        self.tasks: set[asyncio.Task[None]] = set()  # referenced until done
+
+    def add(self, post: _Post) -> None:
+        self.waiting.append(post)
+        if self.running >= STATEMENTS_AT_ONCE:
+            return  # the statement that ends starts the next
+        if len(self.waiting) >= self.expected:
+            # On the loop's next turn: the posts whose requests this turn reads go too.
+            if self.timer is None or isinstance(self.timer, asyncio.TimerHandle):
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.timer = asyncio.get_running_loop().call_soon(self._start)
+        elif self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(COMPANY_WAIT, self._start)
+
+    def _start(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        while self.waiting and self.running < STATEMENTS_AT_ONCE:
+            posts = self._take()
+            self.expected = len(posts)
+            self.running += 1
+            task = asyncio.get_running_loop().create_task(self._run(posts))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def _take(self) -> list[_Post]:
+        """The first waiting post and those of its book after it: a statement posts
+        to one book."""
+        book = self.waiting[0].params["book"]
+        taken: list[_Post] = []
+        left: list[_Post] = []
+        for post in self.waiting:
+            if post.params["book"] == book and len(taken) < MOST_TOGETHER:
+                taken.append(post)
+            else:
+                left.append(post)
+        self.waiting = left
+        return taken
+
+    async def _run(self, posts: list[_Post]) -> None:
+        try:
+            conn = await self.pool.getconn()
+            try:
+                assert conn.autocommit, "the hot path needs an autocommit pool"
+                await _post(conn, posts)
+            finally:
+                await self.pool.putconn(conn)
+        except BaseException as exc:  # no connection (an outage: 503), cancelled (shutdown)
+            for post in posts:
+                post.settle(error=exc)  # those _post had not settled
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self.running -= 1
+            if len(self.waiting) >= self.expected:
+                self._start()
+            elif self.waiting and self.timer is None:
+                self.timer = asyncio.get_running_loop().call_later(COMPANY_WAIT, self._start)
 
 
-async def _prepare(conn: AsyncConnection, statement: _Statement) -> None:
-    pgconn = conn.pgconn
-    pgconn.send_prepare(statement.name, statement.query, statement.types)
-    result = (await conn.wait(generators.execute(pgconn)))[-1]
-    if result.status != pq.ExecStatus.COMMAND_OK:
-        raise _error(conn, result)
+_groups: WeakKeyDictionary[AsyncConnectionPool, _Group] = WeakKeyDictionary()
 
 
-def _error(conn: AsyncConnection, result: pq.abc.PGresult) -> pg.Error:
-    if result.status == pq.ExecStatus.FATAL_ERROR:
-        return pg.error_from_result(result, encoding=conn.info.encoding)
-    return pg.InternalError(f"unexpected result {pq.ExecStatus(result.status).name} of the post")
+def _group(pool: AsyncConnectionPool) -> _Group:
+    group = _groups.get(pool)
+    if group is None:
+        group = _groups[pool] = _Group(pool)
+    return group
+
+
+async def _post(conn: AsyncConnection, posts: list[_Post]) -> None:
+    """Post them, in one statement when several; settle each one's answer."""
+    if len(posts) > 1:
+        try:
+            result = await execute(conn, _POST_TOGETHER_STATEMENT, _together(posts), 1)
+        except pg.Error as exc:
+            if (exc.sqlstate or "")[:2] not in _REFUSED_FOR_ITS_ROWS or (
+                conn.pgconn.status != pq.ConnStatus.OK
+            ):
+                for post in posts:
+                    post.settle(error=exc)
+                return
+            # Refused as a whole: it wrote nothing. Each alone gets its own answer.
+        else:
+            bodies = {result.get_value(n, 0): result.get_value(n, 1) for n in range(result.ntuples)}
+            for post in posts:
+                body = bodies.get(post.id_bytes)
+                if body is None:
+                    post.settle(error=pg.InternalError("the post's entry was not returned"))
+                else:
+                    post.settle(as_utf8(conn, body))
+            return
+    for post in posts:
+        statement = (
+            _POST_STATEMENT if post.params["http_key"] is None else _POST_AND_STORE_STATEMENT
+        )
+        try:
+            result = await execute(conn, statement, post.params)
+        except pg.Error as exc:
+            post.settle(error=exc)
+            continue
+        if result.ntuples != 1:
+            post.settle(error=pg.InternalError(f"the post returned {result.ntuples} rows, not 1"))
+            continue
+        value = result.get_value(0, 0)
+        assert value is not None  # the body is built of non-null parts
+        post.settle(as_utf8(conn, value))
+
+
+def _together(posts: list[_Post]) -> dict[str, Any]:
+    """The statement's parameters for several posts of one book."""
+    params: dict[str, Any] = {"book": posts[0].params["book"]}
+    each = [post.params for post in posts]
+    for name in _ENTRY_ARRAYS:
+        params[name] = "{" + ",".join([p[name][1:-1] for p in each]) + "}"
+    for plural, name in _REQUEST_VALUES.items():
+        values = [p[name] for p in each]
+        if name == "key_id":
+            values = [None if v is None else str(v) for v in values]
+        params[plural] = entry_store.text_array(values)
+    return params
 
 
 async def post_entry_once(
@@ -239,36 +379,20 @@ async def post_entry_once(
     back without `pool.connection()`: its `async with conn` only commits, which in
     autocommit sends nothing but costs the connection's lock (the pool's putconn
     still rolls back or discards a connection left in a transaction or broken)."""
-    conn = await pool.getconn()
-    try:
-        assert conn.autocommit, "the hot path needs an autocommit pool"
-        body = await _post(conn, path, principal, payload, entry, key, request_state)
-    finally:
-        await pool.putconn(conn)
-    if body is None:
-        return None
-    request_state["audited"] = True  # written by the statement: the after-response writer skips it
-    return body
-
-
-async def _post(
-    conn: AsyncConnection,
-    path: str,
-    principal: Principal,
-    payload: Any,
-    entry: JournalEntry,
-    key: str | None,
-    request_state: dict[str, Any],
-) -> bytes | None:
-    """The stored body, or None (see post_entry_once)."""
     book_id = principal.book_id
-    try:
-        account_ids = await entry_store.DIRECTORY.resolve_async(
-            conn, book_id, [p.account for p in entry.postings]
-        )
-    except LedgerError:
-        return None
-    _, id_text, entry_key, params = entry_store.PreparedEntries.one(book_id, entry, account_ids)
+    names = [p.account for p in entry.postings]
+    account_ids = entry_store.DIRECTORY.known(book_id, names)
+    if account_ids is None:
+        conn = await pool.getconn()
+        try:
+            account_ids = await entry_store.DIRECTORY.resolve_async(conn, book_id, names)
+        except LedgerError:
+            return None
+        finally:
+            await pool.putconn(conn)
+    entry_id, id_text, entry_key, params = entry_store.PreparedEntries.one(
+        book_id, entry, account_ids
+    )
     head, tail = _head_and_tail(id_text, entry_key, entry)
     params["head"] = head
     params["tail"] = tail
@@ -277,14 +401,15 @@ async def _post(
     params["path"] = path
     params["http_key"] = key
     params["request_id"] = request_state.get("request_id") or ""
-    statement = _POST_STATEMENT
-    if key is not None:
-        statement = _POST_AND_STORE_STATEMENT
-        params["fingerprint"] = request_fingerprint("POST", path, payload)
+    params["fingerprint"] = None if key is None else request_fingerprint("POST", path, payload)
+    post = _Post(params, entry_id.bytes)
+    _group(pool).add(post)
     try:
         with translated():
-            return await _run(conn, statement, params)
+            body = await post.answer
     except pg.UniqueViolation as exc:
         if exc.diag.constraint_name in _KEY_TAKEN:
             return None
         raise
+    request_state["audited"] = True  # written by the statement: the after-response writer skips it
+    return body

@@ -118,6 +118,11 @@ class AccountDirectory:
             self._learn(book_id, await cur.fetchall(), found, names)
         return found
 
+    def known(self, book_id: uuid.UUID, names: Sequence[str]) -> dict[str, uuid.UUID] | None:
+        """The ids when this process knows every name already (no query), else None."""
+        found, missing = self._cached(book_id, names)
+        return None if missing else found
+
     def _cached(
         self, book_id: uuid.UUID, names: Sequence[str]
     ) -> tuple[dict[str, uuid.UUID], list[str]]:
@@ -284,7 +289,7 @@ def _array(items: Iterable[str]) -> str:
     return "{" + ",".join(items) + "}"
 
 
-def _text_array(items: Sequence[str | None]) -> str:
+def text_array(items: Sequence[str | None]) -> str:
     """An array literal of any text: each item double-quoted with `\\` and `"`
     escaped (all array_in needs), None as NULL."""
     if not items:
@@ -427,19 +432,19 @@ class PreparedEntries:
             "book": book_id,
             "ids": id_column,
             "dates": _array([e.effective_date.isoformat() for e in entries]),
-            "memos": _text_array([e.memo for e in entries]),
-            "metadata": _text_array([_json_text(e.metadata) for e in entries]),
-            "keys": _text_array(keys),
+            "memos": text_array([e.memo for e in entries]),
+            "metadata": text_array([_json_text(e.metadata) for e in entries]),
+            "keys": text_array(keys),
             "hashes": _array(hashes),
-            "reverses": _text_array([e.reverses for e in entries]),
+            "reverses": text_array([e.reverses for e in entries]),
             "entry_ids": entry_ids,
             "line_nos": _array(line_nos),
             "accounts": accounts,
             "amounts": _array(amounts),
-            "currencies": _text_array(currencies),
-            "customers": _text_array(customers),
-            "documents": _text_array(documents),
-            "dimensions": _text_array(dimensions),
+            "currencies": text_array(currencies),
+            "customers": text_array(customers),
+            "documents": text_array(documents),
+            "dimensions": text_array(dimensions),
         }
 
     @staticmethod
@@ -477,21 +482,21 @@ class PreparedEntries:
             "book": book_id,
             "ids": "{" + id_text + "}",
             "dates": "{" + entry.effective_date.isoformat() + "}",
-            "memos": _text_array([entry.memo]),
-            "metadata": _text_array([_json_text(entry.metadata)]),
-            "keys": _text_array([key]),
+            "memos": text_array([entry.memo]),
+            "metadata": text_array([_json_text(entry.metadata)]),
+            "keys": text_array([key]),
             "hashes": "{" + request_hash(entry) + "}",
-            "reverses": _text_array([entry.reverses]),
+            "reverses": text_array([entry.reverses]),
             "entry_ids": "{" + ",".join([id_text] * count) + "}",
             "line_nos": _LINE_NOS[count]
             if count < len(_LINE_NOS)
             else _array([str(n) for n in range(1, count + 1)]),
             "accounts": "{" + ",".join(accounts) + "}",
             "amounts": "{" + ",".join(amounts) + "}",
-            "currencies": _text_array(currencies),
-            "customers": _text_array([p.customer for p in postings]),
-            "documents": _text_array([p.document for p in postings]),
-            "dimensions": _text_array(dimensions),
+            "currencies": text_array(currencies),
+            "customers": text_array([p.customer for p in postings]),
+            "documents": text_array([p.document for p in postings]),
+            "dimensions": text_array(dimensions),
         }
         return entry_id, id_text, key, params
 

@@ -4,6 +4,7 @@ parameters are PreparedEntries' for a batch of one, and the 201 body around
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import date, datetime
@@ -183,3 +184,40 @@ def test_the_statement_goes_as_psycopg_would_send_it(case: str, http_key: str | 
         (hot_path._POST_AND_STORE, hot_path._POST_AND_STORE_STATEMENT),
     ):
         assert _libpq_sends(statement, params) == _psycopg_sends(raw, params)
+
+
+def test_posts_together_send_the_batchs_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several posts' parameters joined are PreparedEntries' for the batch of
+    their entries (same ids), and each post's own values go in the same order."""
+    entries = [CASES[c] for c in ("usual", "no-key", "quoting", "metadata-and-dimensions")]
+    ids = [uuid.uuid5(BOOK, f"entry {n}") for n in range(len(entries))]
+    monkeypatch.setattr(entry_store, "new_entry_ids", lambda count: ids[:count])
+    batch = entry_store.PreparedEntries(BOOK, entries, ACCOUNT_IDS)
+    key_id = uuid.uuid5(BOOK, "key")
+
+    async def build() -> dict[str, Any]:
+        posts = []
+        for n, (entry_id, the_entry) in enumerate(zip(ids, entries, strict=True)):
+            _, _, _, params = entry_store.PreparedEntries.one(
+                BOOK, the_entry, ACCOUNT_IDS, entry_id
+            )
+            http_key = None if n % 2 else f'h"{n}'
+            params |= {
+                "head": f"head {n}",
+                "tail": f"tail {n}",
+                "key_id": None if n == 3 else key_id,
+                "role": "admin",
+                "path": "/v1/journal-entries",
+                "http_key": http_key,
+                "request_id": f"r-{n}",
+                "fingerprint": None if http_key is None else "f" * 64,
+            }
+            posts.append(hot_path._Post(params, entry_id.bytes))
+        return hot_path._together(posts)
+
+    together = asyncio.run(build())
+    assert {k: together[k] for k in batch.params} == batch.params
+    assert together["http_keys"] == '{"h\\"0",NULL,"h\\"2",NULL}'
+    assert together["key_ids"] == '{"' + '","'.join([str(key_id)] * 3) + '",NULL}'
+    assert together["request_ids"] == '{"r-0","r-1","r-2","r-3"}'
+    assert together["fingerprints"] == "{" + ",".join(['"' + "f" * 64 + '"', "NULL"] * 2) + "}"
