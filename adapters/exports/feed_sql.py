@@ -138,26 +138,31 @@ class _Layout:
 
 _LAYOUTS: dict[str, _Layout] = {}
 
+# Each `||` is a function call that copies its text, per line or entry: the layouts put
+# constants next to each other in parentheses (folded into one by the planner, with the
+# parameters' values) and the commas around an entry's or an account's cell into it.
+
 _LAYOUTS["netsuite"] = _Layout(
     entry_cells=_CSV_ENTRY,
-    head_cells="'AB-' || %(tag)s || '-' || e.seq || ',' || e.day || ',' || ab_csv(%(subsidiary)s)"
-    f" || ',' as pre, ab_csv(e.memo_f) as memo_cell, ab_csv({_PLAIN}) as plain_cell,"
-    f" e.memo_f, {_SUFFIX}",
+    head_cells="('AB-' || %(tag)s || '-') || e.seq || ',' || e.day"
+    " || (',' || ab_csv(%(subsidiary)s) || ',') as pre, ab_csv(e.memo_f) || ',' as memo_cell,"
+    f" ab_csv({_PLAIN}) || E'\\r\\n' as plain_line, e.memo_f, {_SUFFIX}",
     acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) as code_cell",
     label_cells=_CSV_LABEL,
     post_cells="",
     render=f"""
 select h.seq, p.line_no as item,
-       h.pre || p.currency || case when p.currency = %(base)s then ',1,' else ',,' end
-       || a.code_cell || {_DEBIT_CREDIT} || h.memo_cell || ',' || {_LABEL} || ','
-       || case when {_NO_DOCUMENT} then h.plain_cell else ab_csv({_DOCUMENT_TEXT}) end
-       || E'\\r\\n' as line{_JOIN}
+       h.pre || case when p.currency = %(base)s then %(base)s::text || ',1,'
+                     else p.currency || ',,' end
+       || a.code_cell || {_DEBIT_CREDIT} || h.memo_cell || coalesce(c.label || ',', ',')
+       || case when {_NO_DOCUMENT} then h.plain_line
+               else ab_csv({_DOCUMENT_TEXT}) || E'\\r\\n' end as line{_JOIN}
 """,
 )
 
 _LAYOUTS["quickbooks"] = _Layout(
     entry_cells=_CSV_ENTRY,
-    head_cells="'AB-' || %(tag)s || '-' || e.seq || ',' || e.day || ',' as pre, e.memo,"
+    head_cells="('AB-' || %(tag)s || '-') || e.seq || ',' || e.day || ',' as pre, e.memo,"
     f" e.memo_f, {_SUFFIX},"
     f" ab_csv(ab_fold(concat_ws(' ', nullif(e.memo, ''), {_PLAIN}))) as plain_cell",
     acct_cells="ab_csv(coalesce(m.erp_code, a.name)) as name_cell",
@@ -174,21 +179,22 @@ select h.seq, p.line_no as item,
 
 _LAYOUTS["sap"] = _Layout(
     entry_cells=_CSV_ENTRY,
-    head_cells="'H,' || ab_csv(%(company)s) || ',' || e.day || ',' || e.day || ','"
-    " || ab_csv(%(doc_type)s) || ',' || left('AB-' || e.seq, 16) || ','"
-    " || left('AB-' || %(tag)s || '-' || e.seq, 25) || E',,,,,\\r\\n' as head,"
-    f" e.memo_f, {_SUFFIX}, ab_csv(left({_PLAIN}, 50)) as plain_cell",
-    acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) as code_cell",
+    head_cells="('H,' || ab_csv(%(company)s) || ',') || e.day || ',' || e.day"
+    " || (',' || ab_csv(%(doc_type)s) || ',') || left('AB-' || e.seq, 16) || ','"
+    " || left(('AB-' || %(tag)s || '-') || e.seq, 25) || E',,,,,\\r\\n' as head,"
+    f" e.memo_f, {_SUFFIX}, ab_csv(left({_PLAIN}, 50)) || E'\\r\\n' as plain_line",
+    acct_cells="',' || ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) || ','"
+    " as code_cell",
     label_cells="null as label",
     post_cells=", row_number() over w as item_no",
     render=f"""
 select h.seq, -1 as item, h.head as line from heads h
 union all
 select h.seq, p.line_no as item,
-       'L,,,,,,,' || lpad(p.item_no::text, 10, '0') || ',' || a.code_cell || ','
+       'L,,,,,,,' || lpad(p.item_no::text, 10, '0') || a.code_cell
        || p.currency || ',' || p.amount_text || ','
-       || case when {_NO_DOCUMENT} then h.plain_cell else ab_csv(left({_DOCUMENT_TEXT}, 50)) end
-       || E'\\r\\n' as line{_JOIN}
+       || case when {_NO_DOCUMENT} then h.plain_line
+               else ab_csv(left({_DOCUMENT_TEXT}, 50)) || E'\\r\\n' end as line{_JOIN}
 """,
 )
 
@@ -207,7 +213,7 @@ _XERO_OPTION = f"""case when %(tracking)s = '' then ''
 
 _LAYOUTS["xero"] = _Layout(
     entry_cells=_CSV_ENTRY,
-    head_cells="ab_csv('AB-' || %(tag)s || '-' || e.seq"
+    head_cells="ab_csv(('AB-' || %(tag)s || '-') || e.seq"
     " || case when e.memo_f = '' then '' else ' ' || e.memo_f end) || ',' || e.day || ','"
     f" as pre, e.memo_f, {_SUFFIX}, ab_csv({_PLAIN}) as plain_cell",
     acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) || ','"
@@ -269,21 +275,31 @@ with page as materialized (
   -- an entry's lines in line order: fed from a subquery sorted by the key it reads (so no
   -- sort), not by an ordered aggregate (PostgreSQL 15 sorts each entry's lines for one:
   -- 10%% of the page's CPU)
-  -- (a line's text in three parenthesized parts: each `||` copies what is left of it)
-  select p.entry_id, string_agg((((select accts from maps) ->> p.account_id::text)
+  -- (each `||` is a function call that copies its text: a line without a customer,
+  -- dimensions or a document, the common one, has what follows its currency up to its
+  -- line number as one constant, bar the debit)
+  select p.entry_id, string_agg(((select accts from maps) ->> p.account_id::text)
        || p.amount_text
        || case when p.amount > 0 then '","credit":null,"currency":"'
                when p.amount < 0 then '","credit":"' || substr(p.amount_text, 2)
                                       || '","currency":"'
                else '","credit":"' || p.amount_text || '","currency":"' end
-       || p.currency || '"')
-       || (coalesce((select labels from maps) ->> p.customer_id,
-                   ',"customer":null,"customer_name":null')
-       || case when p.amount > 0 then ',"debit":"' || p.amount_text || '","dimensions":'
-               else ',"debit":null,"dimensions":' end
-       || case when p.dimensions = '{}' then '{}' else ab_pyjson(p.dimensions) end
-       || ',"document":' || coalesce(to_json(p.document)::text, 'null')
-       || ',"line_no":' || p.line_no || '}'), ',') as lines
+       || p.currency
+       || case when p.customer_id is null and p.dimensions = '{}' and p.document is null
+               then case when p.amount > 0
+                         then '","customer":null,"customer_name":null,"debit":"' || p.amount_text
+                              || '","dimensions":{},"document":null,"line_no":'
+                         else '","customer":null,"customer_name":null,"debit":null,'
+                              '"dimensions":{},"document":null,"line_no":' end
+               else '"' || coalesce((select labels from maps) ->> p.customer_id,
+                                    ',"customer":null,"customer_name":null')
+                    || case when p.amount > 0
+                            then ',"debit":"' || p.amount_text || '","dimensions":'
+                            else ',"debit":null,"dimensions":' end
+                    || case when p.dimensions = '{}' then '{}' else ab_pyjson(p.dimensions) end
+                    || ',"document":' || coalesce(to_json(p.document)::text, 'null')
+                    || ',"line_no":' end
+       || p.line_no || '}', ',') as lines
     from (select p.entry_id, p.line_no, p.account_id, p.amount, p.amount::text as amount_text,
                  p.currency, p.customer_id, p.document, p.dimensions
             from postings p
@@ -317,17 +333,22 @@ select convert_to(string_agg(text, ''), 'UTF8') from (
   union all
   -- the parentheses: the entry's lines (most of its bytes) are copied once into its text,
   -- not once per `||` after them
+  -- (the external id's constant parts in parentheses, folded into one constant by the
+  -- planner; an entry without a memo or metadata, the columns' defaults, has one constant
+  -- for them; the seal's hash is hex (ck_seals_hash_hex, 0055): quoted as it is)
   select g.seq, g.chunk, ('{"effective_date":' || to_json(e.effective_date)::text
-         || ',"entry_id":"' || e.id || '","external_id":"AB-' || %(tag)s || '-' || g.seq
+         || ',"entry_id":"' || e.id || ('","external_id":"AB-' || %(tag)s || '-') || g.seq
          || '","lines":[') || coalesce(l.lines, '')
-         || ('],"memo":' || to_json(e.memo)::text
-         || ',"metadata":'
-         || case when e.metadata = '{}' then '{}' else ab_pyjson(e.metadata) end
-         || ',"recorded_at":"' || """
+         || (case when e.memo = '' and e.metadata = '{}'
+                  then '],"memo":"","metadata":{},"recorded_at":"'
+                  else '],"memo":' || to_json(e.memo)::text || ',"metadata":'
+                       || case when e.metadata = '{}' then '{}' else ab_pyjson(e.metadata) end
+                       || ',"recorded_at":"' end
+         || """
     + _ISO
     + r"""
          || '","reverses":' || coalesce('"' || e.reverses_entry_id || '"', 'null')
-         || ',"seal_hash":' || to_json(g.hash)::text || ',"seq":' || g.seq || E'}\n')
+         || ',"seal_hash":"' || g.hash || '","seq":' || g.seq || E'}\n')
     from page g
     join journal_entries e
       on e.book_id = %(book)s and e.id = g.entry_id
