@@ -66,41 +66,46 @@ with page as materialized (
            where e.book_id = %(book)s
              and e.id >= (select lo from span) and e.id <= (select hi from span)
           offset 0) e
-), posts as materialized (
-  -- the page's postings: the range of the key, less the interleaved entries of other
-  -- pages (the window numbers an entry's lines over the range, in the key's order)
-  select * from (
-    select p.entry_id, p.line_no, p.account_id, p.amount, p.currency, p.customer_id,
-           p.document, p.dimensions, p.amount::text as amount_text{{post_cells}}
-      from postings p
-     where p.book_id = %(book)s
-       and p.entry_id >= (select lo from span) and p.entry_id <= (select hi from span)
-    window w as (partition by p.entry_id order by p.line_no)
-  ) p where p.entry_id in (select entry_id from page)
-), labels as materialized (
-  -- each customer id of the page once: its customer's name (a primary-key lookup in a
-  -- subplan: no join to plan) and what the name columns show
-  select customer_id, {{label_cells}}
-    from (select u.customer_id,
-                 (select c.name from customers c where c.book_id = %(book)s and c.id = u.id) name
-            from (select p.customer_id, {CUSTOMER_UUID} as id
-                    from (select distinct customer_id from posts where customer_id is not null
-                         ) p) u
-          offset 0) n
 ), accts as materialized (
   select a.id, a.name, m.erp_code, {{acct_cells}}
     from accounts a
     left join erp_account_mappings m
       on m.book_id = %(book)s and m.erp_format = %(fmt)s and m.account_id = a.id
    where a.book_id = %(book)s
+), posts as materialized (
+  -- the page's postings: the range of the key, less the interleaved entries of other
+  -- pages (the window numbers an entry's lines over the range, in the key's order),
+  -- with their account's cell (joined here, where the planner hashes the accounts: in
+  -- the page's join it hashed the postings, the CTEs' row estimates being guesses)
+  select p.*, a.acct_cell from (
+    select p.entry_id, p.line_no, p.account_id, p.amount, p.currency, p.customer_id,
+           p.document, p.dimensions, p.amount::text as amount_text{{post_cells}}
+      from postings p
+     where p.book_id = %(book)s
+       and p.entry_id >= (select lo from span) and p.entry_id <= (select hi from span)
+    window w as (partition by p.entry_id order by p.line_no)
+  ) p join accts a on a.id = p.account_id
+   where p.entry_id in (select entry_id from page)
+), labels as materialized (
+  -- each customer id of the page once: its customer's name (a primary-key lookup in a
+  -- subplan: no join to plan) and what the name columns show, as a map looked up per
+  -- line (_LABEL): a join of the lines to these few rows hashed the lines' side (the
+  -- CTEs' row estimates are guesses), ~10 %% of the page's instructions
+  select jsonb_object_agg(customer_id, label) as map
+    from (select customer_id, {{label_cells}}
+            from (select u.customer_id,
+                         (select c.name from customers c
+                           where c.book_id = %(book)s and c.id = u.id) name
+                    from (select p.customer_id, {CUSTOMER_UUID} as id
+                            from (select distinct customer_id from posts
+                                   where customer_id is not null) p) u
+                  offset 0) n) n
 )"""
 
-# The page's lines: each posting of the page with its entry, account and customer.
+# The page's lines: each posting of the page (with its account's cell) and its entry.
 _JOIN = """
   from posts p
-  join heads h on h.id = p.entry_id
-  join accts a on a.id = p.account_id
-  left join labels c on c.customer_id = p.customer_id"""
+  join heads h on h.id = p.entry_id"""
 
 # What the CSV layouts compute once per entry: the folded memo and the date cell.
 _CSV_ENTRY = (
@@ -123,7 +128,9 @@ _DEBIT_CREDIT = (
     " else ',,' || p.amount_text || ',' end"
 )
 _CSV_LABEL = "ab_csv(ab_fold(coalesce(nullif(name, ''), customer_id))) as label"
-_LABEL = "coalesce(c.label, '')"
+# A line's customer label (null without a customer): a label is never null.
+_LABEL_OF = "((select map from labels) ->> p.customer_id)"
+_LABEL = f"coalesce({_LABEL_OF}, '')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +154,14 @@ _LAYOUTS["netsuite"] = _Layout(
     head_cells="('AB-' || %(tag)s || '-') || e.seq || ',' || e.day"
     " || (',' || ab_csv(%(subsidiary)s) || ',') as pre, ab_csv(e.memo_f) || ',' as memo_cell,"
     f" ab_csv({_PLAIN}) || E'\\r\\n' as plain_line, e.memo_f, {_SUFFIX}",
-    acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) as code_cell",
+    acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) as acct_cell",
     label_cells=_CSV_LABEL,
     post_cells="",
     render=f"""
 select h.seq, p.line_no as item,
        h.pre || case when p.currency = %(base)s then %(base)s::text || ',1,'
                      else p.currency || ',,' end
-       || a.code_cell || {_DEBIT_CREDIT} || h.memo_cell || coalesce(c.label || ',', ',')
+       || p.acct_cell || {_DEBIT_CREDIT} || h.memo_cell || coalesce({_LABEL_OF} || ',', ',')
        || case when {_NO_DOCUMENT} then h.plain_line
                else ab_csv({_DOCUMENT_TEXT}) || E'\\r\\n' end as line{_JOIN}
 """,
@@ -165,12 +172,12 @@ _LAYOUTS["quickbooks"] = _Layout(
     head_cells="('AB-' || %(tag)s || '-') || e.seq || ',' || e.day || ',' as pre, e.memo,"
     f" e.memo_f, {_SUFFIX},"
     f" ab_csv(ab_fold(concat_ws(' ', nullif(e.memo, ''), {_PLAIN}))) as plain_cell",
-    acct_cells="ab_csv(coalesce(m.erp_code, a.name)) as name_cell",
+    acct_cells="ab_csv(coalesce(m.erp_code, a.name)) as acct_cell",
     label_cells=_CSV_LABEL,
     post_cells="",
     render=f"""
 select h.seq, p.line_no as item,
-       h.pre || a.name_cell || {_DEBIT_CREDIT}
+       h.pre || p.acct_cell || {_DEBIT_CREDIT}
        || case when {_NO_DOCUMENT} then h.plain_cell
                else ab_csv(ab_fold(concat_ws(' ', nullif(h.memo, ''), {_DOCUMENT_TEXT}))) end
        || ',' || {_LABEL} || ',' || p.currency || E'\\r\\n' as line{_JOIN}
@@ -184,14 +191,14 @@ _LAYOUTS["sap"] = _Layout(
     " || left(('AB-' || %(tag)s || '-') || e.seq, 25) || E',,,,,\\r\\n' as head,"
     f" e.memo_f, {_SUFFIX}, ab_csv(left({_PLAIN}, 50)) || E'\\r\\n' as plain_line",
     acct_cells="',' || ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) || ','"
-    " as code_cell",
+    " as acct_cell",
     label_cells="null as label",
     post_cells=", row_number() over w as item_no",
     render=f"""
 select h.seq, -1 as item, h.head as line from heads h
 union all
 select h.seq, p.line_no as item,
-       'L,,,,,,,' || lpad(p.item_no::text, 10, '0') || a.code_cell
+       'L,,,,,,,' || lpad(p.item_no::text, 10, '0') || p.acct_cell
        || p.currency || ',' || p.amount_text || ','
        || case when {_NO_DOCUMENT} then h.plain_line
                else ab_csv(left({_DOCUMENT_TEXT}, 50)) || E'\\r\\n' end as line{_JOIN}
@@ -218,13 +225,13 @@ _LAYOUTS["xero"] = _Layout(
     f" as pre, e.memo_f, {_SUFFIX}, ab_csv({_PLAIN}) as plain_cell",
     acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) || ','"
     " || case when a.name like 'Liabilities:Tax%%' then ab_csv(%(tax_line_rate)s)"
-    " else ab_csv(%(tax_rate)s) end as code_cell",
+    " else ab_csv(%(tax_rate)s) end as acct_cell",
     label_cells=_CSV_LABEL,
     post_cells="",
     render=f"""
 select h.seq, p.line_no as item,
        h.pre || case when {_NO_DOCUMENT} then h.plain_cell else ab_csv({_DOCUMENT_TEXT}) end
-       || ',' || a.code_cell || ',' || p.amount_text || ','
+       || ',' || p.acct_cell || ',' || p.amount_text || ','
        || case when o.option = '' then ',' else ab_csv(%(tracking)s) || ',' || o.option end
        || E'\\r\\n' as line{_JOIN}
  cross join lateral (select {_XERO_OPTION} as option offset 0) o
