@@ -66,45 +66,59 @@ with page as materialized (
            where e.book_id = %(book)s
              and e.id >= (select lo from span) and e.id <= (select hi from span)
           offset 0) e
-), posts as materialized (
-  -- the page's postings: the range of the key, less the interleaved entries of other
-  -- pages (the window numbers an entry's lines over the range, in the key's order)
-  select * from (
-    select p.entry_id, p.line_no, p.account_id, p.amount, p.currency, p.customer_id,
-           p.document, p.dimensions, p.amount::text as amount_text{{post_cells}}
-      from postings p
-     where p.book_id = %(book)s
-       and p.entry_id >= (select lo from span) and p.entry_id <= (select hi from span)
-    window w as (partition by p.entry_id order by p.line_no)
-  ) p where p.entry_id in (select entry_id from page)
-), labels as materialized (
-  -- each customer id of the page once: its customer's name (a primary-key lookup in a
-  -- subplan: no join to plan) and what the name columns show
-  select customer_id, {{label_cells}}
-    from (select u.customer_id,
-                 (select c.name from customers c where c.book_id = %(book)s and c.id = u.id) name
-            from (select p.customer_id, {CUSTOMER_UUID} as id
-                    from (select distinct customer_id from posts where customer_id is not null
-                         ) p) u
-          offset 0) n
 ), accts as materialized (
   select a.id, a.name, m.erp_code, {{acct_cells}}
     from accounts a
     left join erp_account_mappings m
       on m.book_id = %(book)s and m.erp_format = %(fmt)s and m.account_id = a.id
    where a.book_id = %(book)s
+), posts as materialized (
+  -- the page's postings: the range of the key, less the interleaved entries of other
+  -- pages (the window numbers an entry's lines over the range, in the key's order),
+  -- with their account's cell (joined here, where the planner hashes the accounts: in
+  -- the page's join it hashed the postings, the CTEs' row estimates being guesses)
+  select p.*, a.acct_cell from (
+    select p.entry_id, p.line_no, p.account_id, p.amount, p.currency, p.customer_id,
+           p.document, p.dimensions, p.amount::text as amount_text{{post_cells}}
+      from postings p
+     where p.book_id = %(book)s
+       and p.entry_id >= (select lo from span) and p.entry_id <= (select hi from span)
+    window w as (partition by p.entry_id order by p.line_no)
+  ) p join accts a on a.id = p.account_id
+   where p.entry_id in (select entry_id from page)
+), labels as materialized (
+  -- each customer id of the page once: its customer's name (a primary-key lookup in a
+  -- subplan: no join to plan) and what the name columns show, as a map looked up per
+  -- line (_LABEL): a join of the lines to these few rows hashed the lines' side (the
+  -- CTEs' row estimates are guesses), ~10 %% of the page's instructions
+  select jsonb_object_agg(customer_id, label) as map
+    from (select customer_id, {{label_cells}}
+            from (select u.customer_id,
+                         (select c.name from customers c
+                           where c.book_id = %(book)s and c.id = u.id) name
+                    from (select p.customer_id, {CUSTOMER_UUID} as id
+                            from (select distinct customer_id from posts
+                                   where customer_id is not null) p) u
+                  offset 0) n) n
 )"""
 
-# The page's lines: each posting of the page with its entry, account and customer.
+# The page's lines: each posting of the page (with its account's cell) and its entry.
 _JOIN = """
   from posts p
-  join heads h on h.id = p.entry_id
-  join accts a on a.id = p.account_id
-  left join labels c on c.customer_id = p.customer_id"""
+  join heads h on h.id = p.entry_id"""
+
+
+def _unless_empty(function: str, text: str) -> str:
+    """function(text), or '' for an empty text without the call: an entry's memo is often
+    empty (the column's default), and ab_fold and ab_csv run a regular expression (~7 %
+    of a CSV page's instructions when they did for every entry)."""
+    return f"case when {text} = '' then '' else {function}({text}) end"
+
 
 # What the CSV layouts compute once per entry: the folded memo and the date cell.
 _CSV_ENTRY = (
-    ", ab_fold(e.memo) as memo_f, to_char(e.effective_date::timestamp, %(date_format)s) as day"
+    f", {_unless_empty('ab_fold', 'e.memo')} as memo_f,"
+    " to_char(e.effective_date::timestamp, %(date_format)s) as day"
 )
 # erp_formats._line for a line without a document: the reversal note, else the memo.
 _PLAIN = "coalesce('reversal of ' || e.reverses, e.memo_f)"
@@ -123,7 +137,9 @@ _DEBIT_CREDIT = (
     " else ',,' || p.amount_text || ',' end"
 )
 _CSV_LABEL = "ab_csv(ab_fold(coalesce(nullif(name, ''), customer_id))) as label"
-_LABEL = "coalesce(c.label, '')"
+# A line's customer label (null without a customer): a label is never null.
+_LABEL_OF = "((select map from labels) ->> p.customer_id)"
+_LABEL = f"coalesce({_LABEL_OF}, '')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,34 +154,40 @@ class _Layout:
 
 _LAYOUTS: dict[str, _Layout] = {}
 
+# Each `||` is a function call that copies its text, per line or entry: the layouts put
+# constants next to each other in parentheses (folded into one by the planner, with the
+# parameters' values) and the commas around an entry's or an account's cell into it.
+
 _LAYOUTS["netsuite"] = _Layout(
     entry_cells=_CSV_ENTRY,
-    head_cells="'AB-' || %(tag)s || '-' || e.seq || ',' || e.day || ',' || ab_csv(%(subsidiary)s)"
-    f" || ',' as pre, ab_csv(e.memo_f) as memo_cell, ab_csv({_PLAIN}) as plain_cell,"
-    f" e.memo_f, {_SUFFIX}",
-    acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) as code_cell",
+    head_cells="('AB-' || %(tag)s || '-') || e.seq || ',' || e.day"
+    " || (',' || ab_csv(%(subsidiary)s) || ',') as pre,"
+    f" {_unless_empty('ab_csv', 'e.memo_f')} || ',' as memo_cell,"
+    f" {_unless_empty('ab_csv', _PLAIN)} || E'\\r\\n' as plain_line, e.memo_f, {_SUFFIX}",
+    acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) as acct_cell",
     label_cells=_CSV_LABEL,
     post_cells="",
     render=f"""
 select h.seq, p.line_no as item,
-       h.pre || p.currency || case when p.currency = %(base)s then ',1,' else ',,' end
-       || a.code_cell || {_DEBIT_CREDIT} || h.memo_cell || ',' || {_LABEL} || ','
-       || case when {_NO_DOCUMENT} then h.plain_cell else ab_csv({_DOCUMENT_TEXT}) end
-       || E'\\r\\n' as line{_JOIN}
+       h.pre || case when p.currency = %(base)s then %(base)s::text || ',1,'
+                     else p.currency || ',,' end
+       || p.acct_cell || {_DEBIT_CREDIT} || h.memo_cell || coalesce({_LABEL_OF} || ',', ',')
+       || case when {_NO_DOCUMENT} then h.plain_line
+               else ab_csv({_DOCUMENT_TEXT}) || E'\\r\\n' end as line{_JOIN}
 """,
 )
 
 _LAYOUTS["quickbooks"] = _Layout(
     entry_cells=_CSV_ENTRY,
-    head_cells="'AB-' || %(tag)s || '-' || e.seq || ',' || e.day || ',' as pre, e.memo,"
+    head_cells="('AB-' || %(tag)s || '-') || e.seq || ',' || e.day || ',' as pre, e.memo,"
     f" e.memo_f, {_SUFFIX},"
     f" ab_csv(ab_fold(concat_ws(' ', nullif(e.memo, ''), {_PLAIN}))) as plain_cell",
-    acct_cells="ab_csv(coalesce(m.erp_code, a.name)) as name_cell",
+    acct_cells="ab_csv(coalesce(m.erp_code, a.name)) as acct_cell",
     label_cells=_CSV_LABEL,
     post_cells="",
     render=f"""
 select h.seq, p.line_no as item,
-       h.pre || a.name_cell || {_DEBIT_CREDIT}
+       h.pre || p.acct_cell || {_DEBIT_CREDIT}
        || case when {_NO_DOCUMENT} then h.plain_cell
                else ab_csv(ab_fold(concat_ws(' ', nullif(h.memo, ''), {_DOCUMENT_TEXT}))) end
        || ',' || {_LABEL} || ',' || p.currency || E'\\r\\n' as line{_JOIN}
@@ -174,21 +196,23 @@ select h.seq, p.line_no as item,
 
 _LAYOUTS["sap"] = _Layout(
     entry_cells=_CSV_ENTRY,
-    head_cells="'H,' || ab_csv(%(company)s) || ',' || e.day || ',' || e.day || ','"
-    " || ab_csv(%(doc_type)s) || ',' || left('AB-' || e.seq, 16) || ','"
-    " || left('AB-' || %(tag)s || '-' || e.seq, 25) || E',,,,,\\r\\n' as head,"
-    f" e.memo_f, {_SUFFIX}, ab_csv(left({_PLAIN}, 50)) as plain_cell",
-    acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) as code_cell",
+    head_cells="('H,' || ab_csv(%(company)s) || ',') || e.day || ',' || e.day"
+    " || (',' || ab_csv(%(doc_type)s) || ',') || left('AB-' || e.seq, 16) || ','"
+    " || left(('AB-' || %(tag)s || '-') || e.seq, 25) || E',,,,,\\r\\n' as head,"
+    f" e.memo_f, {_SUFFIX}, {_unless_empty('ab_csv', f'left({_PLAIN}, 50)')} || E'\\r\\n'"
+    " as plain_line",
+    acct_cells="',' || ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) || ','"
+    " as acct_cell",
     label_cells="null as label",
     post_cells=", row_number() over w as item_no",
     render=f"""
 select h.seq, -1 as item, h.head as line from heads h
 union all
 select h.seq, p.line_no as item,
-       'L,,,,,,,' || lpad(p.item_no::text, 10, '0') || ',' || a.code_cell || ','
+       'L,,,,,,,' || lpad(p.item_no::text, 10, '0') || p.acct_cell
        || p.currency || ',' || p.amount_text || ','
-       || case when {_NO_DOCUMENT} then h.plain_cell else ab_csv(left({_DOCUMENT_TEXT}, 50)) end
-       || E'\\r\\n' as line{_JOIN}
+       || case when {_NO_DOCUMENT} then h.plain_line
+               else ab_csv(left({_DOCUMENT_TEXT}, 50)) || E'\\r\\n' end as line{_JOIN}
 """,
 )
 
@@ -207,18 +231,18 @@ _XERO_OPTION = f"""case when %(tracking)s = '' then ''
 
 _LAYOUTS["xero"] = _Layout(
     entry_cells=_CSV_ENTRY,
-    head_cells="ab_csv('AB-' || %(tag)s || '-' || e.seq"
+    head_cells="ab_csv(('AB-' || %(tag)s || '-') || e.seq"
     " || case when e.memo_f = '' then '' else ' ' || e.memo_f end) || ',' || e.day || ','"
     f" as pre, e.memo_f, {_SUFFIX}, ab_csv({_PLAIN}) as plain_cell",
     acct_cells="ab_csv(coalesce(m.erp_code, nullif(a.code, ''), a.name)) || ','"
     " || case when a.name like 'Liabilities:Tax%%' then ab_csv(%(tax_line_rate)s)"
-    " else ab_csv(%(tax_rate)s) end as code_cell",
+    " else ab_csv(%(tax_rate)s) end as acct_cell",
     label_cells=_CSV_LABEL,
     post_cells="",
     render=f"""
 select h.seq, p.line_no as item,
        h.pre || case when {_NO_DOCUMENT} then h.plain_cell else ab_csv({_DOCUMENT_TEXT}) end
-       || ',' || a.code_cell || ',' || p.amount_text || ','
+       || ',' || p.acct_cell || ',' || p.amount_text || ','
        || case when o.option = '' then ',' else ab_csv(%(tracking)s) || ',' || o.option end
        || E'\\r\\n' as line{_JOIN}
  cross join lateral (select {_XERO_OPTION} as option offset 0) o
@@ -269,21 +293,31 @@ with page as materialized (
   -- an entry's lines in line order: fed from a subquery sorted by the key it reads (so no
   -- sort), not by an ordered aggregate (PostgreSQL 15 sorts each entry's lines for one:
   -- 10%% of the page's CPU)
-  -- (a line's text in three parenthesized parts: each `||` copies what is left of it)
-  select p.entry_id, string_agg((((select accts from maps) ->> p.account_id::text)
+  -- (each `||` is a function call that copies its text: a line without a customer,
+  -- dimensions or a document, the common one, has what follows its currency up to its
+  -- line number as one constant, bar the debit)
+  select p.entry_id, string_agg(((select accts from maps) ->> p.account_id::text)
        || p.amount_text
        || case when p.amount > 0 then '","credit":null,"currency":"'
                when p.amount < 0 then '","credit":"' || substr(p.amount_text, 2)
                                       || '","currency":"'
                else '","credit":"' || p.amount_text || '","currency":"' end
-       || p.currency || '"')
-       || (coalesce((select labels from maps) ->> p.customer_id,
-                   ',"customer":null,"customer_name":null')
-       || case when p.amount > 0 then ',"debit":"' || p.amount_text || '","dimensions":'
-               else ',"debit":null,"dimensions":' end
-       || case when p.dimensions = '{}' then '{}' else ab_pyjson(p.dimensions) end
-       || ',"document":' || coalesce(to_json(p.document)::text, 'null')
-       || ',"line_no":' || p.line_no || '}'), ',') as lines
+       || p.currency
+       || case when p.customer_id is null and p.dimensions = '{}' and p.document is null
+               then case when p.amount > 0
+                         then '","customer":null,"customer_name":null,"debit":"' || p.amount_text
+                              || '","dimensions":{},"document":null,"line_no":'
+                         else '","customer":null,"customer_name":null,"debit":null,'
+                              '"dimensions":{},"document":null,"line_no":' end
+               else '"' || coalesce((select labels from maps) ->> p.customer_id,
+                                    ',"customer":null,"customer_name":null')
+                    || case when p.amount > 0
+                            then ',"debit":"' || p.amount_text || '","dimensions":'
+                            else ',"debit":null,"dimensions":' end
+                    || case when p.dimensions = '{}' then '{}' else ab_pyjson(p.dimensions) end
+                    || ',"document":' || coalesce(to_json(p.document)::text, 'null')
+                    || ',"line_no":' end
+       || p.line_no || '}', ',') as lines
     from (select p.entry_id, p.line_no, p.account_id, p.amount, p.amount::text as amount_text,
                  p.currency, p.customer_id, p.document, p.dimensions
             from postings p
@@ -317,17 +351,22 @@ select convert_to(string_agg(text, ''), 'UTF8') from (
   union all
   -- the parentheses: the entry's lines (most of its bytes) are copied once into its text,
   -- not once per `||` after them
+  -- (the external id's constant parts in parentheses, folded into one constant by the
+  -- planner; an entry without a memo or metadata, the columns' defaults, has one constant
+  -- for them; the seal's hash is hex (ck_seals_hash_hex, 0055): quoted as it is)
   select g.seq, g.chunk, ('{"effective_date":' || to_json(e.effective_date)::text
-         || ',"entry_id":"' || e.id || '","external_id":"AB-' || %(tag)s || '-' || g.seq
+         || ',"entry_id":"' || e.id || ('","external_id":"AB-' || %(tag)s || '-') || g.seq
          || '","lines":[') || coalesce(l.lines, '')
-         || ('],"memo":' || to_json(e.memo)::text
-         || ',"metadata":'
-         || case when e.metadata = '{}' then '{}' else ab_pyjson(e.metadata) end
-         || ',"recorded_at":"' || """
+         || (case when e.memo = '' and e.metadata = '{}'
+                  then '],"memo":"","metadata":{},"recorded_at":"'
+                  else '],"memo":' || to_json(e.memo)::text || ',"metadata":'
+                       || case when e.metadata = '{}' then '{}' else ab_pyjson(e.metadata) end
+                       || ',"recorded_at":"' end
+         || """
     + _ISO
     + r"""
          || '","reverses":' || coalesce('"' || e.reverses_entry_id || '"', 'null')
-         || ',"seal_hash":' || to_json(g.hash)::text || ',"seq":' || g.seq || E'}\n')
+         || ',"seal_hash":"' || g.hash || '","seq":' || g.seq || E'}\n')
     from page g
     join journal_entries e
       on e.book_id = %(book)s and e.id = g.entry_id

@@ -238,6 +238,8 @@ seals = Table(
     UniqueConstraint("book_id", "entry_id"),
     # The entry exists: checked once per statement by a trigger (0046), not per row.
     CheckConstraint("seq > 0", name="seq_positive"),
+    # a sha256 hexdigest, as the sealer writes it (0055): the feed quotes it as it is
+    CheckConstraint("hash ~ '^[0-9a-f]{64}$'", name="hash_hex"),
 )
 
 # Committed entries waiting for the sealer: one row per statement that posted
