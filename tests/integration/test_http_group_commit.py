@@ -35,9 +35,12 @@ def patient_group(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hot_path, "STATEMENTS_AT_ONCE", 1)
 
 
-def post_together(client: Any, requests: list[tuple[Any, dict[str, str]]]) -> list[Any]:
+def post_together(
+    client: Any, requests: list[tuple[Any, dict[str, str]]], *, then_one_by_one: bool = True
+) -> list[Any]:
     """The requests sent at once to the app on its own event loop, its hot
-    pool's group expecting all of them."""
+    pool's group expecting all of them (and then one post at a time, unless
+    `then_one_by_one` is false)."""
     app = client.app
 
     async def send() -> list[httpx.Response]:
@@ -55,7 +58,8 @@ def post_together(client: Any, requests: list[tuple[Any, dict[str, str]]]) -> li
                     )
                 )
         finally:
-            group.expected = 1  # the test's next posts come one by one
+            if then_one_by_one:
+                group.expected = 1
 
     answers: list[Any] = client.blocking_portal.call(send)
     return answers
@@ -217,3 +221,22 @@ def test_a_connection_lost_under_a_statement_of_several_is_a_503_for_each(
     for r in answers:
         assert_problem(r, 503, "database_unavailable")
     assert counts(owner_conn, book.id) == before
+
+
+def test_a_lone_post_after_a_group_waits_once_then_goes_alone(
+    client: Any, book: BookFixture, owner_conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a statement of three the group expects three; a lone post waits for
+    them at most COMPANY_WAIT, goes alone, and the next expect nobody."""
+    monkeypatch.setattr(hot_path, "COMPANY_WAIT", 0.05)
+    admin = auth(book.admin_key)
+    together = post_together(
+        client, [(entry_body(amount=f"{n}.00"), admin) for n in (1, 2, 3)], then_one_by_one=False
+    )
+    assert [r.status_code for r in together] == [201] * 3
+    group = hot_path._group(client.app.state.hot_pool)
+    assert group.expected == 3
+    lone = client.post("/v1/journal-entries", json=entry_body(amount="4.00"), headers=admin)
+    assert lone.status_code == 201, lone.text
+    assert group.expected == 1
+    assert transactions(owner_conn, book.id, [r.json()["id"] for r in together]) == 1
