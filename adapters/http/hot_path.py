@@ -150,8 +150,9 @@ _KEY_TAKEN = frozenset({"uq_journal_entries_idempotency_key_book_id", "pk_idempo
 
 # Statements a worker runs at once on the hot path; the posts arriving meanwhile
 # wait for the next. One: the posts are shared among fewer, larger statements,
-# and the worker answers and reads requests while its statement runs (with 8
-# clients on 2 workers, backend CPU per entry ~0.65 of one statement a post).
+# and the worker answers and reads requests while its statement runs
+# (benchmarks/post_http, 8 clients on 2 workers: backend CPU per entry 0.51–0.64
+# of one statement a post; two or three at once measured no better).
 STATEMENTS_AT_ONCE = 1
 # How long a post waits for the company the last statement had (see _Group).
 COMPANY_WAIT = 0.002
