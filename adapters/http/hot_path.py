@@ -239,16 +239,22 @@ class _Group:
 
     def add(self, post: _Post) -> None:
         self.waiting.append(post)
-        if self.running >= STATEMENTS_AT_ONCE:
-            return  # the statement that ends starts the next
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Start the next statement on the loop's next turn when enough posts wait
+        (the posts whose requests this turn reads go too), else once the first has
+        waited COMPANY_WAIT; while no slot is free, the statement that ends does it."""
+        if not self.waiting or self.running >= STATEMENTS_AT_ONCE:
+            return
+        loop = asyncio.get_running_loop()
         if len(self.waiting) >= self.expected:
-            # On the loop's next turn: the posts whose requests this turn reads go too.
             if self.timer is None or isinstance(self.timer, asyncio.TimerHandle):
                 if self.timer is not None:
                     self.timer.cancel()
-                self.timer = asyncio.get_running_loop().call_soon(self._start)
+                self.timer = loop.call_soon(self._start)
         elif self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(COMPANY_WAIT, self._start)
+            self.timer = loop.call_later(COMPANY_WAIT, self._start)
 
     def _start(self) -> None:
         if self.timer is not None:
@@ -291,10 +297,7 @@ class _Group:
                 raise
         finally:
             self.running -= 1
-            if len(self.waiting) >= self.expected:
-                self._start()
-            elif self.waiting and self.timer is None:
-                self.timer = asyncio.get_running_loop().call_later(COMPANY_WAIT, self._start)
+            self._schedule()
 
 
 _groups: WeakKeyDictionary[AsyncConnectionPool, _Group] = WeakKeyDictionary()
