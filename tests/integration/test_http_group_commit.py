@@ -29,37 +29,43 @@ def client(runtime: Runtime) -> Iterator[Any]:
 
 
 @pytest.fixture(autouse=True)
-def patient_group(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Posts wait long for company: the statement starts when all have come."""
-    monkeypatch.setattr(hot_path, "COMPANY_WAIT", 10.0)
+def one_statement_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hot_path, "STATEMENTS_AT_ONCE", 1)
 
 
-def post_together(
-    client: Any, requests: list[tuple[Any, dict[str, str]]], *, then_one_by_one: bool = True
-) -> list[Any]:
-    """The requests sent at once to the app on its own event loop, its hot
-    pool's group expecting all of them (and then one post at a time, unless
-    `then_one_by_one` is false)."""
+async def _all_waiting(group: Any, n: int) -> None:
+    """Until n posts wait in the group (each request reads its body, checks its
+    key and builds its entry first); a test that never gets there fails."""
+    for _ in range(5000):
+        if len(group.waiting) >= n:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"{len(group.waiting)} posts reached the group, not {n}")
+
+
+def post_together(client: Any, requests: list[tuple[Any, dict[str, str]]]) -> list[Any]:
+    """The requests sent at once to the app on its own event loop while its hot
+    pool's one statement slot is held (as by a statement running): they all wait,
+    and go together in the statement that starts when the slot is given back."""
     app = client.app
 
     async def send() -> list[httpx.Response]:
         group = hot_path._group(app.state.hot_pool)
-        group.expected = len(requests)
         transport = httpx.ASGITransport(app=app)
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-                return list(
-                    await asyncio.gather(
-                        *(
-                            http.post("/v1/journal-entries", json=body, headers=headers)
-                            for body, headers in requests
-                        )
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            group.running += 1
+            try:
+                sent = [
+                    asyncio.ensure_future(
+                        http.post("/v1/journal-entries", json=body, headers=headers)
                     )
-                )
-        finally:
-            if then_one_by_one:
-                group.expected = 1
+                    for body, headers in requests
+                ]
+                await _all_waiting(group, len(requests))
+            finally:
+                group.running -= 1
+                group._schedule()
+            return list(await asyncio.gather(*sent))
 
     answers: list[Any] = client.blocking_portal.call(send)
     return answers
@@ -223,20 +229,43 @@ def test_a_connection_lost_under_a_statement_of_several_is_a_503_for_each(
     assert counts(owner_conn, book.id) == before
 
 
-def test_a_lone_post_after_a_group_waits_once_then_goes_alone(
-    client: Any, book: BookFixture, owner_conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+def test_a_post_waits_only_for_a_running_statement(
+    client: Any, book: BookFixture, owner_conn: psycopg.Connection
 ) -> None:
-    """After a statement of three the group expects three; a lone post waits for
-    them at most COMPANY_WAIT, goes alone, and the next expect nobody."""
-    monkeypatch.setattr(hot_path, "COMPANY_WAIT", 0.05)
+    """A post that arrives while the statement runs is not written until it ends,
+    then goes in the next; a lone post after a group goes alone, in a
+    statement of its own."""
     admin = auth(book.admin_key)
-    together = post_together(
-        client, [(entry_body(amount=f"{n}.00"), admin) for n in (1, 2, 3)], then_one_by_one=False
-    )
-    assert [r.status_code for r in together] == [201] * 3
     group = hot_path._group(client.app.state.hot_pool)
-    assert group.expected == 3
+    before = counts(owner_conn, book.id)
+
+    async def held_then_released() -> tuple[httpx.Response, dict[str, int]]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            group.running += 1  # as a statement running
+            try:
+                sent = asyncio.ensure_future(
+                    http.post("/v1/journal-entries", json=entry_body(amount="9.00"), headers=admin)
+                )
+                await _all_waiting(group, 1)
+                await asyncio.sleep(0.05)  # time to be written, were it not waiting
+                meanwhile = counts(owner_conn, book.id)
+            finally:
+                group.running -= 1
+                group._schedule()
+            return await sent, meanwhile
+
+    held, meanwhile = client.blocking_portal.call(held_then_released)
+    assert meanwhile == before
+    assert held.status_code == 201, held.text
+
+    together = post_together(client, [(entry_body(amount=f"{n}.00"), admin) for n in (1, 2, 3)])
+    assert [r.status_code for r in together] == [201] * 3
     lone = client.post("/v1/journal-entries", json=entry_body(amount="4.00"), headers=admin)
     assert lone.status_code == 201, lone.text
-    assert group.expected == 1
-    assert transactions(owner_conn, book.id, [r.json()["id"] for r in together]) == 1
+    ids = [r.json()["id"] for r in together]
+    assert transactions(owner_conn, book.id, ids) == 1
+    assert transactions(owner_conn, book.id, [*ids, lone.json()["id"]]) == 2
+    assert not group.waiting and group.running == 0
+    after = counts(owner_conn, book.id)
+    assert after["journal_entries"] == before["journal_entries"] + 5
