@@ -1,9 +1,10 @@
 """Posting over HTTP: 8 concurrent clients, every entry touching one hot revenue account.
 
-    .venv/bin/python -m benchmarks.post_http [--seconds 20] [--clients 8] [--workers 2]
+    .venv/bin/python -m benchmarks.post_http [--seconds 20] [--clients 8] [--workers N]
 
-Starts `activebilling serve --workers 2` (granian, serve's default; `--server
-uvicorn` for the other stack) on a throwaway database, creates a book and an
+Starts `activebilling serve` (granian, serve's default; `--server uvicorn` for
+the other stack) with serve's default workers (half the CPUs, at least one) on
+a throwaway database, creates a book and an
 admin key, then drives `POST /v1/journal-entries` with `wrk` (a C load
 generator with a Lua script; 2- and 3-posting entries, each crediting
 Income:Subscriptions) for `--seconds`. Without wrk it falls back to Python
@@ -33,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from adapters.cli.ledger import DEFAULT_WORKERS
 from benchmarks._common import (
     HOT_ACCOUNT,
     BenchDatabase,
@@ -350,7 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="load-generator threads")
-    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help=f"server worker processes (serve's default: {DEFAULT_WORKERS} here)",
+    )
     parser.add_argument("--pgbench-scale", type=int, default=8)
     parser.add_argument("--pgbench-seconds", type=int, default=None, help="default: --seconds")
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")

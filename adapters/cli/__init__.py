@@ -27,6 +27,7 @@ from adapters.cli.fx import _fx_parsers
 from adapters.cli.healthcare import _healthcare_parsers
 from adapters.cli.journal import cmd_journal_post, cmd_recognition_run
 from adapters.cli.ledger import (
+    DEFAULT_WORKERS,
     cmd_backup,
     cmd_books_create,
     cmd_books_list,
@@ -90,7 +91,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = command("serve", cmd_serve, "run the HTTP API")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
-    serve.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help=f"worker processes (half the CPUs, at least 1: {DEFAULT_WORKERS} here)",
+    )
     serve.add_argument(
         "--log-level", default="warning", help="server log level: debug, info, warning (default)"
     )

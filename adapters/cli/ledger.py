@@ -248,6 +248,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
+# serve's workers: half the CPUs, at least one. In the README's setup PostgreSQL
+# runs on the same machine, and each worker commits the posts it receives in
+# groups (adapters/http/hot_path.py), so fewer workers make larger groups:
+# benchmarks/post_http on 2 cores, 8 clients, 2,332 and 2,390 entries/s with one
+# worker against 2,004 and 1,912 with two (benchmarks/README.md).
+DEFAULT_WORKERS = max(1, (os.cpu_count() or 2) // 2)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import secrets
 

@@ -191,7 +191,7 @@ def sale(amount: str) -> dict[str, object]:
 def test_serve_on_its_default_server_posts_with_a_key_and_stops_when_signalled(
     database_url: str, book: BookFixture, signum: signal.Signals
 ) -> None:
-    """serve's default stack (granian, 2 workers): a keyed POST is posted once and
+    """serve on granian with 2 workers: a keyed POST is posted once and
     replayed, another body under its key is a 409; on the signal every worker stops
     by itself (none is killed after refusing to) and the server exits with 0."""
     port = free_port()
