@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.post_http [--seconds 20] [--clients 8] [--workers N]
 
-Starts `activebilling serve` (granian, serve's default; `--server uvicorn` for
+Starts `activebilling serve` (uvicorn, serve's default; `--server granian` for
 the other stack) with serve's default workers (half the CPUs, at least one) on
 a throwaway database, creates a book and an
 admin key, then drives `POST /v1/journal-entries` with `wrk` (a C load
@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from adapters.cli.ledger import DEFAULT_WORKERS
+from adapters.cli.ledger import DEFAULT_SERVER, DEFAULT_WORKERS
 from benchmarks._common import (
     HOT_ACCOUNT,
     BenchDatabase,
@@ -370,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server",
         choices=["granian", "uvicorn"],
-        default="granian",
-        help="serve's HTTP stack: granian (serve's default) or uvicorn with httptools",
+        default=DEFAULT_SERVER,
+        help=f"serve's HTTP stack (serve's default: {DEFAULT_SERVER})",
     )
     parser.add_argument(
         "--idempotency-key",

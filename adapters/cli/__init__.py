@@ -27,6 +27,7 @@ from adapters.cli.fx import _fx_parsers
 from adapters.cli.healthcare import _healthcare_parsers
 from adapters.cli.journal import cmd_journal_post, cmd_recognition_run
 from adapters.cli.ledger import (
+    DEFAULT_SERVER,
     DEFAULT_WORKERS,
     cmd_backup,
     cmd_books_create,
@@ -103,8 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--server",
         choices=["granian", "uvicorn"],
-        default="granian",
-        help="HTTP stack: granian (Rust HTTP, default) or uvicorn with httptools (same app)",
+        default=DEFAULT_SERVER,
+        help="HTTP stack: uvicorn with httptools (default) or granian (Rust HTTP; same app)",
     )
     serve.add_argument(
         "--bootstrap",

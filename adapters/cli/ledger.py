@@ -254,6 +254,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # benchmarks/post_http on 2 cores, 8 clients, 2,332 and 2,390 entries/s with one
 # worker against 2,004 and 1,912 with two (benchmarks/README.md).
 DEFAULT_WORKERS = max(1, (os.cpu_count() or 2) // 2)
+# serve's HTTP stack. uvicorn with httptools posted more than granian on a quiet
+# machine, with one worker and with two (benchmarks/post_http, 8 clients:
+# 2,719-2,852 entries/s against 2,355-2,434 with one; 2,109 against 1,846-2,004
+# with two): ~200 us of the worker's CPU per entry against ~265, its requests
+# read on the event loop's thread, not handed over from granian's Rust threads.
+DEFAULT_SERVER = "uvicorn"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -287,7 +293,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         daemon=True,
     ).start()
     try:
-        if getattr(args, "server", "granian") == "uvicorn":
+        if getattr(args, "server", DEFAULT_SERVER) == "uvicorn":
             _run_uvicorn(args)
         else:
             _serve_granian(args)
@@ -299,11 +305,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_with_0(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _run_uvicorn(args: argparse.Namespace) -> None:
     import uvicorn
 
     from adapters.http.app import CoalescingHttpToolsProtocol
 
+    # uvicorn stops on SIGINT or SIGTERM, then raises the signal again for the
+    # handler it found: this one ends serve with 0, as granian's supervisor does
+    # (the default handler would end it as killed by the signal).
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _exit_with_0)
     uvicorn.run(
         "adapters.http.app:create_app",
         factory=True,
@@ -317,6 +332,8 @@ def _run_uvicorn(args: argparse.Namespace) -> None:
         # A worker importing the app on a busy 2-core machine took longer than uvicorn's
         # default 5 s to answer its supervisor's first ping, and was killed in a loop.
         timeout_worker_healthcheck=60,
+        # As granian's workers: requests still open this long after the signal are dropped.
+        timeout_graceful_shutdown=WORKER_STOP_TIMEOUT,
         log_config=_json_logging(args.log_level),
     )
 
@@ -363,9 +380,10 @@ WORKER_STOP_TIMEOUT = 30
 
 
 def _serve_granian(args: argparse.Namespace) -> None:
-    """serve's default stack: HTTP parsing and socket I/O in granian's Rust threads,
-    the app on a uvloop event loop per worker process. Against uvicorn (`--server
-    uvicorn`) it posted ~1.5 times the entries a second (benchmarks/post_http)."""
+    """`serve --server granian`: HTTP parsing and socket I/O in granian's Rust threads,
+    the app on a uvloop event loop per worker process (on a loaded machine in
+    2026-11 it posted ~1.5 times uvicorn's entries a second; on a quiet one now,
+    fewer: see DEFAULT_SERVER)."""
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.log import LogLevels

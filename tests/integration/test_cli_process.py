@@ -23,6 +23,7 @@ from typing import IO
 import psycopg
 import pytest
 
+from adapters.cli import ledger
 from tests.conftest import BookFixture
 from tests.integration.test_cli import CLI
 
@@ -121,8 +122,8 @@ def children(pid: int) -> list[int]:
 
 @pytest.mark.parametrize(
     ("workers", "stack"),
-    # with 2, the server binds first; None: serve's default stack (granian)
-    [("1", None), ("2", None), ("2", "uvicorn")],
+    # with 2, the server binds first; None: serve's default stack (uvicorn)
+    [("1", None), ("1", "granian"), ("2", "granian"), ("2", "uvicorn")],
 )
 def test_serve_says_listening_only_once_the_port_answers(
     database_url: str, workers: str, stack: str | None, tmp_path: Path
@@ -187,15 +188,28 @@ def sale(amount: str) -> dict[str, object]:
     }
 
 
+@pytest.mark.parametrize(
+    ("options", "forked"),
+    [
+        ((), ledger.DEFAULT_WORKERS if ledger.DEFAULT_WORKERS > 1 else 0),  # serve's defaults
+        (("--server", "granian", "--workers", "2"), 2),
+    ],
+    ids=["default", "granian-2"],
+)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_serve_on_its_default_server_posts_with_a_key_and_stops_when_signalled(
-    database_url: str, book: BookFixture, signum: signal.Signals
+def test_serve_posts_with_a_key_and_stops_when_signalled(
+    database_url: str,
+    book: BookFixture,
+    signum: signal.Signals,
+    options: tuple[str, ...],
+    forked: int,
 ) -> None:
-    """serve on granian with 2 workers: a keyed POST is posted once and
-    replayed, another body under its key is a 409; on the signal every worker stops
-    by itself (none is killed after refusing to) and the server exits with 0."""
+    """serve on its default stack (uvicorn, one process with one worker) and on
+    granian with 2 workers: a keyed POST is posted once and replayed, another
+    body under its key is a 409; on the signal every worker stops by itself
+    (none is killed after refusing to) and the server exits with 0."""
     port = free_port()
-    server = serve(database_url, port, "--workers", "2")
+    server = serve(database_url, port, *options)
     assert server.stderr is not None
     stderr = lines_of(server.stderr)
     try:
@@ -217,7 +231,7 @@ def test_serve_on_its_default_server_posts_with_a_key_and_stops_when_signalled(
         code = stop(server, signum)
     assert code == 0
     assert "refused to gracefully stop" not in rest_of(stderr)
-    assert len(workers) == 2
+    assert len(workers) == forked
     assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
     with psycopg.connect(database_url) as conn:
         count = conn.execute(
@@ -230,7 +244,7 @@ def test_serve_stops_when_signalled_while_its_workers_are_starting(database_url:
     """SIGTERM right after granian forked its workers, while they import the app: each
     stops at once. (They inherited the supervisor's handler, which only sets a flag;
     the signal was lost and the supervisor waited for them forever.)"""
-    server = serve(database_url, free_port(), "--workers", "2")
+    server = serve(database_url, free_port(), "--server", "granian", "--workers", "2")
     assert server.stderr is not None
     stderr = lines_of(server.stderr)
     try:
