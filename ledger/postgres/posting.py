@@ -391,11 +391,13 @@ class PreparedEntries:
         account_ids: Mapping[str, uuid.UUID],
         *,
         binary: bool = False,
+        ids: list[uuid.UUID] | None = None,
     ) -> None:
         """`binary`: the uuid columns as UuidArray (the connection must take them:
-        binary_uuid_arrays), else as array literals like the others."""
+        binary_uuid_arrays), else as array literals like the others. `ids`: the
+        entries' ids, when the caller made them (new_entry_ids, one per entry)."""
         self.entries = entries
-        self.ids = ids = new_entry_ids(len(entries))
+        self.ids = ids = new_entry_ids(len(entries)) if ids is None else ids
         self.id_bytes = id_bytes = [i.bytes for i in ids]
         # An id is written as text only for an entry without a key (its made-up key).
         self.keys = keys = [
@@ -569,13 +571,21 @@ def post_entries(
         return []
     account_ids = directory.resolve(conn, book_id, [p.account for e in entries for p in e.postings])
     binary_uuid_arrays(conn)
-    prepared = PreparedEntries(book_id, entries, account_ids, binary=True)
-    rows = _insert(conn, prepared.params, len(entries))
-    results, replayed = prepared.results(book_id, rows)
-    if not replayed:
-        return results  # type: ignore[return-value]  # no None without a replay
-    originals = load_entries_by_key(conn, book_id, list(replayed))
-    return prepared.replay(results, replayed, originals)
+    if conn.autocommit or len(entries) < IN_TWO_FROM:
+        prepared = PreparedEntries(book_id, entries, account_ids, binary=True)
+        parts = [(prepared, _insert(conn, prepared.params, len(entries)))]
+    else:
+        parts = _insert_in_two(conn, book_id, entries, account_ids)
+    posted: list[PostedEntry] = []
+    answered = [(part, *part.results(book_id, rows)) for part, rows in parts]
+    keys = {key for _, _, replayed in answered for key in replayed}
+    originals = load_entries_by_key(conn, book_id, list(keys)) if keys else {}
+    for part, results, replayed in answered:
+        if replayed:
+            posted += part.replay(results, replayed, originals)
+        else:
+            posted += results  # type: ignore[arg-type]  # no None without a replay
+    return posted
 
 
 def _insert(
@@ -606,6 +616,47 @@ def _insert(
     conn.execute("rollback to savepoint ab_post_entries")
     conn.execute("release savepoint ab_post_entries")
     return conn.execute(_INSERT, params, binary=True).fetchall()
+
+
+# Entries in a call (in a transaction) from which they go in two statements sent
+# in one pipeline: the server inserts the first half while this process prepares
+# the second, instead of waiting for all of it.
+IN_TWO_FROM = 2 * NEW_FIRST_FROM
+
+
+def _insert_in_two(
+    conn: psycopg.Connection,
+    book_id: uuid.UUID,
+    entries: Sequence[JournalEntry],
+    account_ids: Mapping[str, uuid.UUID],
+) -> list[tuple[PreparedEntries, list[tuple[Any, ...]]]]:
+    """Each half's PreparedEntries and its rows written, as _insert writes them (new
+    first in a savepoint, then with ON CONFLICT when a key was used), the halves'
+    ids ascending as one call's do."""
+    half = len(entries) // 2
+    ids = new_entry_ids(len(entries))
+    first = PreparedEntries(book_id, entries[:half], account_ids, binary=True, ids=ids[:half])
+    second: PreparedEntries | None = None
+    try:
+        with conn.pipeline():
+            conn.execute("savepoint ab_post_entries")
+            written = conn.execute(_INSERT_NEW, first.params, binary=True)
+            second = PreparedEntries(
+                book_id, entries[half:], account_ids, binary=True, ids=ids[half:]
+            )
+            written_too = conn.execute(_INSERT_NEW, second.params, binary=True)
+            conn.execute("release savepoint ab_post_entries")
+        return [(first, written.fetchall()), (second, written_too.fetchall())]
+    except psycopg.errors.UniqueViolation:
+        pass  # a used key: as in _insert
+    conn.execute("rollback to savepoint ab_post_entries")
+    conn.execute("release savepoint ab_post_entries")
+    if second is None:
+        second = PreparedEntries(book_id, entries[half:], account_ids, binary=True, ids=ids[half:])
+    return [
+        (part, conn.execute(_INSERT, part.params, binary=True).fetchall())
+        for part in (first, second)
+    ]
 
 
 def post_entry(conn: psycopg.Connection, book_id: uuid.UUID, entry: JournalEntry) -> PostedEntry:

@@ -316,6 +316,74 @@ def test_a_replay_inside_a_transaction_undoes_only_its_own_try(
     assert [before.created, after.created, *(p.created for p in new)] == [True] * (size + 1)
 
 
+def test_a_large_call_goes_in_two_statements_and_answers_as_one(
+    runtime: Runtime, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """A call of IN_TWO_FROM entries or more goes in two statements in one
+    pipeline, both in the caller's transaction: the answers in the order given,
+    exactly the debits and credits asked for; replays in either half (a stored
+    key; a key the first half wrote) are answered with their originals."""
+    size = entry_store.IN_TWO_FROM
+    half = size // 2
+    fresh = [sale(f"{n}.00", key=f"h:{n}") for n in range(1, size + 1)]
+    with unit_of_work(runtime.connection) as uow:
+        posted = post_entries(uow.conn, book.id, fresh)
+        uow.commit()
+    assert [p.idempotency_key for p in posted] == [e.idempotency_key for e in fresh]
+    assert all(p.created for p in posted)
+    ids = [p.id for p in posted]
+    assert ids == sorted(ids)  # one call's ids ascend across its halves
+    xmins = owner_conn.execute(
+        "select count(distinct xmin::text) from journal_entries where id = any(%s)", (ids,)
+    ).fetchone()
+    assert xmins == (1,)
+    # Two statements: each queued its entries for the sealer in one row.
+    queued = owner_conn.execute(
+        "select entry_ids from seal_queue where book_id = %s and entry_ids && %s"
+        " order by entry_ids[1]",
+        (book.id, ids),
+    ).fetchall()
+    assert queued == [(ids[:half],), (ids[half:],)]
+    rows = book_rows(owner_conn, book.id)
+    assert len(rows["entries"]) == size
+    assert [(r[0], r[2], r[3]) for r in rows["postings"]] == sorted(
+        (p.id, account, amount)
+        for n, p in enumerate(posted, start=1)
+        for account, amount in (
+            ("Assets:Bank:Operating", f"{n}.00"),
+            ("Income:Services", f"-{n}.00"),
+        )
+    )
+
+    # Replays in the second half: a key stored before, a key of this call's first half.
+    (stored,) = commit(runtime, book.id, [sale("3.00", key="h:stored")])
+    call = [sale(f"{n}.00", key=f"r:{n}") for n in range(1, size - 1)]
+    call += [sale("3.00", key="h:stored"), sale("1.00", key="r:1")]
+    with unit_of_work(runtime.connection) as uow:
+        again = post_entries(uow.conn, book.id, call)
+        uow.commit()
+    assert [p.idempotency_key for p in again] == [e.idempotency_key for e in call]
+    assert (again[-2].id, again[-2].created) == (stored.id, False)
+    assert (again[-1].id, again[-1].created) == (again[0].id, False)
+    assert all(p.created for p in again[:-2])
+    assert len(book_rows(owner_conn, book.id)["entries"]) == size + 1 + size - 2
+
+
+def test_a_large_call_whose_second_half_reuses_a_key_for_another_entry_writes_nothing(
+    runtime: Runtime, book: BookFixture, owner_conn: psycopg.Connection
+) -> None:
+    """A key of the first half given again in the second with another amount: the
+    call raises IdempotencyConflict and its transaction, rolled back, wrote nothing."""
+    size = entry_store.IN_TWO_FROM
+    call = [sale(f"{n}.00", key=f"c:{n}") for n in range(1, size)]
+    call.append(sale("99.00", key="c:1"))
+    before = book_rows(owner_conn, book.id)
+    with pytest.raises(IdempotencyConflict), unit_of_work(runtime.connection) as uow:
+        post_entries(uow.conn, book.id, call)
+        uow.commit()
+    assert book_rows(owner_conn, book.id) == before
+
+
 def test_a_batch_ids_ascend_in_the_order_given() -> None:
     """Time-ordered ids that also ascend within a call: each row's key goes past
     the last one in the (book_id, id) and (book_id, entry_id, line_no) indexes."""
