@@ -13,7 +13,7 @@ import os
 import struct
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -571,15 +571,20 @@ def post_entries(
         return []
     account_ids = directory.resolve(conn, book_id, [p.account for e in entries for p in e.postings])
     binary_uuid_arrays(conn)
-    if conn.autocommit or len(entries) < IN_TWO_FROM:
-        prepared = PreparedEntries(book_id, entries, account_ids, binary=True)
-        parts = [(prepared, _insert(conn, prepared.params, len(entries)))]
-    else:
-        parts = _insert_in_two(conn, book_id, entries, account_ids)
-    posted: list[PostedEntry] = []
-    answered = [(part, *part.results(book_id, rows)) for part, rows in parts]
+    # From IN_TWO_FROM entries in a transaction, two statements in one pipeline:
+    # the server inserts the first half while this process prepares the second.
+    count = len(entries)
+    cut = count // 2 if not conn.autocommit and count >= IN_TWO_FROM else count
+    ids = new_entry_ids(count)  # made at once: they ascend across the halves
+    parts = (
+        PreparedEntries(book_id, entries[start:end], account_ids, binary=True, ids=ids[start:end])
+        for start, end in ((0, cut), (cut, count))
+        if start < end
+    )
+    answered = [(part, *part.results(book_id, rows)) for part, rows in _insert(conn, parts, count)]
     keys = {key for _, _, replayed in answered for key in replayed}
     originals = load_entries_by_key(conn, book_id, list(keys)) if keys else {}
+    posted: list[PostedEntry] = []
     for part, results, replayed in answered:
         if replayed:
             posted += part.replay(results, replayed, originals)
@@ -588,15 +593,19 @@ def post_entries(
     return posted
 
 
-def _insert(
-    conn: psycopg.Connection, params: Mapping[str, Any], count: int
-) -> list[tuple[Any, ...]]:
-    """The entries' rows written, (id's bytes, recorded_at, postings count), fetched in binary.
+IN_TWO_FROM = 2 * NEW_FIRST_FROM  # entries in a call (in a transaction) sent as two statements
 
-    A batch of NEW_FIRST_FROM entries or more in a transaction goes first
-    without ON CONFLICT, in a savepoint (sent with the insert and its release in
-    one round trip); a unique violation undoes only that and the statement goes
-    again as it always went, with ON CONFLICT DO NOTHING, so replays, concurrent
+Written = list[tuple[PreparedEntries, list[tuple[Any, ...]]]]
+
+
+def _insert(conn: psycopg.Connection, parts: Iterator[PreparedEntries], count: int) -> Written:
+    """Each part and its entries' rows written, (id's bytes, recorded_at, postings
+    count), fetched in binary; a part is made when its statement is sent.
+
+    A call of NEW_FIRST_FROM entries or more in a transaction goes first without
+    ON CONFLICT, in a savepoint (sent with the inserts and its release in one
+    pipeline); a unique violation undoes only that and the statements go again
+    as they always went, with ON CONFLICT DO NOTHING, so replays, concurrent
     writers of one key and a second reversal end as before. Any other error is
     raised as it comes, the transaction left failed as without the savepoint."""
     if conn.autocommit or count < NEW_FIRST_FROM:
@@ -604,59 +613,28 @@ def _insert(
         # a subtransaction takes an xid of its own, and more than 64 in one
         # transaction overflow its cache in the proc array (every snapshot taken
         # meanwhile then reads pg_subtrans).
-        return conn.execute(_INSERT, params, binary=True).fetchall()
+        return _insert_or_replay(conn, parts)
+    made: list[PreparedEntries] = []
+    sent: list[psycopg.Cursor[Any]] = []
     try:
         with conn.pipeline():
             conn.execute("savepoint ab_post_entries")
-            cur = conn.execute(_INSERT_NEW, params, binary=True)
+            for part in parts:
+                made.append(part)
+                sent.append(conn.execute(_INSERT_NEW, part.params, binary=True))
             conn.execute("release savepoint ab_post_entries")
-        return cur.fetchall()
+        return [(part, cur.fetchall()) for part, cur in zip(made, sent, strict=True)]
     except psycopg.errors.UniqueViolation:
         pass  # a used key (or, with it, a reversal's: that index may be checked first)
     conn.execute("rollback to savepoint ab_post_entries")
     conn.execute("release savepoint ab_post_entries")
-    return conn.execute(_INSERT, params, binary=True).fetchall()
+    return _insert_or_replay(conn, [*made, *parts])
 
 
-# Entries in a call (in a transaction) from which they go in two statements sent
-# in one pipeline: the server inserts the first half while this process prepares
-# the second, instead of waiting for all of it.
-IN_TWO_FROM = 2 * NEW_FIRST_FROM
-
-
-def _insert_in_two(
-    conn: psycopg.Connection,
-    book_id: uuid.UUID,
-    entries: Sequence[JournalEntry],
-    account_ids: Mapping[str, uuid.UUID],
-) -> list[tuple[PreparedEntries, list[tuple[Any, ...]]]]:
-    """Each half's PreparedEntries and its rows written, as _insert writes them (new
-    first in a savepoint, then with ON CONFLICT when a key was used), the halves'
-    ids ascending as one call's do."""
-    half = len(entries) // 2
-    ids = new_entry_ids(len(entries))
-    first = PreparedEntries(book_id, entries[:half], account_ids, binary=True, ids=ids[:half])
-    second: PreparedEntries | None = None
-    try:
-        with conn.pipeline():
-            conn.execute("savepoint ab_post_entries")
-            written = conn.execute(_INSERT_NEW, first.params, binary=True)
-            second = PreparedEntries(
-                book_id, entries[half:], account_ids, binary=True, ids=ids[half:]
-            )
-            written_too = conn.execute(_INSERT_NEW, second.params, binary=True)
-            conn.execute("release savepoint ab_post_entries")
-        return [(first, written.fetchall()), (second, written_too.fetchall())]
-    except psycopg.errors.UniqueViolation:
-        pass  # a used key: as in _insert
-    conn.execute("rollback to savepoint ab_post_entries")
-    conn.execute("release savepoint ab_post_entries")
-    if second is None:
-        second = PreparedEntries(book_id, entries[half:], account_ids, binary=True, ids=ids[half:])
-    return [
-        (part, conn.execute(_INSERT, part.params, binary=True).fetchall())
-        for part in (first, second)
-    ]
+def _insert_or_replay(conn: psycopg.Connection, parts: Iterable[PreparedEntries]) -> Written:
+    """The parts inserted with ON CONFLICT DO NOTHING: a used key's entry is not
+    written (post_entries replays it)."""
+    return [(part, conn.execute(_INSERT, part.params, binary=True).fetchall()) for part in parts]
 
 
 def post_entry(conn: psycopg.Connection, book_id: uuid.UUID, entry: JournalEntry) -> PostedEntry:
