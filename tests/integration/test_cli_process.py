@@ -87,6 +87,15 @@ def stop(server: Popen[str], signum: signal.Signals) -> int:
         raise
 
 
+def no_worker_refused(stderr: str, stopped_in: float) -> bool:
+    """No worker ignored the stop. granian's supervisor kills a worker still alive
+    WORKER_STOP_TIMEOUT seconds after the signal and logs that it "refused to gracefully
+    stop". Under load it also logs that, at once, for a worker that has already exited:
+    its check right after join (1 ms later) can still see it alive (seen here: a stop of
+    0.3 s with the warning, CPUs hogged). Only the first is a worker that refused."""
+    return "refused to gracefully stop" not in stderr or stopped_in < ledger.WORKER_STOP_TIMEOUT
+
+
 def wait_until_listening(stderr: queue.Queue[str]) -> list[str]:
     """The server's stderr lines up to its "listening on" announcement."""
     seen = []
@@ -228,10 +237,10 @@ def test_serve_posts_with_a_key_and_stops_when_signalled(
         wait_until_listening(stderr)
         workers = children(server.pid)
         if "granian" in options:
-            # "Listening" proves one worker answers. A granian worker signalled after
-            # granian set its handlers but before it serves may not stop (a known race,
-            # 1 in ~10 in the test below under load; its supervisor kills it after 30 s):
-            # this test is about a serving server, so it waits for both to serve.
+            # "Listening" proves one worker answers. A granian worker signalled while it
+            # starts may still miss the stop (the test below; seen once in 8 runs here
+            # with the CPUs hogged: killed after 30 s): this test is about a serving
+            # server, so it waits for both to serve.
             deadline = time.monotonic() + 60
             while not all(serving_on_granian(pid) for pid in workers):
                 assert time.monotonic() < deadline, "a granian worker did not start serving"
@@ -249,9 +258,11 @@ def test_serve_posts_with_a_key_and_stops_when_signalled(
         assert status == 409
         assert json.loads(other)["type"].endswith("idempotency_key_reused")
     finally:
+        signalled = time.monotonic()
         code = stop(server, signum)
+        stopped_in = time.monotonic() - signalled
     assert code == 0
-    assert "refused to gracefully stop" not in rest_of(stderr)
+    assert no_worker_refused(rest_of(stderr), stopped_in)
     assert len(workers) == forked
     assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
     with psycopg.connect(database_url) as conn:
@@ -273,9 +284,11 @@ def test_serve_stops_when_signalled_while_its_workers_are_starting(database_url:
             assert server.poll() is None, rest_of(stderr)
             time.sleep(0.005)
     finally:
+        signalled = time.monotonic()
         code = stop(server, signal.SIGTERM)
+        stopped_in = time.monotonic() - signalled
     assert code == 0
-    assert "refused to gracefully stop" not in rest_of(stderr)
+    assert no_worker_refused(rest_of(stderr), stopped_in)
 
 
 LATE_CHILD = """
