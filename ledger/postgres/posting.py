@@ -584,13 +584,11 @@ def post_entries(
     answered = [(part, *part.results(book_id, rows)) for part, rows in _insert(conn, parts, count)]
     keys = {key for _, _, replayed in answered for key in replayed}
     originals = load_entries_by_key(conn, book_id, list(keys)) if keys else {}
-    posted: list[PostedEntry] = []
-    for part, results, replayed in answered:
-        if replayed:
-            posted += part.replay(results, replayed, originals)
-        else:
-            posted += results  # type: ignore[arg-type]  # no None without a replay
-    return posted
+    return [
+        posted
+        for part, results, replayed in answered
+        for posted in part.replay(results, replayed, originals)
+    ]
 
 
 IN_TWO_FROM = 2 * NEW_FIRST_FROM  # entries in a call (in a transaction) sent as two statements
